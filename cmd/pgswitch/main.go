@@ -1,0 +1,48 @@
+// Command pgswitch is a PostgreSQL connection router: it pools server
+// connections and splits reads from writes between a primary and its replicas.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "0.1.0-dev"
+
+func main() {
+	if err := newRootCommand().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "pgswitch:", err)
+		os.Exit(1)
+	}
+}
+
+func newRootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "pgswitch",
+		Short: "PostgreSQL connection router: pooling and read/write split",
+		Long: `pgswitch speaks the PostgreSQL protocol to applications, pools server
+connections, sends reads to hot-standby replicas and writes to the primary.
+
+Point DATABASE_URL at pgswitch and change nothing else. Try it with:
+
+  pgswitch demo`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newServeCommand(), newCheckConfigCommand(), newVersionCommand(), newDemoCommand())
+	return root
+}
+
+func newVersionCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print pgswitch's version",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprintf(cmd.OutOrStdout(), "pgswitch %s\n", version)
+		},
+	}
+}

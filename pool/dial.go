@@ -1,0 +1,127 @@
+package pool
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Target says how to reach and log in to one server for one (database, user).
+type Target struct {
+	Host     string
+	Port     int
+	Database string
+	User     string
+	Password string
+	// TLSMode is a libpq sslmode: disable, prefer, require, verify-ca, verify-full.
+	TLSMode string
+	// ConnectTimeout bounds the connection and its authentication.
+	ConnectTimeout time.Duration
+}
+
+// readBufSize is a server connection's read buffer: large enough to batch
+// many small rows per read, small enough for hundreds of server connections.
+const readBufSize = 32 << 10
+
+// connect dials and authenticates with pgconn (SCRAM, md5, cleartext, TLS as
+// the server asks) and then takes over the raw connection.
+func (p *Pool) connect(ctx context.Context) (*Conn, error) {
+	t := p.target
+	if t.ConnectTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, t.ConnectTimeout)
+		defer cancel()
+	}
+	mode := t.TLSMode
+	if mode == "" {
+		mode = "disable"
+	}
+	// Keyword/value form with the password set afterwards, so no quoting of
+	// secrets is ever needed and they never appear in a string.
+	dsn := fmt.Sprintf("host=%s port=%d dbname=%s user=%s sslmode=%s",
+		quoteDSN(t.Host), t.Port, quoteDSN(t.Database), quoteDSN(t.User), mode)
+	cfg, err := pgconn.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("connect %s: %w", p.key, err)
+	}
+	cfg.Password = t.Password
+	cfg.RuntimeParams = map[string]string{}
+	pc, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect %s: %w", p.key, err)
+	}
+	if err := pc.SyncConn(ctx); err != nil {
+		pc.Close(context.Background())
+		return nil, fmt.Errorf("connect %s: %w", p.key, err)
+	}
+	hj, err := pc.Hijack()
+	if err != nil {
+		pc.Close(context.Background())
+		return nil, fmt.Errorf("connect %s: %w", p.key, err)
+	}
+	if tc, ok := hj.Conn.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+		tc.SetKeepAlive(true)
+	}
+	c := &Conn{
+		pool:    p,
+		nc:      hj.Conn,
+		br:      bufio.NewReaderSize(hj.Conn, readBufSize),
+		pid:     hj.PID,
+		secret:  hj.SecretKey,
+		created: p.now(),
+		done:    make(chan struct{}),
+		status:  hj.TxStatus,
+		params:  hj.ParameterStatuses,
+	}
+	if c.status == 0 {
+		c.status = 'I'
+	}
+	go c.pump()
+	return c, nil
+}
+
+// Cancel asks the server to cancel whatever the connection is running, on a
+// new connection as the protocol wants.
+func (c *Conn) Cancel(ctx context.Context) error {
+	t := c.pool.target
+	d := net.Dialer{Timeout: 5 * time.Second}
+	nc, err := d.DialContext(ctx, "tcp", net.JoinHostPort(t.Host, strconv.Itoa(t.Port)))
+	if err != nil {
+		return fmt.Errorf("cancel on %s: %w", c.Addr(), err)
+	}
+	defer nc.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		nc.SetDeadline(dl)
+	}
+	n := 12 + len(c.secret)
+	msg := make([]byte, 0, n)
+	msg = append(msg, byte(n>>24), byte(n>>16), byte(n>>8), byte(n), 0x04, 0xd2, 0x16, 0x2e)
+	msg = append(msg, byte(c.pid>>24), byte(c.pid>>16), byte(c.pid>>8), byte(c.pid))
+	msg = append(msg, c.secret...)
+	if _, err := nc.Write(msg); err != nil {
+		return fmt.Errorf("cancel on %s: %w", c.Addr(), err)
+	}
+	// The server closes the connection when done; wait for it briefly so the
+	// cancel has been read before we return.
+	var b [1]byte
+	nc.Read(b[:])
+	return nil
+}
+
+func quoteDSN(s string) string {
+	out := make([]byte, 0, len(s)+2)
+	out = append(out, '\'')
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\'' || s[i] == '\\' {
+			out = append(out, '\\')
+		}
+		out = append(out, s[i])
+	}
+	return string(append(out, '\''))
+}

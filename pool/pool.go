@@ -1,0 +1,315 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/pgswitch/pgswitch/wire"
+)
+
+// Key names a pool: clients of one database and user on one server.
+type Key struct {
+	Database string // the name clients connect to
+	User     string
+	Server   string // host:port
+}
+
+func (k Key) String() string { return k.Database + "/" + k.User + "@" + k.Server }
+
+// Settings are a pool's limits; they may change on reload.
+type Settings struct {
+	Size        int           // most connections, > 0
+	MinIdle     int           // idle connections kept open
+	IdleTimeout time.Duration // idle connections beyond MinIdle closed after (0: never)
+	Lifetime    time.Duration // connections closed once this old, when idle (0: never)
+}
+
+// ErrClosed is returned by Acquire on a closed pool.
+var ErrClosed = errors.New("pool closed")
+
+// ErrWaitTimeout is returned by Acquire when no connection came in time.
+var ErrWaitTimeout = errors.New("timed out waiting for a server connection")
+
+// Pool holds the server connections of one Key. Waiters are served in FIFO
+// order and a released connection is handed directly to the oldest waiter,
+// so a newcomer never overtakes a client that has been waiting.
+type Pool struct {
+	key    Key
+	target Target
+	limit  *serverLimit
+	now    func() time.Time
+
+	mu       sync.Mutex
+	settings Settings
+	idle     []*Conn // most recently used last
+	waiters  []*waiter
+	total    int // open plus being dialed
+	closed   bool
+	params   map[string]string // the last connected server's ParameterStatus values
+	waitTime time.Duration     // total time clients waited, for stats
+	waits    uint64
+}
+
+type waiter struct {
+	ch chan result // buffered 1: whoever serves the waiter never blocks
+}
+
+type result struct {
+	c   *Conn
+	err error
+}
+
+// Key returns the pool's key.
+func (p *Pool) Key() Key { return p.key }
+
+// Acquire returns an idle connection, a new one, or waits in line for one
+// for at most wait (or until ctx ends). The connection is not linked to any
+// client yet. The fast path allocates no context or timer.
+func (p *Pool) Acquire(ctx context.Context, wait time.Duration) (*Conn, error) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil, ErrClosed
+	}
+	for len(p.idle) > 0 {
+		c := p.idle[len(p.idle)-1]
+		p.idle[len(p.idle)-1] = nil
+		p.idle = p.idle[:len(p.idle)-1]
+		c.inIdle = false
+		if c.Closed() {
+			continue
+		}
+		p.mu.Unlock()
+		return c, nil
+	}
+	if p.total < p.settings.Size && p.limit.take() {
+		p.total++
+		p.mu.Unlock()
+		c, err := p.connect(ctx)
+		if err != nil {
+			p.dialFailed()
+			return nil, err
+		}
+		p.connected(c)
+		return c, nil
+	}
+	w := &waiter{ch: make(chan result, 1)}
+	p.waiters = append(p.waiters, w)
+	start := p.now()
+	p.mu.Unlock()
+
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	var cause error
+	select {
+	case r := <-w.ch:
+		p.noteWait(start)
+		return r.c, r.err
+	case <-ctx.Done():
+		cause = ctx.Err()
+	case <-timer.C:
+		cause = ErrWaitTimeout
+	}
+	p.mu.Lock()
+	for i, x := range p.waiters {
+		if x == w {
+			p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
+			p.mu.Unlock()
+			p.noteWait(start)
+			return nil, cause
+		}
+	}
+	p.mu.Unlock()
+	// Served while timing out: take what was handed over.
+	r := <-w.ch
+	p.noteWait(start)
+	return r.c, r.err
+}
+
+func (p *Pool) noteWait(start time.Time) {
+	d := p.now().Sub(start)
+	p.mu.Lock()
+	p.waitTime += d
+	p.waits++
+	p.mu.Unlock()
+}
+
+func (p *Pool) connected(c *Conn) {
+	p.mu.Lock()
+	p.params = c.params
+	p.mu.Unlock()
+}
+
+func (p *Pool) dialFailed() {
+	p.mu.Lock()
+	p.total--
+	p.mu.Unlock()
+	p.limit.give()
+	p.serveWaiters()
+}
+
+// release takes a connection back: to the oldest waiter, to the idle list,
+// or closed when the pool no longer wants it.
+func (p *Pool) release(c *Conn) {
+	if c.Closed() {
+		return // the pump removes it
+	}
+	p.mu.Lock()
+	if p.closed || (p.settings.Lifetime > 0 && p.now().Sub(c.created) > p.settings.Lifetime) || p.total > p.settings.Size {
+		p.mu.Unlock()
+		c.Close()
+		return
+	}
+	if len(p.waiters) > 0 {
+		w := p.waiters[0]
+		p.waiters = p.waiters[1:]
+		p.mu.Unlock()
+		w.ch <- result{c: c}
+		return
+	}
+	c.idleSince = p.now()
+	c.inIdle = true
+	p.idle = append(p.idle, c)
+	p.mu.Unlock()
+}
+
+// removed is called by the pump when the connection is gone for good.
+func (p *Pool) removed(c *Conn) {
+	p.mu.Lock()
+	if c.inIdle {
+		for i, x := range p.idle {
+			if x == c {
+				p.idle = append(p.idle[:i], p.idle[i+1:]...)
+				break
+			}
+		}
+		c.inIdle = false
+	}
+	p.total--
+	p.mu.Unlock()
+	p.limit.give()
+}
+
+// serveWaiters dials for waiters while the pool and the server have room.
+// It runs after capacity was freed, here or in another pool of the server.
+func (p *Pool) serveWaiters() {
+	for {
+		p.mu.Lock()
+		if p.closed || len(p.waiters) == 0 || p.total >= p.settings.Size || !p.limit.take() {
+			p.mu.Unlock()
+			return
+		}
+		w := p.waiters[0]
+		p.waiters = p.waiters[1:]
+		p.total++
+		p.mu.Unlock()
+		go func() {
+			c, err := p.connect(context.Background())
+			if err != nil {
+				p.dialFailed()
+				w.ch <- result{err: err}
+				return
+			}
+			p.connected(c)
+			w.ch <- result{c: c}
+		}()
+	}
+}
+
+// Params returns the ParameterStatus values of the pool's last new
+// connection, or nil if it never connected.
+func (p *Pool) Params() map[string]string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.params
+}
+
+// SetSettings applies new limits; surplus idle connections go at the next
+// janitor round, surplus busy ones when released.
+func (p *Pool) SetSettings(s Settings) {
+	p.mu.Lock()
+	p.settings = s
+	p.mu.Unlock()
+	p.serveWaiters()
+}
+
+// Stats is a snapshot of a pool's state.
+type Stats struct {
+	Key      Key
+	Total    int // open or being dialed
+	Idle     int
+	Active   int // linked to a client or cleaning up
+	Waiting  int // clients waiting for a connection
+	MaxWait  time.Duration
+	WaitTime time.Duration
+	Waits    uint64
+}
+
+// Stats returns a snapshot for the admin console.
+func (p *Pool) Stats() Stats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return Stats{Key: p.key, Total: p.total, Idle: len(p.idle), Active: p.total - len(p.idle),
+		Waiting: len(p.waiters), WaitTime: p.waitTime, Waits: p.waits}
+}
+
+// Close closes idle connections and refuses new acquisitions; busy
+// connections are closed when released. Waiters get ErrClosed.
+func (p *Pool) Close() {
+	p.mu.Lock()
+	p.closed = true
+	idle := p.idle
+	p.idle = nil
+	waiters := p.waiters
+	p.waiters = nil
+	p.mu.Unlock()
+	for _, c := range idle {
+		c.Close()
+	}
+	for _, w := range waiters {
+		w.ch <- result{err: ErrClosed}
+	}
+}
+
+// CloseIdle closes the idle connections (e.g. of a server marked down)
+// and keeps the pool open.
+func (p *Pool) CloseIdle() {
+	p.mu.Lock()
+	idle := p.idle
+	p.idle = nil
+	for _, c := range idle {
+		c.inIdle = false
+	}
+	p.mu.Unlock()
+	for _, c := range idle {
+		c.Close()
+	}
+}
+
+// AcquireError turns an Acquire failure into what the client sees.
+func AcquireError(key Key, wait time.Duration, err error) *wire.Error {
+	switch {
+	case errors.Is(err, ErrWaitTimeout):
+		return wire.Errorf(wire.CodeTooManyConnections,
+			"no server connection to %s available within query_wait timeout (%s)", key.Server, wait).WithCause(err)
+	case errors.Is(err, ErrClosed):
+		return wire.Errorf(wire.CodeCannotConnectNow, "pool %s is closed", key).WithCause(err)
+	default:
+		return wire.Errorf(wire.CodeConnectionFailure, "cannot connect to server %s", key.Server).
+			WithCause(err).WithDetail(serverErrorDetail(err))
+	}
+}
+
+// serverErrorDetail keeps what a server said about a failed login (it holds no
+// secret) so that the client learns why, e.g. a bad server password in the config.
+func serverErrorDetail(err error) string {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return fmt.Sprintf("server said: %s (SQLSTATE %s)", pe.Message, pe.Code)
+	}
+	return ""
+}

@@ -1,0 +1,332 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"net"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// testClient links a net.Pipe client end to a Client and reads what the
+// pump forwards on the other end.
+type testClient struct {
+	t  *testing.T
+	c  *Client
+	fe *pgproto3.Frontend
+	nc net.Conn
+}
+
+func newTestClient(t *testing.T) *testClient {
+	a, b := net.Pipe()
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return &testClient{t: t, c: NewClient(a), fe: pgproto3.NewFrontend(b, b), nc: b}
+}
+
+// expect reads messages up to and including ReadyForQuery and returns the
+// DataRow values and the final status.
+func (tc *testClient) expect() (rows []string, status byte) {
+	tc.t.Helper()
+	tc.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		m, err := tc.fe.Receive()
+		if err != nil {
+			tc.t.Fatalf("client read: %v", err)
+		}
+		switch m := m.(type) {
+		case *pgproto3.DataRow:
+			rows = append(rows, string(m.Values[0]))
+		case *pgproto3.ReadyForQuery:
+			return rows, m.TxStatus
+		case *pgproto3.ErrorResponse:
+			tc.t.Fatalf("unexpected error %s: %s", m.Code, m.Message)
+		}
+	}
+}
+
+func query(sql string) []byte { return appendQuery(nil, sql) }
+
+func send(t *testing.T, c *Conn, tc *testClient, msgs ...[]byte) {
+	t.Helper()
+	for _, m := range msgs {
+		if err := c.Claim(tc.c, m[0]); err != nil {
+			t.Fatalf("claim %q: %v", m[0], err)
+		}
+		if err := c.Write(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func newTestPool(t *testing.T, fs *fakeServer, size int) (*Set, *Pool) {
+	set := NewSet()
+	t.Cleanup(set.Close)
+	p := set.Get(Key{Database: "db", User: "u", Server: fs.ln.Addr().String()}, fs.target(), Settings{Size: size})
+	return set, p
+}
+
+func acquire(t *testing.T, p *Pool) *Conn {
+	t.Helper()
+	c, err := p.Acquire(context.Background(), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// waitIdle waits until the pool holds n idle connections.
+func waitIdle(t *testing.T, p *Pool, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for p.Stats().Idle != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("got %d idle connections, want %d", p.Stats().Idle, n)
+		}
+		runtime.Gosched()
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestReleasedAtIdleNotInsideTransaction(t *testing.T) {
+	fs := newFakeServer(t, echoScript)
+	_, p := newTestPool(t, fs, 1)
+	tc := newTestClient(t)
+	c := acquire(t, p)
+	c.Link(tc.c, false)
+	send(t, c, tc, query("BEGIN"))
+	if _, st := tc.expect(); st != 'T' {
+		t.Fatalf("got status %q, want T", st)
+	}
+	if !c.LinkedTo(tc.c) {
+		t.Fatal("released inside a transaction")
+	}
+	send(t, c, tc, query("COMMIT"))
+	if _, st := tc.expect(); st != 'I' {
+		t.Fatalf("got status %q, want I", st)
+	}
+	waitIdle(t, p, 1)
+	if c.LinkedTo(tc.c) {
+		t.Fatal("still linked after ReadyForQuery I")
+	}
+	if err := c.Claim(tc.c, 'Q'); !errors.Is(err, ErrUnlinked) {
+		t.Fatalf("claim after release: got %v, want ErrUnlinked", err)
+	}
+}
+
+func TestPipelinedQueriesKeepTheLink(t *testing.T) {
+	fs := newFakeServer(t, echoScript)
+	_, p := newTestPool(t, fs, 1)
+	tc := newTestClient(t)
+	c := acquire(t, p)
+	c.Link(tc.c, false)
+	// Both claimed before either answer is read: the first ReadyForQuery
+	// must not release the connection while the second is in flight.
+	send(t, c, tc, query("one"), query("two"))
+	if rows, _ := tc.expect(); len(rows) != 1 || rows[0] != "one" {
+		t.Fatalf("got %q, want [one]", rows)
+	}
+	if rows, _ := tc.expect(); len(rows) != 1 || rows[0] != "two" {
+		t.Fatalf("got %q, want [two]", rows)
+	}
+	waitIdle(t, p, 1)
+}
+
+func TestExtendedBatchNotReleasedBeforeSync(t *testing.T) {
+	fs := newFakeServer(t, echoScript)
+	_, p := newTestPool(t, fs, 1)
+	tc := newTestClient(t)
+	c := acquire(t, p)
+	c.Link(tc.c, false)
+	send(t, c, tc, query("x"))
+	if err := c.Claim(tc.c, 'P'); err != nil { // a Parse claimed before the answer to x
+		t.Fatal(err)
+	}
+	tc.expect()
+	if !c.LinkedTo(tc.c) {
+		t.Fatal("released with an unsynced Parse claimed")
+	}
+	if err := c.Claim(tc.c, 'S'); err != nil {
+		t.Fatal(err)
+	}
+	c.Write([]byte{'S', 0, 0, 0, 4})
+	tc.expect()
+	waitIdle(t, p, 1)
+}
+
+func TestWaitersServedInOrder(t *testing.T) {
+	fs := newFakeServer(t, echoScript)
+	_, p := newTestPool(t, fs, 1)
+	first := acquire(t, p)
+	order := make(chan int, 3)
+	for i := 0; i < 3; i++ {
+		go func(i int) {
+			c, err := p.Acquire(context.Background(), 10*time.Second)
+			if err != nil {
+				order <- -1
+				return
+			}
+			order <- i
+			c.Release()
+		}(i)
+		// Let waiter i queue before i+1.
+		deadline := time.Now().Add(5 * time.Second)
+		for p.Stats().Waiting != i+1 && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	first.Release()
+	for want := 0; want < 3; want++ {
+		if got := <-order; got != want {
+			t.Fatalf("waiter %d served, want %d", got, want)
+		}
+	}
+	if n := fs.connCount(); n != 1 {
+		t.Fatalf("server saw %d connections, want 1", n)
+	}
+}
+
+func TestWaitTimeout(t *testing.T) {
+	fs := newFakeServer(t, echoScript)
+	_, p := newTestPool(t, fs, 1)
+	held := acquire(t, p)
+	_, err := p.Acquire(context.Background(), 50*time.Millisecond)
+	if !errors.Is(err, ErrWaitTimeout) {
+		t.Fatalf("got %v, want ErrWaitTimeout", err)
+	}
+	if e := AcquireError(p.Key(), 50*time.Millisecond, err); e.Code != "53300" {
+		t.Fatalf("got SQLSTATE %s, want 53300", e.Code)
+	}
+	if w := p.Stats().Waiting; w != 0 {
+		t.Fatalf("%d waiters left after timeout, want 0", w)
+	}
+	held.Release()
+}
+
+func TestServerMaxConnAcrossPools(t *testing.T) {
+	fs := newFakeServer(t, echoScript)
+	set := NewSet()
+	t.Cleanup(set.Close)
+	set.SetServerLimit(fs.ln.Addr().String(), 1)
+	p1 := set.Get(Key{"db1", "u", fs.ln.Addr().String()}, fs.target(), Settings{Size: 5})
+	p2 := set.Get(Key{"db2", "u", fs.ln.Addr().String()}, fs.target(), Settings{Size: 5})
+	c1 := acquire(t, p1)
+	got := make(chan *Conn, 1)
+	go func() {
+		c, err := p2.Acquire(context.Background(), 10*time.Second)
+		if err != nil {
+			got <- nil
+			return
+		}
+		got <- c
+	}()
+	select {
+	case <-got:
+		t.Fatal("second pool connected beyond the server's maxconn")
+	case <-time.After(100 * time.Millisecond):
+	}
+	c1.Close() // frees the server's only slot
+	c2 := <-got
+	if c2 == nil {
+		t.Fatal("second pool never got a connection")
+	}
+	if c2.Pool() != p2 {
+		t.Fatal("connection from the wrong pool")
+	}
+}
+
+func TestServerLostWhileLinked(t *testing.T) {
+	fs := newFakeServer(t, func(b *pgproto3.Backend, nc net.Conn) {
+		b.Receive() // the query; then crash without answering
+		nc.Close()
+	})
+	_, p := newTestPool(t, fs, 1)
+	tc := newTestClient(t)
+	c := acquire(t, p)
+	c.Link(tc.c, false)
+	send(t, c, tc, query("SELECT 1"))
+	tc.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	m, err := tc.fe.Receive()
+	if err != nil {
+		t.Fatal(err)
+	}
+	er, ok := m.(*pgproto3.ErrorResponse)
+	if !ok || er.Code != "08006" || er.Severity != "FATAL" {
+		t.Fatalf("got %#v, want FATAL 08006", m)
+	}
+	c.Wait()
+	if s := p.Stats(); s.Total != 0 {
+		t.Fatalf("pool still counts %d connections", s.Total)
+	}
+}
+
+func TestIdleConnectionLossNoticed(t *testing.T) {
+	fs := newFakeServer(t, echoScript)
+	_, p := newTestPool(t, fs, 2)
+	c := acquire(t, p)
+	c.Release()
+	waitIdle(t, p, 1)
+	fs.dropAll()
+	c.Wait()
+	if s := p.Stats(); s.Total != 0 || s.Idle != 0 {
+		t.Fatalf("got %+v, want an empty pool", s)
+	}
+}
+
+func TestDetachInsideTransactionRollsBack(t *testing.T) {
+	queries := make(chan string, 10)
+	fs := newFakeServer(t, func(b *pgproto3.Backend, nc net.Conn) {
+		status := byte('I')
+		for {
+			m, err := b.Receive()
+			if err != nil {
+				return
+			}
+			if q, ok := m.(*pgproto3.Query); ok {
+				queries <- q.String
+				switch q.String {
+				case "BEGIN":
+					status = 'T'
+				case "ROLLBACK":
+					status = 'I'
+				}
+				b.Send(&pgproto3.CommandComplete{CommandTag: []byte("X")})
+				b.Send(&pgproto3.ReadyForQuery{TxStatus: status})
+				b.Flush()
+			}
+		}
+	})
+	_, p := newTestPool(t, fs, 1)
+	tc := newTestClient(t)
+	c := acquire(t, p)
+	c.Link(tc.c, false)
+	send(t, c, tc, query("BEGIN"))
+	tc.expect()
+	c.Detach(tc.c, "DISCARD ALL")
+	waitIdle(t, p, 1)
+	want := []string{"BEGIN", "ROLLBACK", "DISCARD ALL"}
+	for _, w := range want {
+		if got := <-queries; got != w {
+			t.Fatalf("server got %q, want %q", got, w)
+		}
+	}
+}
+
+func TestDetachWithAnswerInFlightCloses(t *testing.T) {
+	fs := newFakeServer(t, func(b *pgproto3.Backend, nc net.Conn) {
+		b.Receive() // never answers
+		b.Receive()
+	})
+	_, p := newTestPool(t, fs, 1)
+	tc := newTestClient(t)
+	c := acquire(t, p)
+	c.Link(tc.c, false)
+	send(t, c, tc, query("SELECT pg_sleep(1000)"))
+	c.Detach(tc.c, "")
+	c.Wait()
+	if s := p.Stats(); s.Total != 0 {
+		t.Fatalf("pool kept a connection with an answer in flight: %+v", s)
+	}
+}

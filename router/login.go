@@ -1,0 +1,147 @@
+package router
+
+import (
+	"net"
+	"slices"
+	"time"
+
+	"github.com/pgswitch/pgswitch/config"
+	"github.com/pgswitch/pgswitch/pool"
+	"github.com/pgswitch/pgswitch/wire"
+)
+
+// serveConn runs one client connection from its first byte to its end.
+func (r *Router) serveConn(nc net.Conn) {
+	defer nc.Close()
+	st := r.state.Load()
+	cfg := st.cfg
+	if cfg.Timeouts.ClientLogin > 0 {
+		nc.SetDeadline(time.Now().Add(cfg.Timeouts.ClientLogin))
+	}
+	conn, startup, err := wire.Negotiate(nc, st.tls)
+	if conn == nil {
+		conn = nc
+	}
+	if err != nil {
+		wire.WriteFatal(conn, err)
+		r.log.Debug("client startup refused", "addr", nc.RemoteAddr().String(), "err", err)
+		return
+	}
+	defer conn.Close()
+	if startup.Cancel != nil {
+		r.cancel(*startup.Cancel)
+		return
+	}
+	if !r.admit() {
+		wire.WriteFatal(conn, wire.Fatalf(wire.CodeTooManyConnections, "no more connections allowed (max_client_conn %d)", cfg.Pool.MaxClientConn))
+		return
+	}
+	defer r.leave()
+
+	s, err := r.login(conn, st, startup)
+	if err != nil {
+		e := wire.AsError(err)
+		wire.WriteFatal(conn, e)
+		r.log.Info("client login failed", "addr", nc.RemoteAddr().String(),
+			"user", startup.Params["user"], "database", startup.Params["database"], "code", e.Code, "err", e.Message)
+		return
+	}
+	defer r.unregister(s)
+	conn.SetDeadline(time.Time{})
+	s.run()
+}
+
+func (r *Router) admit() bool {
+	max := r.state.Load().cfg.Pool.MaxClientConn
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if max > 0 && r.clients >= max {
+		return false
+	}
+	r.clients++
+	return true
+}
+
+func (r *Router) leave() {
+	r.mu.Lock()
+	r.clients--
+	r.mu.Unlock()
+}
+
+// login checks who the client is, authenticates it and sends the server's
+// parameters, ending with the first ReadyForQuery.
+func (r *Router) login(conn net.Conn, st *state, startup *wire.Startup) (*Session, error) {
+	cfg := st.cfg
+	userName := startup.Params["user"]
+	dbName := startup.Params["database"]
+	u := cfg.Users[userName]
+	if u == nil {
+		return nil, wire.Fatalf(wire.CodeInvalidAuthorizationSpecification, "role %q does not exist", userName)
+	}
+	db := cfg.Databases[dbName]
+	if db == nil {
+		return nil, wire.Fatalf(wire.CodeInvalidCatalogName, "database %q does not exist", dbName)
+	}
+	if err := authenticate(conn, cfg, u, st.secrets[userName]); err != nil {
+		return nil, err
+	}
+
+	s := newSession(r, conn, cfg, db, u, startup.Params)
+	if !r.register(s) {
+		return nil, wire.Fatalf(wire.CodeAdminShutdown, "pgswitch is shutting down")
+	}
+	params, err := s.serverParams()
+	if err != nil {
+		r.unregister(s)
+		return nil, err
+	}
+	buf := wire.AppendAuthOK(nil)
+	names := make([]string, 0, len(params))
+	for name := range params {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		buf = wire.AppendParameterStatus(buf, name, params[name])
+	}
+	buf = wire.AppendBackendKeyData(buf, s.key)
+	buf = wire.AppendReadyForQuery(buf, 'I')
+	if err := s.client.Write(buf); err != nil {
+		r.unregister(s)
+		return nil, err
+	}
+	return s, nil
+}
+
+func authenticate(conn net.Conn, cfg *config.Config, u *config.User, secret wire.Secret) error {
+	switch cfg.AuthFor(u) {
+	case config.AuthTrust:
+		return nil
+	case config.AuthMD5:
+		return wire.AuthenticateMD5(conn, u.Name, secret)
+	default:
+		return wire.AuthenticateSCRAM(conn, u.Name, secret)
+	}
+}
+
+// serverParams returns the ParameterStatus values a client is told at login:
+// those of a real server of its database, with the client's own
+// application_name. A pool that never connected connects once to learn them.
+func (s *Session) serverParams() (map[string]string, error) {
+	p := s.poolFor(s.primaryTarget())
+	params := p.Params()
+	if params == nil {
+		c, err := p.Acquire(s.r.ctx, s.cfg.Timeouts.QueryWait)
+		if err != nil {
+			return nil, pool.AcquireError(p.Key(), s.cfg.Timeouts.QueryWait, err).WithSeverity(wire.SeverityFatal)
+		}
+		params = c.Params()
+		c.Release()
+	}
+	out := make(map[string]string, len(params)+1)
+	for k, v := range params {
+		out[k] = v
+	}
+	out["application_name"] = s.startup["application_name"]
+	return out, nil
+}

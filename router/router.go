@@ -1,0 +1,203 @@
+package router
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pgswitch/pgswitch/config"
+	"github.com/pgswitch/pgswitch/pool"
+	"github.com/pgswitch/pgswitch/wire"
+)
+
+// state is everything derived from one configuration; sessions load it once
+// at login and keep it.
+type state struct {
+	cfg     *config.Config
+	tls     *tls.Config            // nil: refuse SSLRequest with 'N'
+	secrets map[string]wire.Secret // by user name
+}
+
+// Router accepts clients and runs their sessions.
+type Router struct {
+	state atomic.Pointer[state]
+	pools *pool.Set
+	log   *slog.Logger
+
+	ctx    context.Context // ends every session's waits on Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // one per session and per Serve
+
+	mu       sync.Mutex
+	sessions map[wire.CancelKey]*Session // by the cancel key pgswitch gave out
+	clients  int
+	closed   bool
+	lns      []net.Listener
+}
+
+// New returns a router for cfg. It does not listen yet.
+func New(cfg *config.Config, log *slog.Logger) (*Router, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &Router{pools: pool.NewSet(), log: log, ctx: ctx, cancel: cancel, sessions: map[wire.CancelKey]*Session{}}
+	if err := r.Apply(cfg); err != nil {
+		cancel()
+		return nil, err
+	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		r.pools.Janitor(ctx, time.Second)
+	}()
+	return r, nil
+}
+
+// Apply makes cfg the configuration for new sessions and updates the limits
+// of existing pools.
+func (r *Router) Apply(cfg *config.Config) error {
+	st := &state{cfg: cfg, secrets: map[string]wire.Secret{}}
+	if cfg.TLS != nil {
+		cert, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
+		if err != nil {
+			return fmt.Errorf("tls: %w", err)
+		}
+		st.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	for name, u := range cfg.Users {
+		if u.Password == "" {
+			continue
+		}
+		s, err := wire.ParseSecret(u.Password, name)
+		if err != nil {
+			return fmt.Errorf("users.%s.password: %w", name, err)
+		}
+		st.secrets[name] = s
+	}
+	for _, db := range cfg.Databases {
+		for _, srv := range db.Servers {
+			r.pools.SetServerLimit(srv.Addr(), srv.MaxConn)
+		}
+	}
+	r.state.Store(st)
+	return nil
+}
+
+// Pools returns the router's pools, for the admin console and tests.
+func (r *Router) Pools() *pool.Set { return r.pools }
+
+// Serve accepts clients on ln until ln is closed or the router is closed.
+func (r *Router) Serve(ln net.Listener) error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return net.ErrClosed
+	}
+	r.lns = append(r.lns, ln)
+	r.wg.Add(1)
+	r.mu.Unlock()
+	defer r.wg.Done()
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				// Out of file descriptors and the like: back off, don't spin.
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				time.Sleep(delay)
+				continue
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return err
+		}
+		delay = 0
+		r.mu.Lock()
+		if r.closed {
+			r.mu.Unlock()
+			nc.Close()
+			return nil
+		}
+		r.wg.Add(1)
+		r.mu.Unlock()
+		go func() {
+			defer r.wg.Done()
+			r.serveConn(nc)
+		}()
+	}
+}
+
+// Close stops accepting, disconnects every client with 57P01 and closes
+// every server connection. It waits for all sessions to end.
+func (r *Router) Close() {
+	r.mu.Lock()
+	r.closed = true
+	lns := r.lns
+	sessions := make([]*Session, 0, len(r.sessions))
+	for _, s := range r.sessions {
+		sessions = append(sessions, s)
+	}
+	r.mu.Unlock()
+	for _, ln := range lns {
+		ln.Close()
+	}
+	r.cancel()
+	for _, s := range sessions {
+		s.client.SendError(wire.Fatalf(wire.CodeAdminShutdown, "pgswitch is shutting down"))
+	}
+	r.pools.Close()
+	r.wg.Wait()
+}
+
+// register gives s a cancel key no other session has.
+func (r *Router) register(s *Session) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return false
+	}
+	for {
+		k := wire.NewCancelKey()
+		if _, dup := r.sessions[k]; !dup {
+			s.key = k
+			r.sessions[k] = s
+			return true
+		}
+	}
+}
+
+func (r *Router) unregister(s *Session) {
+	r.mu.Lock()
+	delete(r.sessions, s.key)
+	r.mu.Unlock()
+}
+
+// cancel relays a client's CancelRequest to the server connection its
+// session is using right now, if any. Unknown keys are ignored, as
+// PostgreSQL does, so that keys cannot be probed.
+func (r *Router) cancel(k wire.CancelKey) {
+	r.mu.Lock()
+	s := r.sessions[k]
+	r.mu.Unlock()
+	if s == nil {
+		return
+	}
+	c := s.server.Load()
+	if c == nil || !c.LinkedTo(s.client) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.ctx, 10*time.Second)
+	defer cancel()
+	if err := c.Cancel(ctx); err != nil {
+		r.log.Info("cancel failed", "server", c.Addr(), "err", err)
+	}
+}

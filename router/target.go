@@ -1,0 +1,39 @@
+package router
+
+import (
+	"github.com/pgswitch/pgswitch/config"
+	"github.com/pgswitch/pgswitch/pool"
+)
+
+// primaryTarget is the server that takes writes: the one configured with role
+// primary, else the first one.
+func (s *Session) primaryTarget() *config.Server {
+	for _, srv := range s.db.Servers {
+		if srv.Role == config.RolePrimary && !srv.Backup {
+			return srv
+		}
+	}
+	return s.db.Servers[0]
+}
+
+// poolFor returns the pool of the session's database and user on srv.
+func (s *Session) poolFor(srv *config.Server) *pool.Pool {
+	cfg := s.cfg
+	key := pool.Key{Database: s.db.Name, User: s.user.Name, Server: srv.Addr()}
+	target := pool.Target{
+		Host:           srv.Host,
+		Port:           srv.Port,
+		Database:       s.db.DBName,
+		User:           s.user.Name,
+		Password:       s.user.ServerPasswordValue(),
+		TLSMode:        cfg.ServerTLSMode,
+		ConnectTimeout: cfg.Timeouts.ServerConnect,
+	}
+	settings := pool.Settings{
+		Size:        cfg.PoolSizeFor(s.db, s.user),
+		MinIdle:     cfg.Pool.MinIdle,
+		IdleTimeout: cfg.Timeouts.ServerIdle,
+		Lifetime:    cfg.Timeouts.ServerLifetime,
+	}
+	return s.r.pools.Get(key, target, settings)
+}

@@ -1,0 +1,48 @@
+package wire
+
+import (
+	"encoding/binary"
+)
+
+// HeaderSize is the size of a regular message header: a type byte and a
+// big-endian int32 length that counts itself but not the type byte.
+const HeaderSize = 5
+
+// DefaultMaxMessageSize bounds one message's body. PostgreSQL itself allows
+// up to 1 GB for some messages; 64 MiB keeps a hostile client from making us
+// allocate without limit while allowing large COPY rows and bytea values.
+const DefaultMaxMessageSize = 64 << 20
+
+// Header is a parsed message header.
+type Header struct {
+	Type byte
+	// Len is the length of the body, without the type byte and the length.
+	Len int
+}
+
+// ParseHeader decodes a 5-byte header and checks its length against max.
+// A length below 4 or above max is a protocol violation (08P01).
+func ParseHeader(b []byte, max int) (Header, error) {
+	if len(b) < HeaderSize {
+		return Header{}, Fatalf(CodeProtocolViolation, "incomplete message header")
+	}
+	n := int64(binary.BigEndian.Uint32(b[1:5]))
+	if n < 4 {
+		return Header{}, Fatalf(CodeProtocolViolation, "invalid message length %d", n)
+	}
+	if n-4 > int64(max) {
+		return Header{}, Fatalf(CodeProtocolViolation, "message of type %q too large (%d bytes, limit %d)", b[0], n-4, max)
+	}
+	return Header{Type: b[0], Len: int(n - 4)}, nil
+}
+
+// PutHeader writes a header for a message with body length n into b[:5].
+func PutHeader(b []byte, typ byte, n int) {
+	b[0] = typ
+	binary.BigEndian.PutUint32(b[1:5], uint32(n+4))
+}
+
+// AppendReadyForQuery appends a ReadyForQuery message with status to dst.
+func AppendReadyForQuery(dst []byte, status byte) []byte {
+	return append(dst, 'Z', 0, 0, 0, 5, status)
+}
