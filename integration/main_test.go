@@ -90,6 +90,8 @@ type proxyOptions struct {
 	dbs      []string // databases to publish; each points at the same name on the servers
 	yaml     string   // extra top-level YAML
 	primary  bool     // only the primary as server (no replicas)
+	// extraUsers are more entries for the users map, indented as its children.
+	extraUsers string
 }
 
 // startProxy runs pgswitch in front of the cluster on a free loopback port.
@@ -103,7 +105,9 @@ func startProxy(t *testing.T, o proxyOptions) *proxy {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "listen: 127.0.0.1:0\npool_mode: %s\npool:\n  size: %d\n", o.mode, o.poolSize)
-	b.WriteString("timeouts:\n  query_wait: 20s\n")
+	if !strings.Contains(o.yaml, "timeouts:") {
+		b.WriteString("timeouts:\n  query_wait: 20s\n")
+	}
 	b.WriteString(o.yaml)
 	b.WriteString("databases:\n")
 	for _, db := range o.dbs {
@@ -119,6 +123,7 @@ func startProxy(t *testing.T, o proxyOptions) *proxy {
 		}
 	}
 	fmt.Fprintf(&b, "users:\n  %s:\n    password: %q\n", cl.User, cl.Password)
+	b.WriteString(strings.TrimPrefix(o.extraUsers, "users:\n"))
 	cfg, err := config.Parse([]byte(b.String()))
 	if err != nil {
 		t.Fatalf("config: %v\n%s", err, b.String())

@@ -60,7 +60,15 @@ func TestTransactionPoolingFiftyClientsFiveServers(t *testing.T) {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			conn, err := pgx.Connect(ctx, p.url(db))
+			// Unnamed statements: named ones across transactions are issue #5's.
+			cfg, err := pgx.ParseConfig(p.url(db))
+			if err != nil {
+				failures.Add(1)
+				firstErr.CompareAndSwap(nil, err)
+				return
+			}
+			cfg.DefaultQueryExecMode = pgx.QueryExecModeExec
+			conn, err := pgx.ConnectConfig(ctx, cfg)
 			if err != nil {
 				failures.Add(1)
 				firstErr.CompareAndSwap(nil, err)

@@ -118,7 +118,11 @@ func authenticate(conn net.Conn, cfg *config.Config, u *config.User, secret wire
 	case config.AuthTrust:
 		return nil
 	case config.AuthMD5:
-		return wire.AuthenticateMD5(conn, u.Name, secret)
+		if secret.CanMD5() {
+			return wire.AuthenticateMD5(conn, u.Name, secret)
+		}
+		// As PostgreSQL does: md5 asked, but only a SCRAM verifier known.
+		return wire.AuthenticateSCRAM(conn, u.Name, secret)
 	default:
 		return wire.AuthenticateSCRAM(conn, u.Name, secret)
 	}

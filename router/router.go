@@ -30,9 +30,9 @@ type Router struct {
 	pools *pool.Set
 	log   *slog.Logger
 
-	ctx    context.Context // ends every session's waits on Close
-	cancel context.CancelFunc
-	wg     sync.WaitGroup // one per session and per Serve
+	ctx  context.Context // ends every session's waits on Close
+	stop context.CancelFunc
+	wg   sync.WaitGroup // one per session and per Serve
 
 	mu       sync.Mutex
 	sessions map[wire.CancelKey]*Session // by the cancel key pgswitch gave out
@@ -47,7 +47,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Router, error) {
 		log = slog.Default()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &Router{pools: pool.NewSet(), log: log, ctx: ctx, cancel: cancel, sessions: map[wire.CancelKey]*Session{}}
+	r := &Router{pools: pool.NewSet(), log: log, ctx: ctx, stop: cancel, sessions: map[wire.CancelKey]*Session{}}
 	if err := r.Apply(cfg); err != nil {
 		cancel()
 		return nil, err
@@ -150,7 +150,7 @@ func (r *Router) Close() {
 	for _, ln := range lns {
 		ln.Close()
 	}
-	r.cancel()
+	r.stop()
 	for _, s := range sessions {
 		s.client.SendError(wire.Fatalf(wire.CodeAdminShutdown, "pgswitch is shutting down"))
 	}

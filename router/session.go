@@ -36,7 +36,8 @@ type Session struct {
 	startup map[string]string
 	key     wire.CancelKey
 
-	client *pool.Client // everything written to the client
+	pools  map[*config.Server]*pool.Pool // looked up pools, session-owned
+	client *pool.Client                  // everything written to the client
 	in     clientReader
 
 	cur    *pool.Conn                // linked server connection, or nil; session-owned

@@ -16,8 +16,21 @@ func (s *Session) primaryTarget() *config.Server {
 	return s.db.Servers[0]
 }
 
-// poolFor returns the pool of the session's database and user on srv.
+// poolFor returns the pool of the session's database and user on srv,
+// looked up once per session and server.
 func (s *Session) poolFor(srv *config.Server) *pool.Pool {
+	if p := s.pools[srv]; p != nil {
+		return p
+	}
+	if s.pools == nil {
+		s.pools = make(map[*config.Server]*pool.Pool, len(s.db.Servers))
+	}
+	p := s.lookupPool(srv)
+	s.pools[srv] = p
+	return p
+}
+
+func (s *Session) lookupPool(srv *config.Server) *pool.Pool {
 	cfg := s.cfg
 	key := pool.Key{Database: s.db.Name, User: s.user.Name, Server: srv.Addr()}
 	target := pool.Target{

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgswitch/pgswitch/integration/cluster"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "pgswitch-cli-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "pgswitch")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build pgswitch: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func runCLI(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, binary, args...).CombinedOutput()
+	return string(out), err
+}
+
+func TestVersion(t *testing.T) {
+	out, err := runCLI(t, "version")
+	if err != nil || !strings.HasPrefix(out, "pgswitch "+version) {
+		t.Fatalf("got %q (%v), want pgswitch %s", out, err, version)
+	}
+}
+
+func TestHelpForEveryCommand(t *testing.T) {
+	for _, c := range []string{"serve", "check-config", "version", "demo"} {
+		out, err := runCLI(t, c, "--help")
+		if err != nil {
+			t.Fatalf("%s --help: %v", c, err)
+		}
+		if !strings.Contains(out, "Usage:") || len(out) < 100 {
+			t.Fatalf("%s --help printed too little:\n%s", c, out)
+		}
+	}
+}
+
+func TestCheckConfig(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	os.WriteFile(good, []byte("databases:\n  app:\n    servers: [{host: 127.0.0.1}]\nusers:\n  app:\n    password: secret\n"), 0o600)
+	out, err := runCLI(t, "check-config", good)
+	if err != nil || !strings.Contains(out, "OK") {
+		t.Fatalf("valid file: got %q (%v), want OK", out, err)
+	}
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("databases:\n  app:\n    servers: [{host: 127.0.0.1, prot: 5}]\nusers:\n  app:\n    password: hunter2-secret\npool_mode: sometimes\n"), 0o600)
+	out, err = runCLI(t, "check-config", bad)
+	if err == nil {
+		t.Fatalf("invalid file accepted: %s", out)
+	}
+	if !strings.Contains(out, "prot") {
+		t.Fatalf("error does not name the unknown key: %s", out)
+	}
+	if strings.Contains(out, "hunter2-secret") {
+		t.Fatalf("error output contains the password: %s", out)
+	}
+}
+
+func TestDemo(t *testing.T) {
+	if _, err := cluster.Available(); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("demo needs PostgreSQL: %v", err)
+		}
+		t.Skipf("PostgreSQL not installed: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, "demo", "--listen", "127.0.0.1:0", "--log-level", "warn")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	sc := bufio.NewScanner(stdout)
+	var dbURL string
+	var servers []string
+	for sc.Scan() {
+		line := sc.Text()
+		if v, ok := strings.CutPrefix(line, "DATABASE_URL="); ok {
+			dbURL = v
+		}
+		if strings.HasPrefix(line, "SERVER ") {
+			servers = append(servers, line)
+		}
+		if strings.HasPrefix(line, "pgswitch is running") {
+			break
+		}
+	}
+	if dbURL == "" || len(servers) != 3 {
+		t.Fatalf("demo printed URL %q and servers %q, want a URL and 3 servers", dbURL, servers)
+	}
+	if !strings.Contains(servers[0], "role=primary") || !strings.Contains(servers[1], "role=replica") {
+		t.Fatalf("server lines: %q", servers)
+	}
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatalf("connect to the demo's DATABASE_URL: %v", err)
+	}
+	var got int
+	if err := conn.QueryRow(ctx, "SELECT 41 + 1").Scan(&got); err != nil || got != 42 {
+		t.Fatalf("query through the demo: %d, %v", got, err)
+	}
+	conn.Close(ctx)
+	datadir := strings.TrimPrefix(servers[0][strings.Index(servers[0], "datadir="):], "datadir=")
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("demo did not exit cleanly after SIGTERM: %v", err)
+	}
+	if _, err := os.Stat(datadir); !os.IsNotExist(err) {
+		t.Fatalf("demo left its data directory %s behind (%v)", datadir, err)
+	}
+}
