@@ -44,7 +44,9 @@ func TestTransactionPoolingFiftyClientsFiveServers(t *testing.T) {
 	var firstErr atomic.Value
 	stop := make(chan struct{})
 	var maxSeen atomic.Int64
+	sampled := make(chan struct{})
 	go func() { // sample the server side while the load runs
+		defer close(sampled)
 		for {
 			select {
 			case <-stop:
@@ -92,6 +94,7 @@ func TestTransactionPoolingFiftyClientsFiveServers(t *testing.T) {
 	}
 	wg.Wait()
 	close(stop)
+	<-sampled
 	if f := failures.Load(); f != 0 {
 		t.Fatalf("%d failures, first: %v", f, firstErr.Load())
 	}

@@ -31,7 +31,7 @@ const readBufSize = 32 << 10
 // connect dials and authenticates with pgconn (SCRAM, md5, cleartext, TLS as
 // the server asks) and then takes over the raw connection.
 func (p *Pool) connect(ctx context.Context) (*Conn, error) {
-	t := p.target
+	t := p.currentTarget()
 	if t.ConnectTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, t.ConnectTimeout)
@@ -89,7 +89,7 @@ func (p *Pool) connect(ctx context.Context) (*Conn, error) {
 // Cancel asks the server to cancel whatever the connection is running, on a
 // new connection as the protocol wants.
 func (c *Conn) Cancel(ctx context.Context) error {
-	t := c.pool.target
+	t := c.pool.currentTarget()
 	d := net.Dialer{Timeout: 5 * time.Second}
 	nc, err := d.DialContext(ctx, "tcp", net.JoinHostPort(t.Host, strconv.Itoa(t.Port)))
 	if err != nil {
@@ -124,4 +124,10 @@ func quoteDSN(s string) string {
 		out = append(out, s[i])
 	}
 	return string(append(out, '\''))
+}
+
+func (p *Pool) currentTarget() Target {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.target
 }
