@@ -35,6 +35,11 @@ type Conn struct {
 	cleaning bool              // detached with ROLLBACK/reset queries in flight
 	params   map[string]string // server's ParameterStatus values, replaced whole on change
 	served   uint64            // units of work served, for stats
+	guard    chan Outcome      // set by Guard, cleared by the pump when resolved
+	idleWait chan struct{}     // closed when pending reaches 0 (WaitIdle)
+
+	refusing bool   // pump-owned: discarding a refused unit's answer
+	held     []byte // pump-owned: answers held back while guarded
 
 	// Fields below are guarded by pool.mu.
 	idleSince time.Time
@@ -203,3 +208,30 @@ func appendQuery(dst []byte, sql string) []byte {
 
 // Release gives an unlinked connection back to its pool.
 func (c *Conn) Release() { c.pool.release(c) }
+
+// WaitIdle blocks until every Query and Sync the client sent on the
+// connection has been answered, or the connection stops serving the client.
+func (c *Conn) WaitIdle(client *Client) {
+	c.mu.Lock()
+	if c.client != client || c.closed || c.pending == 0 {
+		c.mu.Unlock()
+		return
+	}
+	if c.idleWait == nil {
+		c.idleWait = make(chan struct{})
+	}
+	ch := c.idleWait
+	c.mu.Unlock()
+	select {
+	case <-ch:
+	case <-c.done:
+	}
+}
+
+// notifyIdleLocked wakes WaitIdle; c.mu is held.
+func (c *Conn) notifyIdleLocked() {
+	if c.idleWait != nil && (c.pending == 0 || c.client == nil) {
+		close(c.idleWait)
+		c.idleWait = nil
+	}
+}

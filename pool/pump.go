@@ -66,23 +66,39 @@ func (c *Conn) forwardBatch(client *Client, h wire.Header) (release bool, err er
 	client.Lock()
 	defer client.Unlock()
 	for {
-		switch h.Type {
-		case 'Z':
-			release, err = c.readyForQuery(client, h)
+		c.mu.Lock()
+		still := c.client == client
+		g := c.guard
+		c.mu.Unlock()
+		if !still {
+			return false, nil
+		}
+		consumed := false
+		if g != nil {
+			consumed, release, err = c.guarded(client, h, g)
 			if err != nil || release {
 				return release, err
 			}
-		case 'E':
-			if err := c.errorResponse(client, h); err != nil {
-				return false, err
-			}
-		case 'S':
-			if err := c.parameterStatus(client, h); err != nil {
-				return false, err
-			}
-		default:
-			if err := c.copyMessage(client, h); err != nil {
-				return false, err
+		}
+		if !consumed {
+			switch h.Type {
+			case 'Z':
+				release, err = c.readyForQuery(client, h)
+				if err != nil || release {
+					return release, err
+				}
+			case 'E':
+				if err := c.errorResponse(client, h); err != nil {
+					return false, err
+				}
+			case 'S':
+				if err := c.parameterStatus(client, h); err != nil {
+					return false, err
+				}
+			default:
+				if err := c.copyMessage(client, h); err != nil {
+					return false, err
+				}
 			}
 		}
 		if c.br.Buffered() < wire.HeaderSize {
@@ -90,12 +106,6 @@ func (c *Conn) forwardBatch(client *Client, h wire.Header) (release bool, err er
 		}
 		if h, err = c.peekHeader(); err != nil {
 			return false, err
-		}
-		c.mu.Lock()
-		still := c.client == client
-		c.mu.Unlock()
-		if !still {
-			return false, nil
 		}
 	}
 }
@@ -149,6 +159,7 @@ func (c *Conn) readyForQuery(client *Client, h wire.Header) (release bool, err e
 		c.client = nil
 		release = true
 	}
+	c.notifyIdleLocked()
 	c.mu.Unlock()
 	if linked {
 		client.WriteLocked(b)
@@ -265,10 +276,15 @@ func (c *Conn) fail(err error) {
 	c.mu.Lock()
 	client := c.client
 	wasClosed := c.closed
+	g := c.guard
+	c.guard = nil
 	c.client = nil
 	c.closed = true
 	c.mu.Unlock()
 	c.nc.Close()
+	if g != nil {
+		g <- Failed
+	}
 	if client != nil {
 		client.SendError(wire.Fatalf(wire.CodeConnectionFailure, "server connection to %s lost", c.Addr()).WithCause(err))
 	}

@@ -4,34 +4,30 @@ import (
 	"bufio"
 	"io"
 	"net"
-	"sync"
 
 	"github.com/pgswitch/pgswitch/wire"
 )
 
-// readers lends buffered readers to sessions that are receiving; an idle
-// client blocks on a 5-byte header read and holds none.
-var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
+// clientReadBuf is a client's read buffer: big enough that a typical query
+// arrives in one read, small enough that 1,000 idle clients cost 0.5 MiB.
+// Larger messages are read straight into the destination by bufio.
+// Rejected: a 5-byte header read into the session plus a pooled 16 KiB
+// reader; it cost a second read syscall per message (measured ~8% TPS).
+const clientReadBuf = 512
 
 // clientReader reads a client's messages. Owned by the session goroutine.
 type clientReader struct {
-	nc  net.Conn
-	br  *bufio.Reader // lent from readers while bytes are buffered
+	br  *bufio.Reader
 	hdr [wire.HeaderSize]byte
+}
+
+func newClientReader(nc net.Conn) clientReader {
+	return clientReader{br: bufio.NewReaderSize(nc, clientReadBuf)}
 }
 
 // next reads the next message header.
 func (r *clientReader) next(max int) (wire.Header, error) {
-	if r.br != nil && r.br.Buffered() == 0 {
-		r.giveBack()
-	}
-	if r.br == nil {
-		if _, err := io.ReadFull(r.nc, r.hdr[:]); err != nil {
-			return wire.Header{}, err
-		}
-		r.br = readers.Get().(*bufio.Reader)
-		r.br.Reset(r.nc)
-	} else if _, err := io.ReadFull(r.br, r.hdr[:]); err != nil {
+	if _, err := io.ReadFull(r.br, r.hdr[:]); err != nil {
 		return wire.Header{}, err
 	}
 	return wire.ParseHeader(r.hdr[:], max)
@@ -53,20 +49,7 @@ func (r *clientReader) skip(h wire.Header) error {
 }
 
 // buffered reports how many bytes of further messages are already read.
-func (r *clientReader) buffered() int {
-	if r.br == nil {
-		return 0
-	}
-	return r.br.Buffered()
-}
-
-func (r *clientReader) giveBack() {
-	if r.br != nil {
-		r.br.Reset(nil)
-		readers.Put(r.br)
-		r.br = nil
-	}
-}
+func (r *clientReader) buffered() int { return r.br.Buffered() }
 
 func grow(b []byte, n int) []byte {
 	if cap(b)-len(b) < n {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pgswitch/pgswitch/config"
+	"github.com/pgswitch/pgswitch/health"
 	"github.com/pgswitch/pgswitch/pool"
 	"github.com/pgswitch/pgswitch/wire"
 )
@@ -26,9 +27,12 @@ type state struct {
 
 // Router accepts clients and runs their sessions.
 type Router struct {
-	state atomic.Pointer[state]
-	pools *pool.Set
-	log   *slog.Logger
+	state    atomic.Pointer[state]
+	dbs      atomic.Pointer[map[string]*dbState]
+	counters atomic.Pointer[map[string]*ServerCounters]
+	topo     atomic.Pointer[health.Snapshot]
+	pools    *pool.Set
+	log      *slog.Logger
 
 	ctx  context.Context // ends every session's waits on Close
 	stop context.CancelFunc
@@ -52,10 +56,14 @@ func New(cfg *config.Config, log *slog.Logger) (*Router, error) {
 		cancel()
 		return nil, err
 	}
-	r.wg.Add(1)
+	r.wg.Add(2)
 	go func() {
 		defer r.wg.Done()
 		r.pools.Janitor(ctx, time.Second)
+	}()
+	go func() {
+		defer r.wg.Done()
+		r.refreshVolatileLoop()
 	}()
 	return r, nil
 }
@@ -85,6 +93,10 @@ func (r *Router) Apply(cfg *config.Config) error {
 		for _, srv := range db.Servers {
 			r.pools.SetServerLimit(srv.Addr(), srv.MaxConn)
 		}
+	}
+	r.applyDatabases(cfg)
+	if r.topo.Load() == nil {
+		r.topo.Store(health.Static(cfg))
 	}
 	r.state.Store(st)
 	return nil

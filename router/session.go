@@ -9,6 +9,7 @@ import (
 
 	"github.com/pgswitch/pgswitch/config"
 	"github.com/pgswitch/pgswitch/pool"
+	"github.com/pgswitch/pgswitch/router/classify"
 	"github.com/pgswitch/pgswitch/wire"
 )
 
@@ -44,6 +45,12 @@ type Session struct {
 	server atomic.Pointer[pool.Conn] // cur, for cancel requests from other goroutines
 	out    *[]byte                   // claimed messages not yet written to cur
 	skip   bool                      // discarding until Sync after a failed extended-protocol unit
+
+	dbs       *dbState                   // classifier and balancer of the database
+	stmts     map[string]classify.Result // named statements' classification, by client name
+	extOpen   bool                       // extended-protocol messages since the last Sync
+	curRead   bool                       // cur is a replica serving reads
+	guardable bool                       // the unit in out may be retried on the primary
 }
 
 func newSession(r *Router, conn net.Conn, cfg *config.Config, db *config.Database, u *config.User, startup map[string]string) *Session {
@@ -55,7 +62,8 @@ func newSession(r *Router, conn net.Conn, cfg *config.Config, db *config.Databas
 		mode:    cfg.PoolModeFor(db, u),
 		startup: startup,
 		client:  pool.NewClient(conn),
-		in:      clientReader{nc: conn},
+		in:      newClientReader(conn),
+		dbs:     r.database(db.Name),
 	}
 }
 
@@ -87,67 +95,22 @@ func (s *Session) run() {
 			}
 			continue
 		}
-		if err := s.claim(h.Type); err != nil {
-			if err := s.in.skip(h); err != nil {
-				return
-			}
-			s.unitFailed(h.Type, err)
-			continue
-		}
 		if s.out == nil {
 			s.out = outBufs.Get().(*[]byte)
 		}
+		start := len(*s.out)
 		if *s.out, err = s.in.appendMessage(*s.out, h); err != nil {
 			return
+		}
+		if err := s.claim(h.Type, start); err != nil {
+			*s.out = (*s.out)[:start]
+			s.unitFailed(h.Type, err)
+			continue
 		}
 		if s.in.buffered() == 0 || len(*s.out) >= outFlushAt {
 			s.flush()
 		}
 	}
-}
-
-// errAnswered means the session answered the message itself: no server needed.
-var errAnswered = errors.New("answered by pgswitch")
-
-// claim makes sure a server connection is linked and accounts for a message
-// of type typ on it.
-func (s *Session) claim(typ byte) error {
-	if s.cur != nil {
-		if s.cur.Claim(s.client, typ) == nil {
-			return nil
-		}
-		// The server finished the last unit and went back to its pool.
-		s.cur = nil
-		s.server.Store(nil)
-	}
-	switch typ {
-	case 'd', 'c', 'f':
-		// Late COPY data after a failed COPY: PostgreSQL ignores it too.
-		return errAnswered
-	case 'H':
-		return errAnswered // nothing is pending, so nothing to flush
-	case 'S':
-		// A lone Sync with no unit open: the server would only say it is idle.
-		return errAnswered
-	}
-	c, err := s.acquire()
-	if err != nil {
-		return err
-	}
-	c.Link(s.client, s.mode == config.PoolModeSession)
-	s.cur = c
-	s.server.Store(c)
-	return c.Claim(s.client, typ)
-}
-
-// acquire takes a server connection for the next unit of work.
-func (s *Session) acquire() (*pool.Conn, error) {
-	p := s.poolFor(s.primaryTarget())
-	c, err := p.Acquire(s.r.ctx, s.cfg.Timeouts.QueryWait)
-	if err != nil {
-		return nil, pool.AcquireError(p.Key(), s.cfg.Timeouts.QueryWait, err)
-	}
-	return c, nil
 }
 
 // unitFailed answers a message that could not reach any server.
@@ -171,16 +134,28 @@ func (s *Session) unitFailed(typ byte, err error) {
 	s.client.Write(buf)
 }
 
-// flush writes the claimed messages to the server connection.
+// flush writes the claimed messages to the server connection. A guarded
+// unit (an autocommit read on a replica) waits for the server's first answer
+// and runs again on the primary if the replica refused it as read-only.
 func (s *Session) flush() {
 	if s.out == nil {
 		return
 	}
-	if len(*s.out) > 0 && s.cur != nil {
+	buf := *s.out
+	if len(buf) > 0 && s.cur != nil {
 		// A failed write closes the server connection; its pump then tells
 		// the client, and the next read here fails.
-		s.cur.Write(*s.out)
+		if s.guardable && unitComplete(buf) {
+			outcome := s.cur.Guard()
+			s.cur.Write(buf)
+			if <-outcome == pool.Refused {
+				s.retryOnPrimary(buf)
+			}
+		} else {
+			s.cur.Write(buf)
+		}
 	}
+	s.guardable = false
 	b := s.out
 	s.out = nil
 	if cap(*b) <= 4*outFlushAt {
@@ -204,7 +179,6 @@ func (s *Session) readFailed(err error) {
 // if the client left inside a transaction.
 func (s *Session) end() {
 	s.flush()
-	s.in.giveBack()
 	if s.cur != nil {
 		reset := ""
 		if s.mode == config.PoolModeSession {

@@ -5,15 +5,9 @@ import (
 	"github.com/pgswitch/pgswitch/pool"
 )
 
-// primaryTarget is the server that takes writes: the one configured with role
-// primary, else the first one.
+// primaryTarget is the server that takes writes, as the topology says.
 func (s *Session) primaryTarget() *config.Server {
-	for _, srv := range s.db.Servers {
-		if srv.Role == config.RolePrimary && !srv.Backup {
-			return srv
-		}
-	}
-	return s.db.Servers[0]
+	return primaryOf(s.db, s.r.topology())
 }
 
 // poolFor returns the pool of the session's database and user on srv,

@@ -34,6 +34,7 @@ var (
 	modes    = flag.String("M", "simple", "comma-separated pgbench protocols")
 	split    = flag.Bool("split", false, "also run pgswitch with the replicas configured (read/write split)")
 	poolSize = flag.Int("pool", 20, "server connections per pool, for pgswitch and PgBouncer")
+	profile  = flag.String("cpuprofile", "", "write pgswitch's CPU profile here")
 )
 
 func main() {
@@ -161,7 +162,11 @@ func startPgswitch(bin, work string, cl *cluster.Cluster, name string, withRepli
 	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
 		return target{}, nil, err
 	}
-	cmd := exec.Command(bin, "serve", "--config", path, "--log-level", "warn")
+	args := []string{"serve", "--config", path, "--log-level", "warn"}
+	if *profile != "" && !withReplicas {
+		args = append(args, "--cpu-profile", *profile)
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		return target{}, nil, err
@@ -199,12 +204,14 @@ auth_file = %s/userlist.txt
 pool_mode = transaction
 default_pool_size = %d
 max_client_conn = 5000
+log_connections = 0
+log_disconnections = 0
 logfile = %s/pgbouncer.log
 pidfile = %s/pgbouncer.pid
 `, cl.Database, cl.Primary.Host, cl.Primary.Port, cl.Database, port, dir, *poolSize, dir, dir)
 	os.WriteFile(filepath.Join(dir, "pgbouncer.ini"), []byte(ini), 0o600)
 	os.WriteFile(filepath.Join(dir, "userlist.txt"), []byte(fmt.Sprintf("%q %q\n", cl.User, cl.Password)), 0o600)
-	cmd := exec.Command(bin, filepath.Join(dir, "pgbouncer.ini"))
+	cmd := exec.Command(bin, "-q", filepath.Join(dir, "pgbouncer.ini"))
 	if os.Geteuid() == 0 { // PgBouncer refuses to run as root
 		u, err := user.Lookup("postgres")
 		if err != nil {

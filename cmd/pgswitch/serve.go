@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -16,7 +17,7 @@ import (
 )
 
 func newServeCommand() *cobra.Command {
-	var path, logLevel string
+	var path, logLevel, cpuProfile string
 	cmd := &cobra.Command{
 		Use:   "serve --config FILE",
 		Short: "Run pgswitch with a configuration file",
@@ -34,6 +35,17 @@ SIGTERM, telling connected clients 57P01.`,
 			if err != nil {
 				return err
 			}
+			if cpuProfile != "" {
+				f, err := os.Create(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return serve(ctx, cfg, logger, nil)
@@ -41,6 +53,8 @@ SIGTERM, telling connected clients 57P01.`,
 	}
 	cmd.Flags().StringVarP(&path, "config", "c", "pgswitch.yaml", "configuration file")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	cmd.Flags().StringVar(&cpuProfile, "cpu-profile", "", "write a Go CPU profile to this file (for benchmarks)")
+	cmd.Flags().MarkHidden("cpu-profile")
 	return cmd
 }
 

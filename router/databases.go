@@ -1,0 +1,176 @@
+package router
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgswitch/pgswitch/config"
+	"github.com/pgswitch/pgswitch/health"
+	"github.com/pgswitch/pgswitch/router/classify"
+)
+
+// dbState is what sessions of one database share.
+type dbState struct {
+	classifier *classify.Classifier
+	lb         balancer
+}
+
+// ServerCounters count the units of work routed to one server.
+type ServerCounters struct {
+	Reads  atomic.Uint64
+	Writes atomic.Uint64
+}
+
+// database returns the shared state of the database clients know as name.
+func (r *Router) database(name string) *dbState {
+	return (*r.dbs.Load())[name]
+}
+
+// topology is the current view of the servers.
+func (r *Router) topology() *health.Snapshot { return r.topo.Load() }
+
+// SetTopology publishes a new view of the servers; sessions use it from
+// their next unit of work.
+func (r *Router) SetTopology(s *health.Snapshot) { r.topo.Store(s) }
+
+// count records a unit of work routed to addr.
+func (r *Router) count(addr string, read bool) {
+	c := (*r.counters.Load())[addr]
+	if c == nil {
+		return
+	}
+	if read {
+		c.Reads.Add(1)
+	} else {
+		c.Writes.Add(1)
+	}
+}
+
+// Counters returns the routed-query counters of addr (nil if unknown).
+func (r *Router) Counters(addr string) *ServerCounters {
+	return (*r.counters.Load())[addr]
+}
+
+// applyDatabases builds per-database state for cfg, keeping the classifier
+// (and its cache) of databases whose routing settings did not change.
+func (r *Router) applyDatabases(cfg *config.Config) {
+	old := map[string]*dbState{}
+	if p := r.dbs.Load(); p != nil {
+		old = *p
+	}
+	prev := r.state.Load()
+	sameRouting := prev != nil && fmt.Sprint(prev.cfg.Routing) == fmt.Sprint(cfg.Routing)
+	dbs := map[string]*dbState{}
+	for name := range cfg.Databases {
+		if st := old[name]; st != nil && sameRouting {
+			dbs[name] = st
+			continue
+		}
+		st := &dbState{classifier: classify.New(classify.Options{
+			WriteFunctions: cfg.Routing.WriteFunctions,
+			CacheSize:      cfg.Routing.CacheSize,
+		})}
+		switch cfg.Routing.LoadBalance {
+		case "least_connections":
+			st.lb = leastConnections{}
+		case "random":
+			st.lb = weightedRandom{}
+		default:
+			st.lb = &roundRobin{}
+		}
+		dbs[name] = st
+	}
+	r.dbs.Store(&dbs)
+
+	counters := map[string]*ServerCounters{}
+	if p := r.counters.Load(); p != nil {
+		for k, v := range *p {
+			counters[k] = v
+		}
+	}
+	for _, db := range cfg.Databases {
+		for _, srv := range db.Servers {
+			if counters[srv.Addr()] == nil {
+				counters[srv.Addr()] = &ServerCounters{}
+			}
+		}
+	}
+	r.counters.Store(&counters)
+}
+
+// volatileQuery lists user-defined volatile functions: calls to them may
+// write, unlike built-in volatile functions such as random().
+const volatileQuery = `SELECT DISTINCT p.proname FROM pg_catalog.pg_proc p
+JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+WHERE p.provolatile = 'v' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'`
+
+// RefreshVolatile loads each database's user-defined volatile functions from
+// its primary into its classifier.
+func (r *Router) RefreshVolatile(ctx context.Context) error {
+	st := r.state.Load()
+	dbs := *r.dbs.Load()
+	var errs []string
+	for name, db := range st.cfg.Databases {
+		names, err := r.loadVolatile(ctx, st.cfg, db)
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("%s: %v", name, err))
+			continue
+		}
+		if d := dbs[name]; d != nil {
+			d.classifier.SetVolatile(names)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("load volatile functions: %s", strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+func (r *Router) loadVolatile(ctx context.Context, cfg *config.Config, db *config.Database) ([]string, error) {
+	srv := primaryOf(db, r.topology())
+	ctx, cancel := context.WithTimeout(ctx, cfg.Health.Timeout+cfg.Timeouts.ServerConnect)
+	defer cancel()
+	pc, err := pgx.ParseConfig(fmt.Sprintf("host=%s port=%d dbname=%s sslmode=%s application_name=pgswitch",
+		quoteDSN(srv.Host), srv.Port, quoteDSN(db.DBName), cfg.ServerTLSMode))
+	if err != nil {
+		return nil, err
+	}
+	pc.User = cfg.Health.User
+	pc.Password = cfg.Health.Password
+	conn, err := pgx.ConnectConfig(ctx, pc)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(context.Background())
+	rows, err := conn.Query(ctx, volatileQuery, pgx.QueryExecModeSimpleProtocol)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
+// refreshVolatileLoop refreshes the volatile function lists every
+// routing.volatile_refresh until the router closes.
+func (r *Router) refreshVolatileLoop() {
+	for {
+		if err := r.RefreshVolatile(r.ctx); err != nil && r.ctx.Err() == nil {
+			r.log.Warn("cannot refresh user-defined volatile functions; calls to them may be routed to replicas", "err", err)
+		}
+		every := r.state.Load().cfg.Routing.VolatileRefresh
+		select {
+		case <-r.ctx.Done():
+			return
+		case <-time.After(every):
+		}
+	}
+}
+
+func quoteDSN(s string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
+}

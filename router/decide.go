@@ -1,0 +1,175 @@
+package router
+
+import (
+	"math/rand/v2"
+	"sync/atomic"
+
+	"github.com/pgswitch/pgswitch/config"
+	"github.com/pgswitch/pgswitch/health"
+	"github.com/pgswitch/pgswitch/router/classify"
+)
+
+// want says which kind of server a unit of work needs.
+type want uint8
+
+const (
+	wantPrimary want = iota
+	wantReplica
+)
+
+// decision is where a unit of work goes and why.
+type decision struct {
+	server *config.Server
+	read   bool   // the unit was routed as a read (counted as such)
+	why    string // the rule that decided, for logs and SHOW ROUTES
+}
+
+// balancer picks among candidate replicas; implementations hold only
+// counters, so decide stays a pure function of its inputs.
+type balancer interface {
+	pick(cands []*config.Server, load func(*config.Server) int) int
+}
+
+// decide applies the routing contract: database route, hints, the
+// classification, then the topology (fit replicas, backups, fallback).
+func decide(res classify.Result, db *config.Database, snap *health.Snapshot, lb balancer, load func(*config.Server) int) decision {
+	w, why := wantFor(res, db.Route)
+	if w == wantReplica {
+		if srv := pickReplica(db, snap, lb, load); srv != nil {
+			return decision{server: srv, read: true, why: why}
+		}
+		why += "; no fit replica, so the primary"
+	}
+	return decision{server: primaryOf(db, snap), read: w == wantReplica, why: why}
+}
+
+func wantFor(res classify.Result, route config.Route) (want, string) {
+	switch route {
+	case config.RoutePrimary:
+		return wantPrimary, "database route: primary"
+	case config.RouteReplica:
+		return wantReplica, "database route: replica"
+	}
+	switch res.Hint {
+	case classify.HintPrimary:
+		return wantPrimary, res.Reason
+	case classify.HintReplica:
+		return wantReplica, res.Reason
+	}
+	if res.Route == classify.Read {
+		return wantReplica, res.Reason
+	}
+	return wantPrimary, res.Reason
+}
+
+// primaryOf returns the server the topology says is primary: a non-backup
+// one if up, else an up backup, else the first configured primary (writes
+// then fail or wait there rather than go anywhere else).
+func primaryOf(db *config.Database, snap *health.Snapshot) *config.Server {
+	var backup, configured *config.Server
+	for _, srv := range db.Servers {
+		st := snap.Get(srv.Addr())
+		if st.Role != config.RolePrimary {
+			continue
+		}
+		if configured == nil {
+			configured = srv
+		}
+		if !st.Up {
+			continue
+		}
+		if !srv.Backup {
+			return srv
+		}
+		if backup == nil {
+			backup = srv
+		}
+	}
+	if backup != nil {
+		return backup
+	}
+	if configured != nil {
+		return configured
+	}
+	return db.Servers[0]
+}
+
+// pickReplica returns a fit replica (up, not lagging), preferring
+// non-backup servers, balanced by lb; nil when none is fit.
+func pickReplica(db *config.Database, snap *health.Snapshot, lb balancer, load func(*config.Server) int) *config.Server {
+	var buf [8]*config.Server
+	cands := buf[:0]
+	for _, backup := range [2]bool{false, true} {
+		for _, srv := range db.Servers {
+			if srv.Backup != backup {
+				continue
+			}
+			st := snap.Get(srv.Addr())
+			if st.Role == config.RoleReplica && st.Up && !st.Lagging {
+				cands = append(cands, srv)
+			}
+		}
+		if len(cands) > 0 {
+			return cands[lb.pick(cands, load)]
+		}
+	}
+	return nil
+}
+
+// roundRobin cycles through candidates in proportion to their weights. One
+// is shared by all sessions of a database.
+type roundRobin struct{ next atomic.Uint64 }
+
+func (r *roundRobin) pick(cands []*config.Server, _ func(*config.Server) int) int {
+	total := 0
+	for _, c := range cands {
+		total += c.Weight
+	}
+	if total <= 0 {
+		return 0
+	}
+	n := int((r.next.Add(1) - 1) % uint64(total))
+	for i, c := range cands {
+		if n < c.Weight {
+			return i
+		}
+		n -= c.Weight
+	}
+	return 0
+}
+
+// leastConnections picks the candidate with the fewest active connections
+// per unit of weight.
+type leastConnections struct{}
+
+func (leastConnections) pick(cands []*config.Server, load func(*config.Server) int) int {
+	best, bestLoad := 0, -1.0
+	for i, c := range cands {
+		l := float64(load(c)) / float64(max(c.Weight, 1))
+		if bestLoad < 0 || l < bestLoad {
+			best, bestLoad = i, l
+		}
+	}
+	return best
+}
+
+// weightedRandom picks a candidate at random in proportion to its weight.
+type weightedRandom struct{}
+
+func (weightedRandom) pick(cands []*config.Server, _ func(*config.Server) int) int {
+	total := 0
+	for _, c := range cands {
+		total += c.Weight
+	}
+	if total <= 0 {
+		return 0
+	}
+	n := rand.IntN(total)
+	for i, c := range cands {
+		if n < c.Weight {
+			return i
+		}
+		n -= c.Weight
+	}
+	return 0
+}

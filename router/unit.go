@@ -1,0 +1,246 @@
+package router
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"unsafe"
+
+	"github.com/pgswitch/pgswitch/config"
+	"github.com/pgswitch/pgswitch/pool"
+	"github.com/pgswitch/pgswitch/router/classify"
+	"github.com/pgswitch/pgswitch/wire"
+)
+
+// errAnswered means the session answered the message itself: no server needed.
+var errAnswered = errors.New("answered by pgswitch")
+
+func extended(typ byte) bool {
+	switch typ {
+	case 'P', 'B', 'D', 'E', 'C', 'H', 'F':
+		return true
+	}
+	return false
+}
+
+// claim makes sure a server connection is linked for the message at
+// (*s.out)[start:] and accounts for it there. At the start of a unit of work
+// with no server linked, it classifies the unit and picks its server.
+func (s *Session) claim(typ byte, start int) error {
+	unitStart := typ == 'Q' || (extended(typ) && !s.extOpen)
+	switch {
+	case extended(typ):
+		s.extOpen = true
+	case typ == 'S':
+		s.extOpen = false
+	}
+	if s.guardable && (unitStart || (typ != 'S' && !extended(typ))) {
+		// A second unit, or Flush/COPY data, in the same batch: the answer
+		// is no longer one unit's, so it cannot be retried.
+		s.guardable = false
+	}
+	if s.cur != nil {
+		if unitStart && s.curRead && s.mode == config.PoolModeTransaction {
+			res := s.classifyMessage(typ, (*s.out)[start:])
+			if d := s.decide(res); !d.read {
+				// Linked to a replica by units still in flight; this one
+				// needs the primary. Let the replica finish, then see.
+				s.flushPrefix(start)
+				s.cur.WaitIdle(s.client)
+			}
+		}
+		if s.cur.Claim(s.client, typ) == nil {
+			if unitStart {
+				s.r.count(s.cur.Addr(), s.curRead)
+			}
+			return nil
+		}
+		// The server finished the last unit and went back to its pool.
+		s.cur = nil
+		s.server.Store(nil)
+	}
+	switch typ {
+	case 'd', 'c', 'f':
+		// Late COPY data after a failed COPY: PostgreSQL ignores it too.
+		return errAnswered
+	case 'H':
+		return errAnswered // nothing is pending, so nothing to flush
+	case 'S':
+		// A lone Sync with no unit open: the server would only say it is idle.
+		return errAnswered
+	}
+	res := s.classifyMessage(typ, (*s.out)[start:])
+	d := s.decide(res)
+	c, d, err := s.acquire(d)
+	if err != nil {
+		return err
+	}
+	c.Link(s.client, s.mode == config.PoolModeSession)
+	s.cur = c
+	s.server.Store(c)
+	s.curRead = d.read && d.server != nil && s.r.topology().Get(d.server.Addr()).Role == config.RoleReplica
+	// An autocommit read on a replica may be refused (25006) if the
+	// classifier was wrong; keep it retryable while it is alone in the batch.
+	s.guardable = s.curRead && start == 0 && s.mode == config.PoolModeTransaction &&
+		!res.Kind.Has(classify.KindBegin) && !res.Kind.Has(classify.KindBeginReadOnly)
+	s.r.count(c.Addr(), d.read)
+	return c.Claim(s.client, typ)
+}
+
+// decide routes a unit. Session-mode clients keep one server for their whole
+// session, so they follow the database's route alone (auto: the primary).
+func (s *Session) decide(res classify.Result) decision {
+	if s.mode == config.PoolModeSession && s.db.Route != config.RouteReplica {
+		return decision{server: primaryOf(s.db, s.r.topology()), why: "session mode: the primary"}
+	}
+	return decide(res, s.db, s.r.topology(), s.dbs.lb, s.load)
+}
+
+// load is a server's active connections for least_connections.
+func (s *Session) load(srv *config.Server) int {
+	return s.poolFor(srv).Stats().Active
+}
+
+// acquire takes a server connection for d. A read whose replica cannot be
+// reached goes to the primary instead; a write has nowhere else to go.
+func (s *Session) acquire(d decision) (*pool.Conn, decision, error) {
+	p := s.poolFor(d.server)
+	c, err := p.Acquire(s.r.ctx, s.cfg.Timeouts.QueryWait)
+	if err == nil {
+		return c, d, nil
+	}
+	primary := primaryOf(s.db, s.r.topology())
+	if d.read && d.server != primary && !errors.Is(err, pool.ErrWaitTimeout) {
+		s.r.log.Info("replica unreachable, reading from the primary", "server", d.server.Addr(), "err", err)
+		d = decision{server: primary, read: true, why: d.why + "; replica unreachable"}
+		p = s.poolFor(primary)
+		if c, err = p.Acquire(s.r.ctx, s.cfg.Timeouts.QueryWait); err == nil {
+			return c, d, nil
+		}
+	}
+	return nil, d, pool.AcquireError(p.Key(), s.cfg.Timeouts.QueryWait, err)
+}
+
+// classifyMessage classifies the unit of work that msg starts.
+func (s *Session) classifyMessage(typ byte, msg []byte) classify.Result {
+	body := msg[wire.HeaderSize:]
+	switch typ {
+	case 'Q':
+		return s.dbs.classifier.Classify(cstring(body))
+	case 'P':
+		name, rest := splitCString(body)
+		res := s.dbs.classifier.Classify(cstring(rest))
+		if len(name) > 0 {
+			if s.stmts == nil {
+				s.stmts = map[string]classify.Result{}
+			}
+			s.stmts[string(name)] = res
+		}
+		return res
+	case 'B':
+		_, rest := splitCString(body) // portal
+		stmt, _ := splitCString(rest)
+		if res, ok := s.stmts[string(stmt)]; ok {
+			return res
+		}
+	case 'D':
+		if len(body) > 1 && body[0] == 'S' {
+			stmt, _ := splitCString(body[1:])
+			if res, ok := s.stmts[string(stmt)]; ok {
+				return res
+			}
+		}
+	}
+	return classify.Result{Route: classify.Write, Reason: "write: not a statement pgswitch has seen"}
+}
+
+// cstring views a NUL-terminated string in a message without copying. The
+// classifier keeps no reference to the text it is given.
+func cstring(b []byte) string {
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		b = b[:i]
+	}
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
+}
+
+func splitCString(b []byte) (s, rest []byte) {
+	i := bytes.IndexByte(b, 0)
+	if i < 0 {
+		return b, nil
+	}
+	return b[:i], b[i+1:]
+}
+
+// unitComplete reports whether buf ends a unit: the server will answer it
+// in full without waiting for more from the client.
+func unitComplete(buf []byte) bool {
+	last := byte(0)
+	for len(buf) >= wire.HeaderSize {
+		h, err := wire.ParseHeader(buf, len(buf))
+		if err != nil || wire.HeaderSize+h.Len > len(buf) {
+			return false
+		}
+		last = h.Type
+		buf = buf[wire.HeaderSize+h.Len:]
+	}
+	return last == 'Q' || last == 'S'
+}
+
+// flushPrefix writes the first n bytes of out (claimed for cur) and keeps
+// the rest, so that cur can finish before the rest is routed.
+func (s *Session) flushPrefix(n int) {
+	if n == 0 || s.cur == nil {
+		return
+	}
+	s.cur.Write((*s.out)[:n])
+	rest := copy(*s.out, (*s.out)[n:])
+	*s.out = (*s.out)[:rest]
+}
+
+// retryOnPrimary runs a unit a replica refused as read-only on the primary
+// and remembers its text as a write. Nothing of the replica's answer reached
+// the client, so the client sees only the primary's.
+func (s *Session) retryOnPrimary(buf []byte) {
+	h, _ := wire.ParseHeader(buf, len(buf))
+	sql := s.unitText(h.Type, buf)
+	s.dbs.classifier.Remember(sql, classify.Result{Route: classify.Write, Reason: "write: a replica refused it as read-only (25006)"})
+	s.r.log.Info("replica refused a read as read-only; retrying on the primary", "database", s.db.Name)
+	s.cur = nil
+	s.server.Store(nil)
+	c, _, err := s.acquire(decision{server: primaryOf(s.db, s.r.topology()), why: "retry after 25006"})
+	if err != nil {
+		buf := wire.AsError(err).AppendResponse(nil)
+		s.client.Write(wire.AppendReadyForQuery(buf, idleStatus))
+		return
+	}
+	c.Link(s.client, false)
+	s.cur = c
+	s.server.Store(c)
+	s.curRead = false
+	s.r.count(c.Addr(), false)
+	for rest := buf; len(rest) >= wire.HeaderSize; {
+		h, err := wire.ParseHeader(rest, len(rest))
+		if err != nil {
+			break
+		}
+		c.Claim(s.client, h.Type)
+		rest = rest[wire.HeaderSize+h.Len:]
+	}
+	c.Write(buf)
+}
+
+// unitText returns the SQL text of the unit in buf, copied.
+func (s *Session) unitText(typ byte, buf []byte) string {
+	body := buf[wire.HeaderSize:]
+	switch typ {
+	case 'Q':
+		return strings.Clone(cstring(body))
+	case 'P':
+		_, rest := splitCString(body)
+		return strings.Clone(cstring(rest))
+	}
+	return ""
+}
