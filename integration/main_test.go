@@ -43,6 +43,10 @@ func newDatabase(t *testing.T) string {
 	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
 		t.Fatalf("create database %s: %v", name, err)
 	}
+	// Replicas can serve it once they replayed its creation.
+	if err := cl.WaitReplicated(ctx); err != nil {
+		t.Fatal(err)
+	}
 	return name
 }
 
@@ -92,6 +96,8 @@ type proxyOptions struct {
 	primary  bool     // only the primary as server (no replicas)
 	// extraUsers are more entries for the users map, indented as its children.
 	extraUsers string
+	// aliases publish more database names: name → "route dbname".
+	aliases map[string][2]string
 }
 
 // startProxy runs pgswitch in front of the cluster on a free loopback port.
@@ -110,8 +116,16 @@ func startProxy(t *testing.T, o proxyOptions) *proxy {
 	}
 	b.WriteString(o.yaml)
 	b.WriteString("databases:\n")
+	type published struct{ name, route, dbname string }
+	var pubs []published
 	for _, db := range o.dbs {
-		fmt.Fprintf(&b, "  %s:\n    servers:\n", db)
+		pubs = append(pubs, published{db, "auto", db})
+	}
+	for name, a := range o.aliases {
+		pubs = append(pubs, published{name, a[0], a[1]})
+	}
+	for _, pub := range pubs {
+		fmt.Fprintf(&b, "  %s:\n    route: %s\n    dbname: %s\n    servers:\n", pub.name, pub.route, pub.dbname)
 		for _, s := range cl.Servers() {
 			role := "replica"
 			if s == cl.Primary {

@@ -42,7 +42,7 @@ func (s *Session) claim(typ byte, start int) error {
 	if s.cur != nil {
 		if unitStart && s.curRead && s.mode == config.PoolModeTransaction {
 			res := s.classifyMessage(typ, (*s.out)[start:])
-			if d := s.decide(res); !d.read {
+			if w, _ := wantFor(res, s.db.Route); w != wantReplica {
 				// Linked to a replica by units still in flight; this one
 				// needs the primary. Let the replica finish, then see.
 				s.flushPrefix(start)

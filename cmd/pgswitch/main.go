@@ -32,7 +32,7 @@ Point DATABASE_URL at pgswitch and change nothing else. Try it with:
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCommand(), newCheckConfigCommand(), newVersionCommand(), newDemoCommand())
+	root.AddCommand(newServeCommand(), newCheckConfigCommand(), newVersionCommand(), newDemoCommand(), newClassifyCommand())
 	return root
 }
 

@@ -51,7 +51,7 @@ func TestVersion(t *testing.T) {
 }
 
 func TestHelpForEveryCommand(t *testing.T) {
-	for _, c := range []string{"serve", "check-config", "version", "demo"} {
+	for _, c := range []string{"serve", "check-config", "version", "demo", "classify"} {
 		out, err := runCLI(t, c, "--help")
 		if err != nil {
 			t.Fatalf("%s --help: %v", c, err)
@@ -142,5 +142,29 @@ func TestDemo(t *testing.T) {
 	}
 	if _, err := os.Stat(datadir); !os.IsNotExist(err) {
 		t.Fatalf("demo left its data directory %s behind (%v)", datadir, err)
+	}
+}
+
+func TestClassifyCommand(t *testing.T) {
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"classify", "SELECT * FROM t WHERE id = 1"}, "replica\tread: SELECT"},
+		{[]string{"classify", "SELECT nextval('s')"}, "primary\twrite: nextval()"},
+		{[]string{"classify", "INSERT INTO t VALUES (1)"}, "primary\twrite: INSERT"},
+		{[]string{"classify", "SELECT 1; DELETE FROM t"}, "primary\twrite"},
+		{[]string{"classify", "SELEC oops"}, "primary\twrite: pg_query could not parse it"},
+		{[]string{"classify", "--write-functions", "audit", "SELECT audit(1)"}, "primary\twrite: audit()"},
+		{[]string{"classify", "/* pgswitch:replica */ UPDATE t SET x = 1"}, "replica\thint: replica"},
+	}
+	for _, c := range cases {
+		out, err := runCLI(t, c.args...)
+		if err != nil {
+			t.Fatalf("%q: %v\n%s", c.args, err, out)
+		}
+		if !strings.HasPrefix(out, c.want) {
+			t.Errorf("%q: got %q, want prefix %q", c.args, out, c.want)
+		}
 	}
 }
