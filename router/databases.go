@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -35,8 +36,29 @@ func (r *Router) database(name string) *dbState {
 func (r *Router) topology() *health.Snapshot { return r.topo.Load() }
 
 // SetTopology publishes a new view of the servers; sessions use it from
-// their next unit of work.
-func (r *Router) SetTopology(s *health.Snapshot) { r.topo.Store(s) }
+// their next unit of work, and writes waiting for a primary look again.
+func (r *Router) SetTopology(s *health.Snapshot) {
+	r.topo.Store(s)
+	r.topoMu.Lock()
+	if r.topoCh != nil {
+		close(r.topoCh)
+		r.topoCh = nil
+	}
+	r.topoMu.Unlock()
+}
+
+// Topology returns the current view of the servers.
+func (r *Router) Topology() *health.Snapshot { return r.topo.Load() }
+
+// topologyChanged returns a channel closed at the next SetTopology.
+func (r *Router) topologyChanged() <-chan struct{} {
+	r.topoMu.Lock()
+	defer r.topoMu.Unlock()
+	if r.topoCh == nil {
+		r.topoCh = make(chan struct{})
+	}
+	return r.topoCh
+}
 
 // count records a unit of work routed to addr.
 func (r *Router) count(addr string, read bool) {
@@ -134,6 +156,9 @@ func (r *Router) RefreshVolatile(ctx context.Context) error {
 
 func (r *Router) loadVolatile(ctx context.Context, cfg *config.Config, db *config.Database) ([]string, error) {
 	srv := primaryOf(db, r.topology())
+	if srv == nil {
+		return nil, errors.New("no primary is up")
+	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Health.Timeout+cfg.Timeouts.ServerConnect)
 	defer cancel()
 	pc, err := pgx.ParseConfig(fmt.Sprintf("host=%s port=%d dbname=%s sslmode=%s application_name=pgswitch",

@@ -43,6 +43,9 @@ func decide(res classify.Result, db *config.Database, snap *health.Snapshot, lb 
 	return decision{server: primaryOf(db, snap), read: w == wantReplica, why: why}
 }
 
+// primaryOf returns the server the topology says is primary and up: a
+// non-backup one, else a backup. Nil when there is none: writes must wait.
+
 func wantFor(res classify.Result, route config.Route) (want, string) {
 	switch route {
 	case config.RoutePrimary:
@@ -62,20 +65,11 @@ func wantFor(res classify.Result, route config.Route) (want, string) {
 	return wantPrimary, res.Reason
 }
 
-// primaryOf returns the server the topology says is primary: a non-backup
-// one if up, else an up backup, else the first configured primary (writes
-// then fail or wait there rather than go anywhere else).
 func primaryOf(db *config.Database, snap *health.Snapshot) *config.Server {
-	var backup, configured *config.Server
+	var backup *config.Server
 	for _, srv := range db.Servers {
 		st := snap.Get(srv.Addr())
-		if st.Role != config.RolePrimary {
-			continue
-		}
-		if configured == nil {
-			configured = srv
-		}
-		if !st.Up {
+		if st.Role != config.RolePrimary || !st.Up {
 			continue
 		}
 		if !srv.Backup {
@@ -85,13 +79,7 @@ func primaryOf(db *config.Database, snap *health.Snapshot) *config.Server {
 			backup = srv
 		}
 	}
-	if backup != nil {
-		return backup
-	}
-	if configured != nil {
-		return configured
-	}
-	return db.Servers[0]
+	return backup
 }
 
 // pickReplica returns a fit replica (up, not lagging), preferring

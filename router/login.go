@@ -130,17 +130,44 @@ func authenticate(conn net.Conn, cfg *config.Config, u *config.User, secret wire
 
 // serverParams returns the ParameterStatus values a client is told at login:
 // those of a real server of its database, with the client's own
-// application_name. A pool that never connected connects once to learn them.
+// application_name. Any server will do, the primary first, so that clients
+// can still log in to read while the primary is down; a database whose
+// pools never connected connects once to learn them.
 func (s *Session) serverParams() (map[string]string, error) {
-	p := s.poolFor(s.primaryTarget())
-	params := p.Params()
-	if params == nil {
+	servers := s.db.Servers
+	if p := primaryOf(s.db, s.r.topology()); p != nil {
+		servers = append([]*config.Server{p}, servers...)
+	}
+	var params map[string]string
+	for _, srv := range servers {
+		if params = s.poolFor(srv).Params(); params != nil {
+			break
+		}
+	}
+	var firstErr *wire.Error
+	for _, srv := range servers {
+		if params != nil {
+			break
+		}
+		if !s.r.topology().Get(srv.Addr()).Up {
+			continue
+		}
+		p := s.poolFor(srv)
 		c, err := p.Acquire(s.r.ctx, s.cfg.Timeouts.QueryWait)
 		if err != nil {
-			return nil, pool.AcquireError(p.Key(), s.cfg.Timeouts.QueryWait, err).WithSeverity(wire.SeverityFatal)
+			if firstErr == nil {
+				firstErr = pool.AcquireError(p.Key(), s.cfg.Timeouts.QueryWait, err).WithSeverity(wire.SeverityFatal)
+			}
+			continue
 		}
 		params = c.Params()
 		c.Release()
+	}
+	if params == nil {
+		if firstErr == nil {
+			firstErr = wire.Fatalf(wire.CodeCannotConnectNow, "no server of database %q is up", s.db.Name)
+		}
+		return nil, firstErr
 	}
 	out := make(map[string]string, len(params)+1)
 	for k, v := range params {

@@ -31,6 +31,8 @@ type Router struct {
 	dbs      atomic.Pointer[map[string]*dbState]
 	counters atomic.Pointer[map[string]*ServerCounters]
 	topo     atomic.Pointer[health.Snapshot]
+	topoMu   sync.Mutex
+	topoCh   chan struct{} // closed by SetTopology; guarded by topoMu
 	pools    *pool.Set
 	log      *slog.Logger
 

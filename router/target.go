@@ -5,11 +5,6 @@ import (
 	"github.com/pgswitch/pgswitch/pool"
 )
 
-// primaryTarget is the server that takes writes, as the topology says.
-func (s *Session) primaryTarget() *config.Server {
-	return primaryOf(s.db, s.r.topology())
-}
-
 // poolFor returns the pool of the session's database and user on srv,
 // looked up once per session and server.
 func (s *Session) poolFor(srv *config.Server) *pool.Pool {

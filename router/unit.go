@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"strings"
+	"time"
 	"unsafe"
 
 	"github.com/pgswitch/pgswitch/config"
@@ -70,7 +71,10 @@ func (s *Session) claim(typ byte, start int) error {
 		return errAnswered
 	}
 	res := s.classifyMessage(typ, (*s.out)[start:])
-	d := s.decide(res)
+	d, err := s.decideWaiting(res)
+	if err != nil {
+		return err
+	}
 	c, d, err := s.acquire(d)
 	if err != nil {
 		return err
@@ -96,6 +100,35 @@ func (s *Session) decide(res classify.Result) decision {
 	return decide(res, s.db, s.r.topology(), s.dbs.lb, s.load)
 }
 
+// decideWaiting routes a unit; with no server to take it (a write while no
+// primary is up), it waits up to primary_wait for the topology to change.
+func (s *Session) decideWaiting(res classify.Result) (decision, error) {
+	d := s.decide(res)
+	if d.server != nil {
+		return d, nil
+	}
+	wait := s.cfg.Timeouts.PrimaryWait
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for d.server == nil {
+		changed := s.r.topologyChanged()
+		if d = s.decide(res); d.server != nil {
+			break
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			return d, wire.Errorf(wire.CodeCannotConnectNow,
+				"no primary server for database %q within primary_wait (%s): writes are refused while the primary is down", s.db.Name, wait).
+				WithHint("Reads still work; retry the write once a primary is back or promoted.")
+		case <-s.r.ctx.Done():
+			return d, wire.Fatalf(wire.CodeAdminShutdown, "pgswitch is shutting down")
+		}
+		d = s.decide(res)
+	}
+	return d, nil
+}
+
 // load is a server's active connections for least_connections.
 func (s *Session) load(srv *config.Server) int {
 	return s.poolFor(srv).Stats().Active
@@ -110,7 +143,7 @@ func (s *Session) acquire(d decision) (*pool.Conn, decision, error) {
 		return c, d, nil
 	}
 	primary := primaryOf(s.db, s.r.topology())
-	if d.read && d.server != primary && !errors.Is(err, pool.ErrWaitTimeout) {
+	if d.read && primary != nil && d.server != primary && !errors.Is(err, pool.ErrWaitTimeout) {
 		s.r.log.Info("replica unreachable, reading from the primary", "server", d.server.Addr(), "err", err)
 		d = decision{server: primary, read: true, why: d.why + "; replica unreachable"}
 		p = s.poolFor(primary)
@@ -210,7 +243,11 @@ func (s *Session) retryOnPrimary(buf []byte) {
 	s.r.log.Info("replica refused a read as read-only; retrying on the primary", "database", s.db.Name)
 	s.cur = nil
 	s.server.Store(nil)
-	c, _, err := s.acquire(decision{server: primaryOf(s.db, s.r.topology()), why: "retry after 25006"})
+	d, err := s.decideWaiting(classify.Result{Route: classify.Write, Hint: classify.HintPrimary})
+	var c *pool.Conn
+	if err == nil {
+		c, _, err = s.acquire(d)
+	}
 	if err != nil {
 		buf := wire.AsError(err).AppendResponse(nil)
 		s.client.Write(wire.AppendReadyForQuery(buf, idleStatus))
