@@ -59,10 +59,10 @@ func TestClientTLS(t *testing.T) {
 	t.Parallel()
 	db := newDatabase(t)
 	cert, key := writeCert(t)
-	p := startProxy(t, proxyOptions{dbs: []string{db}, primary: true,
-		yaml: fmt.Sprintf("tls:\n  cert_file: %q\n  key_file: %q\n", cert, key)})
+	p := startProxy(t, proxyOptions{DBs: []string{db}, Primary: true,
+		YAML: fmt.Sprintf("tls:\n  cert_file: %q\n  key_file: %q\n", cert, key)})
 	ctx := testCtx(t)
-	u := fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=verify-full&sslrootcert=%s", cl.User, cl.Password, p.addr, db, cert)
+	u := fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=verify-full&sslrootcert=%s", cl.User, cl.Password, p.Addr, db, cert)
 	conn, err := pgx.Connect(ctx, u)
 	if err != nil {
 		t.Fatalf("TLS connect: %v", err)
@@ -77,8 +77,8 @@ func TestClientTLS(t *testing.T) {
 	}
 
 	// Without TLS configured, sslmode=require is refused with 'N'.
-	plain := startProxy(t, proxyOptions{dbs: []string{db}, primary: true})
-	_, err = pgx.Connect(ctx, fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=require", cl.User, cl.Password, plain.addr, db))
+	plain := startProxy(t, proxyOptions{DBs: []string{db}, Primary: true})
+	_, err = pgx.Connect(ctx, fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=require", cl.User, cl.Password, plain.Addr, db))
 	if err == nil {
 		t.Fatal("sslmode=require accepted by a pgswitch without TLS")
 	}
@@ -106,7 +106,7 @@ func TestAuthMethods(t *testing.T) {
 		{"trusted", "", true},
 	}
 	for _, c := range cases {
-		conn, err := pgx.Connect(ctx, p.urlAs(c.user, c.password, db))
+		conn, err := pgx.Connect(ctx, p.URLAs(c.user, c.password, db))
 		if c.ok {
 			if err != nil {
 				t.Fatalf("%s: %v", c.user, err)
@@ -140,7 +140,7 @@ func startProxyUsers(t *testing.T, db string, users map[string]string) *proxy {
 	for name, body := range users {
 		extra += fmt.Sprintf("  %s:\n    %s\n", name, body)
 	}
-	return startProxy(t, proxyOptions{dbs: []string{db}, primary: true, extraUsers: extra})
+	return startProxy(t, proxyOptions{DBs: []string{db}, Primary: true, ExtraUsers: extra})
 }
 
 func quoteLiteral(s string) string {

@@ -26,11 +26,11 @@ func TestQueriesBothProtocols(t *testing.T) {
 	t.Parallel()
 	db := newDatabase(t)
 	for _, mode := range modes {
-		p := startProxy(t, proxyOptions{mode: mode, dbs: []string{db}, primary: true})
+		p := startProxy(t, proxyOptions{Mode: mode, DBs: []string{db}, Primary: true})
 		for _, em := range execModes {
 			t.Run(fmt.Sprintf("%s/%s", mode, em), func(t *testing.T) {
 				ctx := testCtx(t)
-				conn := p.connect(t, db, em)
+				conn := p.Connect(t, db, em)
 				table := fmt.Sprintf("q_%s_%d", mode, em)
 				if _, err := conn.Exec(ctx, "CREATE TABLE "+table+" (id int PRIMARY KEY, name text, data bytea)"); err != nil {
 					t.Fatal(err)
@@ -84,9 +84,9 @@ func TestPipelinedBatch(t *testing.T) {
 	db := newDatabase(t)
 	for _, mode := range modes {
 		t.Run(string(mode), func(t *testing.T) {
-			p := startProxy(t, proxyOptions{mode: mode, dbs: []string{db}, primary: true})
+			p := startProxy(t, proxyOptions{Mode: mode, DBs: []string{db}, Primary: true})
 			ctx := testCtx(t)
-			conn := p.connect(t, db, pgx.QueryExecModeExec)
+			conn := p.Connect(t, db, pgx.QueryExecModeExec)
 			batch := &pgx.Batch{}
 			for i := 0; i < 500; i++ {
 				batch.Queue("SELECT $1::int * 2", i)
@@ -138,9 +138,9 @@ func TestTransactionErrorAndRollback(t *testing.T) {
 	for _, mode := range modes {
 		for _, em := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec} {
 			t.Run(fmt.Sprintf("%s/%s", mode, em), func(t *testing.T) {
-				p := startProxy(t, proxyOptions{mode: mode, dbs: []string{db}, primary: true})
+				p := startProxy(t, proxyOptions{Mode: mode, DBs: []string{db}, Primary: true})
 				ctx := testCtx(t)
-				conn := p.connect(t, db, em)
+				conn := p.Connect(t, db, em)
 				table := fmt.Sprintf("tx_%s_%d", mode, em)
 				if _, err := conn.Exec(ctx, "CREATE TABLE "+table+" (id int)"); err != nil {
 					t.Fatal(err)
@@ -187,9 +187,9 @@ func TestCopyBothWays(t *testing.T) {
 	db := newDatabase(t)
 	for _, mode := range modes {
 		t.Run(string(mode), func(t *testing.T) {
-			p := startProxy(t, proxyOptions{mode: mode, dbs: []string{db}, primary: true})
+			p := startProxy(t, proxyOptions{Mode: mode, DBs: []string{db}, Primary: true})
 			ctx := testCtx(t)
-			conn := p.connect(t, db, pgx.QueryExecModeExec)
+			conn := p.Connect(t, db, pgx.QueryExecModeExec)
 			table := "copy_" + string(mode)
 			if _, err := conn.Exec(ctx, "CREATE TABLE "+table+" (id int, name text)"); err != nil {
 				t.Fatal(err)
@@ -237,12 +237,12 @@ func TestCopyBothWays(t *testing.T) {
 func TestNoticesAndListenNotify(t *testing.T) {
 	t.Parallel()
 	db := newDatabase(t)
-	p := startProxy(t, proxyOptions{mode: config.PoolModeSession, dbs: []string{db}, primary: true})
+	p := startProxy(t, proxyOptions{Mode: config.PoolModeSession, DBs: []string{db}, Primary: true})
 	ctx := testCtx(t)
 
 	// NoticeResponse reaches the client.
 	var notices []string
-	cfg, err := pgx.ParseConfig(p.url(db))
+	cfg, err := pgx.ParseConfig(p.URL(db))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,11 +260,11 @@ func TestNoticesAndListenNotify(t *testing.T) {
 	}
 
 	// LISTEN/NOTIFY in session mode.
-	listener := p.connect(t, db, pgx.QueryExecModeSimpleProtocol)
+	listener := p.Connect(t, db, pgx.QueryExecModeSimpleProtocol)
 	if _, err := listener.Exec(ctx, "LISTEN pgswitch_test"); err != nil {
 		t.Fatal(err)
 	}
-	notifier := p.connect(t, db, pgx.QueryExecModeSimpleProtocol)
+	notifier := p.Connect(t, db, pgx.QueryExecModeSimpleProtocol)
 	if _, err := notifier.Exec(ctx, "NOTIFY pgswitch_test, 'payload-1'"); err != nil {
 		t.Fatal(err)
 	}

@@ -16,7 +16,7 @@ import (
 func TestLoginRefusals(t *testing.T) {
 	t.Parallel()
 	db := newDatabase(t)
-	p := startProxy(t, proxyOptions{dbs: []string{db}, primary: true})
+	p := startProxy(t, proxyOptions{DBs: []string{db}, Primary: true})
 	cases := []struct {
 		name, user, password, db, code string
 	}{
@@ -28,7 +28,7 @@ func TestLoginRefusals(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			_, err := pgx.Connect(ctx, p.urlAs(c.user, c.password, c.db))
+			_, err := pgx.Connect(ctx, p.URLAs(c.user, c.password, c.db))
 			var pe *pgconn.PgError
 			if !errors.As(err, &pe) {
 				t.Fatalf("got %v, want a server error with SQLSTATE %s", err, c.code)
@@ -42,12 +42,12 @@ func TestLoginRefusals(t *testing.T) {
 		pkt := make([]byte, 8)
 		binary.BigEndian.PutUint32(pkt[0:4], 8)
 		binary.BigEndian.PutUint32(pkt[4:8], 2<<16)
-		if code := rawFirstPacket(t, p.addr, pkt); code != "0A000" {
+		if code := rawFirstPacket(t, p.Addr, pkt); code != "0A000" {
 			t.Fatalf("got SQLSTATE %q, want 0A000", code)
 		}
 	})
 	t.Run("garbage", func(t *testing.T) {
-		if code := rawFirstPacket(t, p.addr, []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n")); code != "08P01" {
+		if code := rawFirstPacket(t, p.Addr, []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n")); code != "08P01" {
 			t.Fatalf("got SQLSTATE %q, want 08P01", code)
 		}
 	})
@@ -55,13 +55,13 @@ func TestLoginRefusals(t *testing.T) {
 		pkt := make([]byte, 8)
 		binary.BigEndian.PutUint32(pkt[0:4], 1<<30)
 		binary.BigEndian.PutUint32(pkt[4:8], 3<<16)
-		if code := rawFirstPacket(t, p.addr, pkt); code != "08P01" {
+		if code := rawFirstPacket(t, p.Addr, pkt); code != "08P01" {
 			t.Fatalf("got SQLSTATE %q, want 08P01", code)
 		}
 	})
 	t.Run("oversized message after login", func(t *testing.T) {
 		ctx := testCtx(t)
-		conn := p.connect(t, db, pgx.QueryExecModeSimpleProtocol)
+		conn := p.Connect(t, db, pgx.QueryExecModeSimpleProtocol)
 		nc := conn.PgConn().Conn()
 		msg := []byte{'Q', 0x7f, 0xff, 0xff, 0xff}
 		if _, err := nc.Write(msg); err != nil {

@@ -30,10 +30,10 @@ func serverConns(t *testing.T, mon *pgx.Conn, db string) int {
 func TestTransactionPoolingFiftyClientsFiveServers(t *testing.T) {
 	t.Parallel()
 	db := newDatabase(t)
-	p := startProxy(t, proxyOptions{mode: config.PoolModeTransaction, poolSize: 5, dbs: []string{db}, primary: true})
+	p := startProxy(t, proxyOptions{Mode: config.PoolModeTransaction, PoolSize: 5, DBs: []string{db}, Primary: true})
 	ctx := testCtx(t)
 	mon := primaryConn(t, cl.Database)
-	setup := p.connect(t, db, pgx.QueryExecModeSimpleProtocol)
+	setup := p.Connect(t, db, pgx.QueryExecModeSimpleProtocol)
 	if _, err := setup.Exec(ctx, "CREATE TABLE counter (client int, n int)"); err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +63,7 @@ func TestTransactionPoolingFiftyClientsFiveServers(t *testing.T) {
 		go func(i int) {
 			defer wg.Done()
 			// Unnamed statements: named ones across transactions are issue #5's.
-			cfg, err := pgx.ParseConfig(p.url(db))
+			cfg, err := pgx.ParseConfig(p.URL(db))
 			if err != nil {
 				failures.Add(1)
 				firstErr.CompareAndSwap(nil, err)
@@ -113,14 +113,14 @@ func TestTransactionPoolingFiftyClientsFiveServers(t *testing.T) {
 func TestQueryWaitTimeout(t *testing.T) {
 	t.Parallel()
 	db := newDatabase(t)
-	p := startProxy(t, proxyOptions{mode: config.PoolModeTransaction, poolSize: 1, dbs: []string{db}, primary: true,
-		yaml: "timeouts:\n  query_wait: 1s\n"})
+	p := startProxy(t, proxyOptions{Mode: config.PoolModeTransaction, PoolSize: 1, DBs: []string{db}, Primary: true,
+		YAML: "timeouts:\n  query_wait: 1s\n"})
 	ctx := testCtx(t)
-	holder := p.connect(t, db, pgx.QueryExecModeSimpleProtocol)
+	holder := p.Connect(t, db, pgx.QueryExecModeSimpleProtocol)
 	if _, err := holder.Exec(ctx, "BEGIN"); err != nil { // keeps the only server connection
 		t.Fatal(err)
 	}
-	waiter := p.connect(t, db, pgx.QueryExecModeSimpleProtocol)
+	waiter := p.Connect(t, db, pgx.QueryExecModeSimpleProtocol)
 	_, err := waiter.Exec(ctx, "SELECT 1")
 	var pe *pgconn.PgError
 	if !errors.As(err, &pe) || pe.Code != "53300" || pe.Severity != "ERROR" {
@@ -156,22 +156,22 @@ func TestClientGoneMidTransaction(t *testing.T) {
 	db := newDatabase(t)
 	for _, mode := range modes {
 		t.Run(string(mode), func(t *testing.T) {
-			p := startProxy(t, proxyOptions{mode: mode, poolSize: 1, dbs: []string{db}, primary: true})
+			p := startProxy(t, proxyOptions{Mode: mode, PoolSize: 1, DBs: []string{db}, Primary: true})
 			ctx := testCtx(t)
 			table := "gone_" + string(mode)
-			setup := p.connect(t, db, pgx.QueryExecModeSimpleProtocol)
+			setup := p.Connect(t, db, pgx.QueryExecModeSimpleProtocol)
 			if _, err := setup.Exec(ctx, "CREATE TABLE "+table+" (id int)"); err != nil {
 				t.Fatal(err)
 			}
 			if mode == config.PoolModeSession {
 				setup.Close(ctx) // frees the only server connection
 			}
-			c1 := p.connect(t, db, pgx.QueryExecModeSimpleProtocol)
+			c1 := p.Connect(t, db, pgx.QueryExecModeSimpleProtocol)
 			if _, err := c1.Exec(ctx, "BEGIN; INSERT INTO "+table+" VALUES (1); SET search_path = nowhere"); err != nil {
 				t.Fatal(err)
 			}
 			c1.PgConn().Conn().Close() // vanish without Terminate
-			c2 := p.connect(t, db, pgx.QueryExecModeSimpleProtocol)
+			c2 := p.Connect(t, db, pgx.QueryExecModeSimpleProtocol)
 			var n int
 			var sp string
 			var inTx bool
@@ -197,10 +197,10 @@ func TestCancel(t *testing.T) {
 	db := newDatabase(t)
 	for _, mode := range modes {
 		t.Run(string(mode), func(t *testing.T) {
-			p := startProxy(t, proxyOptions{mode: mode, poolSize: 4, dbs: []string{db}, primary: true})
+			p := startProxy(t, proxyOptions{Mode: mode, PoolSize: 4, DBs: []string{db}, Primary: true})
 			ctx := testCtx(t)
-			victim := p.connect(t, db, pgx.QueryExecModeSimpleProtocol)
-			bystander := p.connect(t, db, pgx.QueryExecModeSimpleProtocol)
+			victim := p.Connect(t, db, pgx.QueryExecModeSimpleProtocol)
+			bystander := p.Connect(t, db, pgx.QueryExecModeSimpleProtocol)
 
 			bystanderDone := make(chan error, 1)
 			go func() {

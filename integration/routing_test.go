@@ -45,10 +45,10 @@ func TestReadWriteSplit(t *testing.T) {
 		}
 	}
 	replicated(t)
-	p := startProxy(t, proxyOptions{dbs: []string{db}})
+	p := startProxy(t, proxyOptions{DBs: []string{db}})
 	for _, em := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec} {
 		t.Run(em.String(), func(t *testing.T) {
-			conn := p.connect(t, db, em)
+			conn := p.Connect(t, db, em)
 			cases := []struct {
 				sql     string
 				replica bool
@@ -107,7 +107,7 @@ func TestReadWriteSplit(t *testing.T) {
 	}
 
 	// Round robin reaches both replicas.
-	conn := p.connect(t, db, pgx.QueryExecModeExec)
+	conn := p.Connect(t, db, pgx.QueryExecModeExec)
 	seen := map[int]int{}
 	for i := 0; i < 20; i++ {
 		var port int
@@ -129,12 +129,12 @@ func TestReadWriteSplit(t *testing.T) {
 func TestDatabaseRoutes(t *testing.T) {
 	t.Parallel()
 	db := newDatabase(t)
-	p := startProxy(t, proxyOptions{dbs: []string{db}, aliases: map[string][2]string{
+	p := startProxy(t, proxyOptions{DBs: []string{db}, Aliases: map[string][2]string{
 		db + "_rw": {"primary", db},
 		db + "_ro": {"replica", db},
 	}})
-	rw := p.connect(t, db+"_rw", pgx.QueryExecModeExec)
-	ro := p.connect(t, db+"_ro", pgx.QueryExecModeExec)
+	rw := p.Connect(t, db+"_rw", pgx.QueryExecModeExec)
+	ro := p.Connect(t, db+"_ro", pgx.QueryExecModeExec)
 	if onReplica(t, rw, "SELECT pg_is_in_recovery()") {
 		t.Error("route: primary sent a read to a replica")
 	}
@@ -144,7 +144,7 @@ func TestDatabaseRoutes(t *testing.T) {
 	if !onReplica(t, ro, "/* pgswitch:primary */ SELECT pg_is_in_recovery()") {
 		t.Error("route: replica lets a hint override it; the database route must win")
 	}
-	auto := p.connect(t, db, pgx.QueryExecModeExec)
+	auto := p.Connect(t, db, pgx.QueryExecModeExec)
 	if !onReplica(t, auto, "/* pgswitch:replica */ SELECT pg_is_in_recovery()") {
 		t.Error("replica hint ignored")
 	}
@@ -164,11 +164,11 @@ func TestVolatileUserFunctions(t *testing.T) {
 		}
 	}
 	replicated(t)
-	p := startProxy(t, proxyOptions{dbs: []string{db}})
-	if err := p.r.RefreshVolatile(ctx); err != nil {
+	p := startProxy(t, proxyOptions{DBs: []string{db}})
+	if err := p.R.RefreshVolatile(ctx); err != nil {
 		t.Fatal(err)
 	}
-	conn := p.connect(t, db, pgx.QueryExecModeExec)
+	conn := p.Connect(t, db, pgx.QueryExecModeExec)
 	if onReplica(t, conn, "SELECT vol_fn()") {
 		t.Error("a user-defined volatile function ran on a replica")
 	}
@@ -185,9 +185,9 @@ func TestReadOnlyRefusalRetriedOnPrimary(t *testing.T) {
 	db := newDatabase(t)
 	// volatile_refresh is long and the function is created after pgswitch
 	// loaded the catalog, so the classifier takes its call for a read.
-	p := startProxy(t, proxyOptions{dbs: []string{db}, yaml: "routing:\n  volatile_refresh: 1h\n"})
+	p := startProxy(t, proxyOptions{DBs: []string{db}, YAML: "routing:\n  volatile_refresh: 1h\n"})
 	ctx := testCtx(t)
-	if err := p.r.RefreshVolatile(ctx); err != nil {
+	if err := p.R.RefreshVolatile(ctx); err != nil {
 		t.Fatal(err)
 	}
 	setup := primaryConn(t, db)
@@ -202,7 +202,7 @@ func TestReadOnlyRefusalRetriedOnPrimary(t *testing.T) {
 	}
 	replicated(t)
 	for _, em := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec} {
-		conn := p.connect(t, db, em)
+		conn := p.Connect(t, db, em)
 		// Spelled differently per mode so that each starts unremembered.
 		sql := fmt.Sprintf("SELECT sneaky() /* %d */, %d", em, em)
 		var standby bool
@@ -214,14 +214,14 @@ func TestReadOnlyRefusalRetriedOnPrimary(t *testing.T) {
 			t.Fatalf("%s: first call ran on a replica", em)
 		}
 		before := replicaReads(p)
-		primaryWrites := p.r.Counters(addrOf(cl.Primary.Port)).Writes.Load()
+		primaryWrites := p.R.Counters(addrOf(cl.Primary.Port)).Writes.Load()
 		if err := conn.QueryRow(ctx, sql).Scan(&standby, &n); err != nil || standby {
 			t.Fatalf("%s: second call: standby %v err %v", em, standby, err)
 		}
 		if after := replicaReads(p); after != before {
 			t.Errorf("%s: second call went to a replica first (replica reads %d → %d)", em, before, after)
 		}
-		if w := p.r.Counters(addrOf(cl.Primary.Port)).Writes.Load(); w != primaryWrites+1 {
+		if w := p.R.Counters(addrOf(cl.Primary.Port)).Writes.Load(); w != primaryWrites+1 {
 			t.Errorf("%s: primary writes %d → %d, want +1", em, primaryWrites, w)
 		}
 	}
@@ -236,7 +236,7 @@ func addrOf(port int) string { return fmt.Sprintf("127.0.0.1:%d", port) }
 func replicaReads(p *proxy) uint64 {
 	var n uint64
 	for _, r := range cl.Replicas {
-		n += p.r.Counters(addrOf(r.Port)).Reads.Load()
+		n += p.R.Counters(addrOf(r.Port)).Reads.Load()
 	}
 	return n
 }
@@ -244,14 +244,14 @@ func replicaReads(p *proxy) uint64 {
 func TestPgbenchSplit(t *testing.T) {
 	t.Parallel()
 	db := newDatabase(t)
-	init := startProxy(t, proxyOptions{mode: config.PoolModeSession, dbs: []string{db}, primary: true})
+	init := startProxy(t, proxyOptions{Mode: config.PoolModeSession, DBs: []string{db}, Primary: true})
 	runTool(t, init, db, 3*time.Minute, "pgbench", "-i", "-q", "-s", "1")
 	replicated(t)
 	for _, protocol := range []string{"simple", "extended"} {
 		t.Run(protocol, func(t *testing.T) {
-			p := startProxy(t, proxyOptions{dbs: []string{db}, poolSize: 8})
+			p := startProxy(t, proxyOptions{DBs: []string{db}, PoolSize: 8})
 			pgbenchRun(t, p, db, "-N", "-n", "-c", "4", "-j", "2", "-T", "3", "-M", protocol)
-			primary := p.r.Counters(addrOf(cl.Primary.Port))
+			primary := p.R.Counters(addrOf(cl.Primary.Port))
 			if primary.Writes.Load() == 0 {
 				t.Errorf("-N: the primary saw no writes")
 			}
@@ -262,7 +262,7 @@ func TestPgbenchSplit(t *testing.T) {
 				t.Errorf("-S: the replicas served no reads")
 			}
 			for _, r := range cl.Replicas {
-				if p.r.Counters(addrOf(r.Port)).Reads.Load() == 0 {
+				if p.R.Counters(addrOf(r.Port)).Reads.Load() == 0 {
 					t.Errorf("-S: replica %s served no reads", r.Name)
 				}
 			}

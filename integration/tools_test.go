@@ -33,7 +33,7 @@ func clientTool(t *testing.T, name string) string {
 // toolEnv points libpq at pgswitch; the password goes through the
 // environment so that it is not on any command line.
 func toolEnv(p *proxy, db string) []string {
-	host, port, _ := net.SplitHostPort(p.addr)
+	host, port, _ := net.SplitHostPort(p.Addr)
 	return append(os.Environ(), "PGHOST="+host, "PGPORT="+port, "PGUSER="+cl.User,
 		"PGPASSWORD="+cl.Password, "PGDATABASE="+db, "PGSSLMODE=disable", "PGCONNECT_TIMEOUT=30")
 }
@@ -56,7 +56,7 @@ func TestPsql(t *testing.T) {
 	db := newDatabase(t)
 	for _, mode := range modes {
 		t.Run(string(mode), func(t *testing.T) {
-			p := startProxy(t, proxyOptions{mode: mode, dbs: []string{db}, primary: true})
+			p := startProxy(t, proxyOptions{Mode: mode, DBs: []string{db}, Primary: true})
 			out := runTool(t, p, db, time.Minute, "psql", "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1",
 				"-c", "SELECT 40 + 2", "-c", "SELECT current_database()")
 			if got := strings.Fields(out); len(got) != 2 || got[0] != "42" || got[1] != db {
@@ -92,7 +92,7 @@ func pgbenchRun(t *testing.T, p *proxy, db string, args ...string) string {
 func TestPgbench(t *testing.T) {
 	t.Parallel()
 	db := newDatabase(t)
-	init := startProxy(t, proxyOptions{mode: config.PoolModeSession, dbs: []string{db}, primary: true})
+	init := startProxy(t, proxyOptions{Mode: config.PoolModeSession, DBs: []string{db}, Primary: true})
 	runTool(t, init, db, 3*time.Minute, "pgbench", "-i", "-q", "-s", "2")
 	runs := []struct {
 		mode     config.PoolMode
@@ -106,7 +106,7 @@ func TestPgbench(t *testing.T) {
 	}
 	for _, r := range runs {
 		t.Run(fmt.Sprintf("%s/%s", r.mode, r.protocol), func(t *testing.T) {
-			p := startProxy(t, proxyOptions{mode: r.mode, poolSize: 8, dbs: []string{db}, primary: true})
+			p := startProxy(t, proxyOptions{Mode: r.mode, PoolSize: 8, DBs: []string{db}, Primary: true})
 			out := pgbenchRun(t, p, db, "-c", "8", "-j", "2", "-T", "5", "-M", r.protocol)
 			t.Logf("%s", lastLines(out, 3))
 		})

@@ -45,7 +45,8 @@ type Pool struct {
 
 	mu       sync.Mutex
 	settings Settings
-	idle     []*Conn // most recently used last
+	idle     []*Conn            // most recently used last
+	conns    map[*Conn]struct{} // every open connection
 	waiters  []*waiter
 	total    int // open plus being dialed
 	closed   bool
@@ -140,6 +141,10 @@ func (p *Pool) noteWait(start time.Time) {
 
 func (p *Pool) connected(c *Conn) {
 	p.mu.Lock()
+	if p.conns == nil {
+		p.conns = map[*Conn]struct{}{}
+	}
+	p.conns[c] = struct{}{}
 	p.params = c.params
 	p.mu.Unlock()
 }
@@ -180,6 +185,7 @@ func (p *Pool) release(c *Conn) {
 // removed is called by the pump when the connection is gone for good.
 func (p *Pool) removed(c *Conn) {
 	p.mu.Lock()
+	delete(p.conns, c)
 	if c.inIdle {
 		for i, x := range p.idle {
 			if x == c {
@@ -286,6 +292,21 @@ func (p *Pool) CloseIdle() {
 	}
 	p.mu.Unlock()
 	for _, c := range idle {
+		c.Close()
+	}
+}
+
+// CloseAll closes every connection of the pool, busy ones included: their
+// clients get FATAL 08006 from the pump, as when the server went away.
+func (p *Pool) CloseAll() {
+	p.CloseIdle()
+	p.mu.Lock()
+	all := make([]*Conn, 0, len(p.conns))
+	for c := range p.conns {
+		all = append(all, c)
+	}
+	p.mu.Unlock()
+	for _, c := range all {
 		c.Close()
 	}
 }

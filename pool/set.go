@@ -145,6 +145,16 @@ func (s *Set) CloseServer(server string) {
 	}
 }
 
+// DisconnectServer closes every connection to server, busy ones included
+// (a server marked down: in-flight work fails fast instead of hanging).
+func (s *Set) DisconnectServer(server string) {
+	for _, p := range s.Pools() {
+		if p.key.Server == server {
+			p.CloseAll()
+		}
+	}
+}
+
 // Close closes every pool.
 func (s *Set) Close() {
 	for _, p := range s.Pools() {
