@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -62,6 +63,10 @@ var durationKeys = map[string]bool{
 	"max_replica_lag": true, "volatile_refresh": true, "inter": true, "downinter": true, "timeout": true,
 }
 
+// maxSeconds is the largest bare integer a time.Duration can hold; a larger
+// one is left as an integer for the decoder to reject.
+const maxSeconds = int64(math.MaxInt64 / time.Second)
+
 func secondsToDurations(n *yaml.Node) {
 	switch n.Kind {
 	case yaml.DocumentNode, yaml.SequenceNode:
@@ -72,7 +77,7 @@ func secondsToDurations(n *yaml.Node) {
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
 			if durationKeys[k.Value] && v.Kind == yaml.ScalarNode && v.Tag == "!!int" {
-				if secs, err := strconv.ParseInt(v.Value, 10, 64); err == nil {
+				if secs, err := strconv.ParseInt(v.Value, 10, 64); err == nil && secs >= -maxSeconds && secs <= maxSeconds {
 					v.Value = (time.Duration(secs) * time.Second).String()
 					v.Tag = "!!str"
 				}

@@ -12,6 +12,11 @@ type Status struct {
 	Role config.Role
 	// Up is false once the server failed enough checks (or connections).
 	Up bool
+	// Excluded servers answer checks but must get no traffic: the losing
+	// side of a split brain, or a server of another cluster.
+	Excluded bool
+	// Reason says why the server is down, excluded or lagging ("" when fit).
+	Reason string
 	// LagBytes and LagSeconds are a replica's distance behind the primary.
 	LagBytes   int64
 	LagSeconds float64
@@ -19,6 +24,23 @@ type Status struct {
 	Lagging bool
 	// Since is when Up or Role last changed.
 	Since time.Time
+	// Timeline and SystemID as the server last reported them (0: unknown).
+	Timeline int64
+	SystemID int64
+	Counts   Counts
+}
+
+// Usable reports whether the server may get traffic of its role.
+func (s Status) Usable() bool { return s.Up && !s.Excluded }
+
+// Counts are cumulative events of one server, for the admin console and metrics.
+type Counts struct {
+	Checks        uint64 // checks run
+	Failures      uint64 // checks that failed
+	MarkedDown    uint64
+	MarkedUp      uint64
+	RoleChanges   uint64
+	LagExclusions uint64 // times the replica was excluded for lag
 }
 
 // Snapshot is an immutable view of every server, keyed by address.
@@ -32,6 +54,15 @@ type Snapshot struct {
 // in its configured role. It stands until the first health checks.
 func Static(cfg *config.Config) *Snapshot {
 	s := &Snapshot{Servers: map[string]Status{}, Taken: time.Now()}
+	for addr, role := range hintedRoles(cfg) {
+		s.Servers[addr] = Status{Addr: addr, Role: role, Up: true, Since: s.Taken}
+	}
+	return s
+}
+
+// hintedRoles returns the role of each server as the configuration hints it.
+func hintedRoles(cfg *config.Config) map[string]config.Role {
+	roles := map[string]config.Role{}
 	for _, db := range cfg.Databases {
 		hasPrimary := false
 		for _, srv := range db.Servers {
@@ -46,10 +77,12 @@ func Static(cfg *config.Config) *Snapshot {
 					role = config.RolePrimary
 				}
 			}
-			s.Servers[srv.Addr()] = Status{Addr: srv.Addr(), Role: role, Up: true, Since: s.Taken}
+			if _, seen := roles[srv.Addr()]; !seen {
+				roles[srv.Addr()] = role
+			}
 		}
 	}
-	return s
+	return roles
 }
 
 // Get returns the status of addr; an unknown server is down.

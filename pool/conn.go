@@ -32,6 +32,7 @@ type Conn struct {
 	unsynced bool              // extended-protocol messages sent since the last Sync
 	status   byte              // last ReadyForQuery status
 	closed   bool              // no further use; the pump is exiting or has exited
+	killed   string            // why pgswitch closed it (Kill), told to the client
 	cleaning bool              // detached with ROLLBACK/reset queries in flight
 	params   map[string]string // server's ParameterStatus values, replaced whole on change
 	served   uint64            // units of work served, for stats
@@ -173,6 +174,16 @@ func (c *Conn) Detach(client *Client, resetQuery string) {
 // Close closes the connection; the pump removes it from its pool.
 func (c *Conn) Close() {
 	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	c.nc.Close()
+}
+
+// Kill closes the connection on pgswitch's own decision; a linked client is
+// told reason instead of "connection lost".
+func (c *Conn) Kill(reason string) {
+	c.mu.Lock()
+	c.killed = reason
 	c.closed = true
 	c.mu.Unlock()
 	c.nc.Close()

@@ -297,8 +297,8 @@ func (p *Pool) CloseIdle() {
 }
 
 // CloseAll closes every connection of the pool, busy ones included: their
-// clients get FATAL 08006 from the pump, as when the server went away.
-func (p *Pool) CloseAll() {
+// clients get FATAL 08006 naming reason, as when the server went away.
+func (p *Pool) CloseAll(reason string) {
 	p.CloseIdle()
 	p.mu.Lock()
 	all := make([]*Conn, 0, len(p.conns))
@@ -307,7 +307,7 @@ func (p *Pool) CloseAll() {
 	}
 	p.mu.Unlock()
 	for _, c := range all {
-		c.Close()
+		c.Kill(reason)
 	}
 }
 

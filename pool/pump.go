@@ -280,13 +280,18 @@ func (c *Conn) fail(err error) {
 	c.guard = nil
 	c.client = nil
 	c.closed = true
+	killed := c.killed
 	c.mu.Unlock()
 	c.nc.Close()
 	if g != nil {
 		g <- Failed
 	}
 	if client != nil {
-		client.SendError(wire.Fatalf(wire.CodeConnectionFailure, "server connection to %s lost", c.Addr()).WithCause(err))
+		e := wire.Fatalf(wire.CodeConnectionFailure, "server connection to %s lost", c.Addr())
+		if killed != "" {
+			e = wire.Fatalf(wire.CodeConnectionFailure, "server connection to %s closed by pgswitch: %s", c.Addr(), killed)
+		}
+		client.SendError(e.WithCause(err))
 	}
 	if !wasClosed {
 		slog.Info("server connection closed", "server", c.Addr(), "pid", c.pid, "reason", err.Error())

@@ -147,10 +147,11 @@ func (s *Set) CloseServer(server string) {
 
 // DisconnectServer closes every connection to server, busy ones included
 // (a server marked down: in-flight work fails fast instead of hanging).
-func (s *Set) DisconnectServer(server string) {
+// Their clients are told reason.
+func (s *Set) DisconnectServer(server, reason string) {
 	for _, p := range s.Pools() {
 		if p.key.Server == server {
-			p.CloseAll()
+			p.CloseAll(reason)
 		}
 	}
 }

@@ -161,14 +161,7 @@ func (r *Router) loadVolatile(ctx context.Context, cfg *config.Config, db *confi
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Health.Timeout+cfg.Timeouts.ServerConnect)
 	defer cancel()
-	pc, err := pgx.ParseConfig(fmt.Sprintf("host=%s port=%d dbname=%s sslmode=%s application_name=pgswitch",
-		quoteDSN(srv.Host), srv.Port, quoteDSN(db.DBName), cfg.ServerTLSMode))
-	if err != nil {
-		return nil, err
-	}
-	pc.User = cfg.Health.User
-	pc.Password = cfg.Health.Password
-	conn, err := pgx.ConnectConfig(ctx, pc)
+	conn, err := health.Connect(ctx, cfg, srv, db.DBName, "pgswitch")
 	if err != nil {
 		return nil, err
 	}
@@ -194,8 +187,4 @@ func (r *Router) refreshVolatileLoop() {
 		case <-time.After(every):
 		}
 	}
-}
-
-func quoteDSN(s string) string {
-	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
 }

@@ -2,6 +2,7 @@ package router
 
 import (
 	"math/rand/v2"
+	"strings"
 	"sync/atomic"
 
 	"github.com/pgswitch/pgswitch/config"
@@ -69,7 +70,7 @@ func primaryOf(db *config.Database, snap *health.Snapshot) *config.Server {
 	var backup *config.Server
 	for _, srv := range db.Servers {
 		st := snap.Get(srv.Addr())
-		if st.Role != config.RolePrimary || !st.Up {
+		if st.Role != config.RolePrimary || !st.Usable() {
 			continue
 		}
 		if !srv.Backup {
@@ -80,6 +81,20 @@ func primaryOf(db *config.Database, snap *health.Snapshot) *config.Server {
 		}
 	}
 	return backup
+}
+
+// noPrimaryReason says why primaryOf found no primary, for the client.
+func noPrimaryReason(db *config.Database, snap *health.Snapshot) string {
+	var why []string
+	for _, srv := range db.Servers {
+		if st := snap.Get(srv.Addr()); st.Role == config.RolePrimary && st.Reason != "" {
+			why = append(why, srv.Addr()+" "+st.Reason)
+		}
+	}
+	if len(why) == 0 {
+		return "no server reports pg_is_in_recovery() = false"
+	}
+	return strings.Join(why, "; ")
 }
 
 // pickReplica returns a fit replica (up, not lagging), preferring
@@ -93,7 +108,7 @@ func pickReplica(db *config.Database, snap *health.Snapshot, lb balancer, load f
 				continue
 			}
 			st := snap.Get(srv.Addr())
-			if st.Role == config.RoleReplica && st.Up && !st.Lagging {
+			if st.Role == config.RoleReplica && st.Usable() && !st.Lagging {
 				cands = append(cands, srv)
 			}
 		}

@@ -149,7 +149,7 @@ func (s *Session) serverParams() (map[string]string, error) {
 		if params != nil {
 			break
 		}
-		if !s.r.topology().Get(srv.Addr()).Up {
+		if !s.r.topology().Get(srv.Addr()).Usable() {
 			continue
 		}
 		p := s.poolFor(srv)

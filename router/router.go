@@ -34,6 +34,7 @@ type Router struct {
 	topoMu   sync.Mutex
 	topoCh   chan struct{} // closed by SetTopology; guarded by topoMu
 	pools    *pool.Set
+	checker  *health.Checker // set once in New
 	log      *slog.Logger
 
 	ctx  context.Context // ends every session's waits on Close
@@ -58,7 +59,17 @@ func New(cfg *config.Config, log *slog.Logger) (*Router, error) {
 		cancel()
 		return nil, err
 	}
-	r.wg.Add(2)
+	r.checker = health.NewChecker(cfg, health.Hooks{
+		Publish: r.SetTopology,
+		// on-marked-down shutdown-sessions: work in flight on a server that
+		// is down or excluded fails now instead of hanging.
+		Unusable: func(addr, reason string) { r.pools.DisconnectServer(addr, reason) },
+	}, log)
+	r.wg.Add(3)
+	go func() {
+		defer r.wg.Done()
+		r.checker.Run(ctx)
+	}()
 	go func() {
 		defer r.wg.Done()
 		r.pools.Janitor(ctx, time.Second)
@@ -99,6 +110,9 @@ func (r *Router) Apply(cfg *config.Config) error {
 	r.applyDatabases(cfg)
 	if r.topo.Load() == nil {
 		r.topo.Store(health.Static(cfg))
+	}
+	if r.checker != nil {
+		r.checker.Apply(cfg)
 	}
 	r.state.Store(st)
 	return nil

@@ -119,7 +119,7 @@ func (s *Session) decideWaiting(res classify.Result) (decision, error) {
 		case <-changed:
 		case <-timer.C:
 			return d, wire.Errorf(wire.CodeCannotConnectNow,
-				"no primary server for database %q within primary_wait (%s): writes are refused while the primary is down", s.db.Name, wait).
+				"no primary server for database %q within primary_wait (%s): %s", s.db.Name, wait, noPrimaryReason(s.db, s.r.topology())).
 				WithHint("Reads still work; retry the write once a primary is back or promoted.")
 		case <-s.r.ctx.Done():
 			return d, wire.Fatalf(wire.CodeAdminShutdown, "pgswitch is shutting down")
