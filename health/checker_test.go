@@ -128,4 +128,3 @@ func TestCheckerTimeline(t *testing.T) {
 		}
 	})
 }
-

@@ -75,7 +75,7 @@ func TestJudge(t *testing.T) {
 			map[string]Probe{a1: primary(1000, 1), a2: replica(990, 2.5), a3: replica(990, 1.5)},
 			map[string]want{a1: {true, false, ""}, a2: {true, true, "2.5s behind"}, a3: {true, false, ""}}},
 		{"no lag limit configured", config.Routing{},
-			map[string]Probe{a1: primary(1 << 40, 1), a2: replica(0, 1e6), a3: replica(0, 1e6)},
+			map[string]Probe{a1: primary(1<<40, 1), a2: replica(0, 1e6), a3: replica(0, 1e6)},
 			map[string]want{a1: {true, false, ""}, a2: {true, false, ""}, a3: {true, false, ""}}},
 		{"no primary: nothing excluded for lag", config.Routing{MaxReplicaLagBytes: 1, MaxReplicaLag: time.Second},
 			map[string]Probe{a1: failed, a2: replica(10, 100), a3: replica(500, 100)},
