@@ -5,6 +5,7 @@ import (
 	"errors"
 	"maps"
 	"net"
+	"strings"
 	"sync"
 	"time"
 )
@@ -39,7 +40,14 @@ type Conn struct {
 	guard    chan Outcome      // set by Guard, cleared by the pump when resolved
 	idleWait chan struct{}     // closed when pending reaches 0 (WaitIdle)
 
+	reqs  []request         // requests the server owes answers to, from rhead on
+	rhead int               //
+	stmts map[string]uint64 // server-side statements prepared by pgswitch, by name: last use
+	tick  uint64            // use counter for stmts
+	sets  map[string]string // session state applied here; owned by the linked session
+
 	refusing bool   // pump-owned: discarding a refused unit's answer
+	fakeBuf  []byte // pump-owned: answers to fake requests being written
 	held     []byte // pump-owned: answers held back while guarded
 
 	// Fields below are guarded by pool.mu.
@@ -73,6 +81,7 @@ func (c *Conn) Link(client *Client, keep bool) {
 	c.keep = keep
 	c.pending = 0
 	c.unsynced = false
+	c.resetRequestsLocked()
 	c.served++
 	c.mu.Unlock()
 }
@@ -96,11 +105,11 @@ func (c *Conn) LinkedTo(client *Client) bool {
 // this connection, so the pump cannot release it before the server answers.
 // It fails with ErrUnlinked when the connection no longer serves client.
 func (c *Conn) Claim(client *Client, typ byte) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.client != client || c.closed {
-		return ErrUnlinked
-	}
+	return c.Send(client, typ, Pass, "")
+}
+
+// claimLocked counts a message toward the answers the server owes.
+func (c *Conn) claimLocked(typ byte) {
 	switch typ {
 	case 'Q':
 		c.pending++
@@ -111,7 +120,6 @@ func (c *Conn) Claim(client *Client, typ byte) error {
 		c.unsynced = true
 	}
 	// CopyData/CopyDone/CopyFail belong to a Query or Sync already counted.
-	return nil
 }
 
 // InTransaction reports whether the server is inside a transaction block or
@@ -144,6 +152,7 @@ func (c *Conn) Detach(client *Client, resetQuery string) {
 		return
 	}
 	c.client = nil
+	c.resetRequestsLocked()
 	if c.pending > 0 || c.unsynced {
 		c.closed = true
 		c.mu.Unlock()
@@ -158,6 +167,7 @@ func (c *Conn) Detach(client *Client, resetQuery string) {
 	if resetQuery != "" {
 		q = appendQuery(q, resetQuery)
 		c.pending++
+		forgetReset(c, resetQuery)
 	}
 	if len(q) == 0 {
 		c.mu.Unlock()
@@ -244,5 +254,16 @@ func (c *Conn) notifyIdleLocked() {
 	if c.idleWait != nil && (c.pending == 0 || c.client == nil) {
 		close(c.idleWait)
 		c.idleWait = nil
+	}
+}
+
+// forgetReset forgets the statements and settings resetQuery drops.
+func forgetReset(c *Conn, resetQuery string) {
+	q := strings.ToUpper(resetQuery)
+	if strings.Contains(q, "DISCARD ALL") || strings.Contains(q, "DEALLOCATE ALL") {
+		c.stmts = nil
+	}
+	if strings.Contains(q, "DISCARD ALL") || strings.Contains(q, "RESET ALL") {
+		c.sets = nil
 	}
 }

@@ -334,3 +334,14 @@ func serverErrorDetail(err error) string {
 	}
 	return ""
 }
+
+// Conns returns the pool's connections, idle and busy, for stats and tests.
+func (p *Pool) Conns() []*Conn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]*Conn, 0, len(p.conns))
+	for c := range p.conns {
+		out = append(out, c)
+	}
+	return out
+}

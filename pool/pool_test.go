@@ -124,7 +124,14 @@ func TestPipelinedQueriesKeepTheLink(t *testing.T) {
 	c.Link(tc.c, false)
 	// Both claimed before either answer is read: the first ReadyForQuery
 	// must not release the connection while the second is in flight.
-	send(t, c, tc, query("one"), query("two"))
+	for _, typ := range []byte{'Q', 'Q'} {
+		if err := c.Claim(tc.c, typ); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Write(append(query("one"), query("two")...)); err != nil {
+		t.Fatal(err)
+	}
 	if rows, _ := tc.expect(); len(rows) != 1 || rows[0] != "one" {
 		t.Fatalf("got %q, want [one]", rows)
 	}

@@ -69,9 +69,23 @@ func (c *Conn) forwardBatch(client *Client, h wire.Header) (release bool, err er
 		c.mu.Lock()
 		still := c.client == client
 		g := c.guard
+		var before, after []byte
+		swallow := false
+		if still && len(c.reqs) > c.rhead {
+			// Answers to fake requests go out in their turn: those due
+			// before this message, and those it makes due by ending an answer.
+			before = c.fakesLocked(c.fakeBuf[:0])
+			swallow = c.trackLocked(h.Type)
+			all := c.fakesLocked(before)
+			before, after = all[:len(before)], all[len(before):]
+			c.fakeBuf = all[:0]
+		}
 		c.mu.Unlock()
 		if !still {
 			return false, nil
+		}
+		if len(before) > 0 {
+			client.WriteLocked(before)
 		}
 		consumed := false
 		if g != nil {
@@ -81,18 +95,22 @@ func (c *Conn) forwardBatch(client *Client, h wire.Header) (release bool, err er
 			}
 		}
 		if !consumed {
-			switch h.Type {
-			case 'Z':
-				release, err = c.readyForQuery(client, h)
+			switch {
+			case h.Type == 'Z':
+				release, err = c.readyForQuery(client, h, swallow)
 				if err != nil || release {
 					return release, err
 				}
-			case 'E':
-				if err := c.errorResponse(client, h); err != nil {
+			case h.Type == 'E':
+				if err := c.errorResponse(client, h, swallow); err != nil {
 					return false, err
 				}
-			case 'S':
+			case h.Type == 'S':
 				if err := c.parameterStatus(client, h); err != nil {
+					return false, err
+				}
+			case swallow:
+				if _, err := c.br.Discard(wire.HeaderSize + h.Len); err != nil {
 					return false, err
 				}
 			default:
@@ -100,6 +118,9 @@ func (c *Conn) forwardBatch(client *Client, h wire.Header) (release bool, err er
 					return false, err
 				}
 			}
+		}
+		if len(after) > 0 {
+			client.WriteLocked(after)
 		}
 		if c.br.Buffered() < wire.HeaderSize {
 			return false, nil
@@ -140,7 +161,7 @@ func (c *Conn) copyMessage(client *Client, h wire.Header) error {
 	return nil
 }
 
-func (c *Conn) readyForQuery(client *Client, h wire.Header) (release bool, err error) {
+func (c *Conn) readyForQuery(client *Client, h wire.Header, swallow bool) (release bool, err error) {
 	if h.Len != 1 {
 		return false, wire.Fatalf(wire.CodeProtocolViolation, "server sent ReadyForQuery of length %d", h.Len)
 	}
@@ -161,20 +182,22 @@ func (c *Conn) readyForQuery(client *Client, h wire.Header) (release bool, err e
 	}
 	c.notifyIdleLocked()
 	c.mu.Unlock()
-	if linked {
+	if linked && !swallow {
 		client.WriteLocked(b)
 	}
 	c.br.Discard(len(b))
 	return release, nil
 }
 
-func (c *Conn) errorResponse(client *Client, h wire.Header) error {
+func (c *Conn) errorResponse(client *Client, h wire.Header, swallow bool) error {
 	b, err := c.message(h)
 	consumed := err == errConsumed
 	if err != nil && !consumed {
 		return err
 	}
-	client.WriteLocked(b)
+	if !swallow {
+		client.WriteLocked(b)
+	}
 	if !consumed {
 		c.br.Discard(len(b))
 	}

@@ -9,7 +9,6 @@ import (
 
 	"github.com/pgswitch/pgswitch/config"
 	"github.com/pgswitch/pgswitch/pool"
-	"github.com/pgswitch/pgswitch/router/classify"
 	"github.com/pgswitch/pgswitch/wire"
 )
 
@@ -46,11 +45,14 @@ type Session struct {
 	out    *[]byte                   // claimed messages not yet written to cur
 	skip   bool                      // discarding until Sync after a failed extended-protocol unit
 
-	dbs       *dbState                   // classifier and balancer of the database
-	stmts     map[string]classify.Result // named statements' classification, by client name
-	extOpen   bool                       // extended-protocol messages since the last Sync
-	curRead   bool                       // cur is a replica serving reads
-	guardable bool                       // the unit in out may be retried on the primary
+	dbs       *dbState            // classifier and balancer of the database
+	prepared  map[string]*stmtDef // named statements, by client name (transaction mode)
+	sets      map[string]string   // session settings to replay, by parameter name
+	pinned    atomic.Bool         // kept on its server connection for good
+	heldParse int                 // named Parses answered by pgswitch, their ParseComplete still owed
+	extOpen   bool                // extended-protocol messages since the last Sync
+	curRead   bool                // cur is a replica serving reads
+	guardable bool                // the unit in out may be retried on the primary
 }
 
 func newSession(r *Router, conn net.Conn, cfg *config.Config, db *config.Database, u *config.User, startup map[string]string) *Session {
@@ -64,8 +66,13 @@ func newSession(r *Router, conn net.Conn, cfg *config.Config, db *config.Databas
 		client:  pool.NewClient(conn),
 		in:      newClientReader(conn),
 		dbs:     r.database(db.Name),
+		sets:    startupSets(startup),
 	}
 }
+
+// Pinned reports whether the client keeps its server connection for good
+// (session state that cannot be replayed), for the admin console.
+func (s *Session) Pinned() bool { return s.pinned.Load() }
 
 // run reads the client's messages until it leaves.
 func (s *Session) run() {
@@ -181,7 +188,7 @@ func (s *Session) end() {
 	s.flush()
 	if s.cur != nil {
 		reset := ""
-		if s.mode == config.PoolModeSession {
+		if s.mode == config.PoolModeSession || s.pinned.Load() {
 			reset = s.cfg.Pool.ResetQuery
 		}
 		s.cur.Detach(s.client, reset)

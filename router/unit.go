@@ -40,17 +40,36 @@ func (s *Session) claim(typ byte, start int) error {
 		// is no longer one unit's, so it cannot be retried.
 		s.guardable = false
 	}
+	var def *stmtDef
+	var res classify.Result
+	if s.mode == config.PoolModeTransaction {
+		// Named statements live under server-side names (state.go).
+		def = s.renameStatement(typ, start)
+		if def != nil {
+			res = def.res
+		} else if typ == 'Q' || typ == 'P' {
+			res = s.classifyMessage(typ, (*s.out)[start:])
+		}
+		if typ == 'Q' {
+			if err := s.sessionCommand(res, start); err != nil {
+				return err
+			}
+		}
+	}
 	if s.cur != nil {
-		if unitStart && s.curRead && s.mode == config.PoolModeTransaction {
-			res := s.classifyMessage(typ, (*s.out)[start:])
+		if unitStart && s.curRead && s.mode == config.PoolModeTransaction && !s.pinned.Load() {
+			if def == nil && typ != 'Q' && typ != 'P' {
+				res = s.classifyMessage(typ, (*s.out)[start:])
+			}
 			if w, _ := wantFor(res, s.db.Route); w != wantReplica {
 				// Linked to a replica by units still in flight; this one
 				// needs the primary. Let the replica finish, then see.
 				s.flushPrefix(start)
+				start = 0
 				s.cur.WaitIdle(s.client)
 			}
 		}
-		if s.cur.Claim(s.client, typ) == nil {
+		if s.sendOn(s.cur, typ, start, def, res, unitStart) == nil {
 			if unitStart {
 				s.r.count(s.cur.Addr(), s.curRead)
 			}
@@ -64,13 +83,29 @@ func (s *Session) claim(typ byte, start int) error {
 	case 'd', 'c', 'f':
 		// Late COPY data after a failed COPY: PostgreSQL ignores it too.
 		return errAnswered
-	case 'H':
-		return errAnswered // nothing is pending, so nothing to flush
-	case 'S':
-		// A lone Sync with no unit open: the server would only say it is idle.
+	case 'H', 'S':
+		// Nothing is pending on a server: answer the Parses held here (a
+		// Sync alone the server would only answer with "idle").
+		if s.heldParse > 0 {
+			s.client.Write(appendParseCompletes(nil, s.heldParse))
+			s.heldParse = 0
+		}
 		return errAnswered
+	case 'P':
+		if def != nil {
+			// A named Parse needs no server: the statement is prepared
+			// where a Bind or Describe needs it. Answering here also spares
+			// a client that prepares synchronously (pgbench -M prepared)
+			// from waiting for a server connection another of its
+			// connections holds.
+			*s.out = (*s.out)[:start]
+			s.heldParse++
+			return nil
+		}
 	}
-	res := s.classifyMessage(typ, (*s.out)[start:])
+	if def == nil && typ != 'Q' && typ != 'P' || s.mode != config.PoolModeTransaction {
+		res = s.classifyMessage(typ, (*s.out)[start:])
+	}
 	d, err := s.decideWaiting(res)
 	if err != nil {
 		return err
@@ -84,11 +119,73 @@ func (s *Session) claim(typ byte, start int) error {
 	s.server.Store(c)
 	s.curRead = d.read && d.server != nil && s.r.topology().Get(d.server.Addr()).Role == config.RoleReplica
 	// An autocommit read on a replica may be refused (25006) if the
-	// classifier was wrong; keep it retryable while it is alone in the batch.
-	s.guardable = s.curRead && start == 0 && s.mode == config.PoolModeTransaction &&
+	// classifier was wrong; keep it retryable while it is alone in the batch
+	// and pgswitch added nothing to it.
+	s.guardable = s.curRead && start == 0 && s.mode == config.PoolModeTransaction && def == nil &&
 		!res.Kind.Has(classify.KindBegin) && !res.Kind.Has(classify.KindBeginReadOnly)
 	s.r.count(c.Addr(), d.read)
-	return c.Claim(s.client, typ)
+	n := len(*s.out)
+	if err := s.sendOn(c, typ, start, def, res, true); err != nil {
+		return err
+	}
+	if len(*s.out) != n {
+		s.guardable = false
+	}
+	return nil
+}
+
+// sendOn sends the message at (*s.out)[start:] on c and notes what it does
+// to the session's state there.
+func (s *Session) sendOn(c *pool.Conn, typ byte, start int, def *stmtDef, res classify.Result, unitStart bool) error {
+	if s.mode != config.PoolModeTransaction {
+		return c.Claim(s.client, typ)
+	}
+	if err := s.send(c, typ, start, def, unitStart); err != nil {
+		return err
+	}
+	if typ == 'Q' || typ == 'P' {
+		if res.Kind.Has(classify.KindSet) {
+			s.recordSet(c, res, s.unitText(typ, (*s.out)[min(start, len(*s.out)):]))
+		}
+		if res.Kind.Has(classify.KindDiscardAll) {
+			c.ForgetReset("DISCARD ALL")
+		} else if res.Kind.Has(classify.KindDeallocate) {
+			c.ForgetReset("DEALLOCATE ALL")
+		}
+		if pins(res) {
+			s.pin(c, res)
+		}
+	}
+	return nil
+}
+
+// sessionCommand handles a simple query that changes the client's session
+// state as pgswitch keeps it: DISCARD ALL and DEALLOCATE.
+func (s *Session) sessionCommand(res classify.Result, start int) error {
+	switch {
+	case res.Kind.Has(classify.KindDiscardAll):
+		clear(s.prepared)
+		s.sets = startupSets(s.startup)
+	case res.Kind.Has(classify.KindDeallocate):
+		// The client's statements live under other names on the servers:
+		// forget them here, and on the server drop every statement, which
+		// pgswitch prepares again on demand.
+		clear(s.prepared)
+		if s.cur == nil {
+			tag := "DEALLOCATE"
+			if strings.Contains(strings.ToUpper(s.unitText('Q', (*s.out)[start:])), "ALL") {
+				tag = "DEALLOCATE ALL"
+			}
+			buf := appendHeader(nil, 'C', len(tag)+1)
+			buf = append(append(buf, tag...), 0)
+			s.client.Write(wire.AppendReadyForQuery(buf, idleStatus))
+			*s.out = (*s.out)[:start]
+			return errAnswered
+		}
+		s.replaceTail(start, appendHeader(nil, 'Q', len("DEALLOCATE ALL")+1))
+		*s.out = append(append(*s.out, "DEALLOCATE ALL"...), 0)
+	}
+	return nil
 }
 
 // decide routes a unit. Session-mode clients keep one server for their whole
@@ -161,28 +258,8 @@ func (s *Session) classifyMessage(typ byte, msg []byte) classify.Result {
 	case 'Q':
 		return s.dbs.classifier.Classify(cstring(body))
 	case 'P':
-		name, rest := splitCString(body)
-		res := s.dbs.classifier.Classify(cstring(rest))
-		if len(name) > 0 {
-			if s.stmts == nil {
-				s.stmts = map[string]classify.Result{}
-			}
-			s.stmts[string(name)] = res
-		}
-		return res
-	case 'B':
-		_, rest := splitCString(body) // portal
-		stmt, _ := splitCString(rest)
-		if res, ok := s.stmts[string(stmt)]; ok {
-			return res
-		}
-	case 'D':
-		if len(body) > 1 && body[0] == 'S' {
-			stmt, _ := splitCString(body[1:])
-			if res, ok := s.stmts[string(stmt)]; ok {
-				return res
-			}
-		}
+		_, rest := splitCString(body)
+		return s.dbs.classifier.Classify(cstring(rest))
 	}
 	return classify.Result{Route: classify.Write, Reason: "write: not a statement pgswitch has seen"}
 }

@@ -25,11 +25,12 @@ import (
 
 // Options shape the configuration of Start.
 type Options struct {
-	Mode     config.PoolMode // default transaction
-	PoolSize int             // default 10
-	DBs      []string        // databases to publish, auto route, same name on the servers
-	YAML     string          // extra top-level YAML
-	Primary  bool            // only the primary as server (no replicas)
+	Mode      config.PoolMode // default transaction
+	PoolSize  int             // default 10
+	PoolExtra string          // more keys under pool:, each line indented by two spaces
+	DBs       []string        // databases to publish, auto route, same name on the servers
+	YAML      string          // extra top-level YAML
+	Primary   bool            // only the primary as server (no replicas)
 	// ExtraUsers are more entries for the users map, indented as its children.
 	ExtraUsers string
 	// Aliases publish more database names: name → {route, dbname}.
@@ -55,6 +56,7 @@ func Start(t testing.TB, cl *cluster.Cluster, o Options) *Proxy {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "listen: 127.0.0.1:0\npool_mode: %s\npool:\n  size: %d\n", o.Mode, o.PoolSize)
+	b.WriteString(o.PoolExtra)
 	if !strings.Contains(o.YAML, "timeouts:") {
 		b.WriteString("timeouts:\n  query_wait: 20s\n")
 	}

@@ -1,0 +1,338 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgswitch/pgswitch/config"
+)
+
+// preparedWorkload runs 50 clients, each with its own connection, through
+// pgswitch in transaction mode with the split on and 5 server connections
+// per server: 40 units each, reads of known data and writes, using run to
+// issue every statement. It checks every result and the data written.
+func preparedWorkload(t *testing.T, mode pgx.QueryExecMode, prepare bool) {
+	db := newDatabase(t)
+	setup := primaryConn(t, db)
+	ctx := testCtx(t)
+	if _, err := setup.Exec(ctx, `CREATE TABLE items (id int PRIMARY KEY, val int);
+		INSERT INTO items SELECT g, g * 7 FROM generate_series(1, 1000) g;
+		CREATE TABLE log (client int, n int, PRIMARY KEY (client, n))`); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.WaitReplicated(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p := startProxy(t, proxyOptions{Mode: config.PoolModeTransaction, PoolSize: 5, DBs: []string{db}})
+	const clients, units = 50, 40
+	var failures atomic.Int64
+	var firstErr atomic.Value
+	fail := func(err error) {
+		failures.Add(1)
+		firstErr.CompareAndSwap(nil, err)
+	}
+	var wg sync.WaitGroup
+	for c := 0; c < clients; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conn := p.Connect(t, db, mode)
+			read, write := "SELECT val FROM items WHERE id = $1", "INSERT INTO log VALUES ($1, $2) RETURNING n"
+			if prepare {
+				// Names the client reuses across transactions, and that
+				// every client uses for its own text.
+				if _, err := conn.Prepare(ctx, "read", read); err != nil {
+					fail(err)
+					return
+				}
+				if _, err := conn.Prepare(ctx, "write", write); err != nil {
+					fail(err)
+					return
+				}
+				read, write = "read", "write"
+			}
+			for u := 0; u < units; u++ {
+				if u%4 == 3 {
+					var n int
+					if err := conn.QueryRow(ctx, write, c, u).Scan(&n); err != nil || n != u {
+						fail(fmt.Errorf("client %d write %d: got %d, %v", c, u, n, err))
+					}
+					continue
+				}
+				id := 1 + (c*units+u)%1000
+				var val int
+				if err := conn.QueryRow(ctx, read, id).Scan(&val); err != nil || val != id*7 {
+					fail(fmt.Errorf("client %d read id %d: got %d, %v", c, id, val, err))
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if f := failures.Load(); f != 0 {
+		t.Fatalf("%d failures, first: %v", f, firstErr.Load())
+	}
+	var rows, sum int
+	if err := setup.QueryRow(ctx, "SELECT count(*), coalesce(sum(n), 0) FROM log").Scan(&rows, &sum); err != nil {
+		t.Fatal(err)
+	}
+	wantRows, wantSum := 0, 0
+	for u := 3; u < units; u += 4 {
+		wantRows += clients
+		wantSum += clients * u
+	}
+	if rows != wantRows || sum != wantSum {
+		t.Fatalf("log has %d rows summing to %d, want %d rows summing to %d", rows, sum, wantRows, wantSum)
+	}
+	var reads uint64
+	for _, s := range cl.Replicas {
+		reads += p.R.Counters(fmt.Sprintf("%s:%d", s.Host, s.Port)).Reads.Load()
+	}
+	if reads == 0 {
+		t.Fatal("no read reached a replica")
+	}
+}
+
+func TestNamedStatementsAcrossServerConnections(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		mode    pgx.QueryExecMode
+		prepare bool
+	}{
+		{"statement cache", pgx.QueryExecModeCacheStatement, false},
+		{"describe cache", pgx.QueryExecModeCacheDescribe, false},
+		{"explicit names", pgx.QueryExecModeCacheStatement, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) { preparedWorkload(t, tc.mode, tc.prepare) })
+	}
+}
+
+// TestSameStatementNameTwoClients: two clients share one server connection
+// and both prepare "s" with different texts.
+func TestSameStatementNameTwoClients(t *testing.T) {
+	t.Parallel()
+	db := newDatabase(t)
+	p := startProxy(t, proxyOptions{Mode: config.PoolModeTransaction, PoolSize: 1, DBs: []string{db}, Primary: true})
+	ctx := testCtx(t)
+	a := p.Connect(t, db, pgx.QueryExecModeCacheStatement)
+	b := p.Connect(t, db, pgx.QueryExecModeCacheStatement)
+	if _, err := a.Prepare(ctx, "s", "SELECT 'a:' || $1::text"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Prepare(ctx, "s", "SELECT 'b:' || ($1::int * 2)::text"); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 5; i++ {
+		var ga, gb string
+		if err := a.QueryRow(ctx, "s", fmt.Sprint(i)).Scan(&ga); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.QueryRow(ctx, "s", i).Scan(&gb); err != nil {
+			t.Fatal(err)
+		}
+		if want := fmt.Sprintf("a:%d", i); ga != want {
+			t.Fatalf("client a got %q, want %q", ga, want)
+		}
+		if want := fmt.Sprintf("b:%d", 2*i); gb != want {
+			t.Fatalf("client b got %q, want %q", gb, want)
+		}
+	}
+	// Close (Deallocate) and prepare the name again with another text.
+	if err := a.Deallocate(ctx, "s"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Prepare(ctx, "s", "SELECT 'again:' || $1::text"); err != nil {
+		t.Fatal(err)
+	}
+	var got string
+	if err := a.QueryRow(ctx, "s", "x").Scan(&got); err != nil || got != "again:x" {
+		t.Fatalf("after Deallocate and Prepare: got %q, %v", got, err)
+	}
+	// DEALLOCATE ALL forgets every statement of the client; pgx prepares again.
+	if _, err := a.Exec(ctx, "DEALLOCATE ALL"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.QueryRow(ctx, "SELECT $1::int + 1", 41).Scan(new(int)); err != nil {
+		t.Fatalf("after DEALLOCATE ALL: %v", err)
+	}
+}
+
+// TestStatementBoundEviction: with at most 3 statements per server
+// connection, a client cycling through 12 keeps working.
+func TestStatementBoundEviction(t *testing.T) {
+	t.Parallel()
+	db := newDatabase(t)
+	p := startProxy(t, proxyOptions{Mode: config.PoolModeTransaction, PoolSize: 2, DBs: []string{db}, Primary: true,
+		PoolExtra: "  max_prepared_statements: 3\n"})
+	ctx := testCtx(t)
+	conn := p.Connect(t, db, pgx.QueryExecModeCacheStatement)
+	for round := 0; round < 3; round++ {
+		for i := 0; i < 12; i++ {
+			var got int
+			if err := conn.QueryRow(ctx, fmt.Sprintf("SELECT $1::int + %d", i), round).Scan(&got); err != nil {
+				t.Fatalf("round %d statement %d: %v", round, i, err)
+			}
+			if got != round+i {
+				t.Fatalf("round %d statement %d: got %d, want %d", round, i, got, round+i)
+			}
+		}
+	}
+	for _, pl := range p.R.Pools().Pools() {
+		for _, c := range pl.Conns() {
+			if n := c.Stmts(); n > 3+1 {
+				t.Fatalf("server connection %d keeps %d statements, want at most 3 (+1 within a unit)", c.PID(), n)
+			}
+		}
+	}
+}
+
+// TestSetPersistsAcrossServerConnections: SET search_path in one
+// transaction is in force in the next, which runs on another server
+// connection; a client that did not SET does not see it.
+func TestSetPersistsAcrossServerConnections(t *testing.T) {
+	t.Parallel()
+	db := newDatabase(t)
+	setup := primaryConn(t, db)
+	ctx := testCtx(t)
+	if _, err := setup.Exec(ctx, "CREATE SCHEMA s1; CREATE TABLE s1.only_in_s1 (x int); INSERT INTO s1.only_in_s1 VALUES (42)"); err != nil {
+		t.Fatal(err)
+	}
+	p := startProxy(t, proxyOptions{Mode: config.PoolModeTransaction, PoolSize: 2, DBs: []string{db}, Primary: true})
+	a := p.Connect(t, db, pgx.QueryExecModeSimpleProtocol)
+	b := p.Connect(t, db, pgx.QueryExecModeSimpleProtocol)
+	if _, err := a.Exec(ctx, "SET search_path TO s1, public"); err != nil {
+		t.Fatal(err)
+	}
+	var pid1 int
+	if err := a.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid1); err != nil {
+		t.Fatal(err)
+	}
+	// b holds that server connection in a transaction: a must use another.
+	tx, err := b.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	var bpid int
+	var bpath string
+	if err := tx.QueryRow(ctx, "SELECT pg_backend_pid(), current_setting('search_path')").Scan(&bpid, &bpath); err != nil {
+		t.Fatal(err)
+	}
+	if bpid != pid1 {
+		t.Fatalf("client b got server connection %d, want the idle one %d", bpid, pid1)
+	}
+	if bpath == "s1, public" {
+		t.Fatal("client b sees client a's search_path")
+	}
+	var pid2, x int
+	var path string
+	if err := a.QueryRow(ctx, "SELECT pg_backend_pid(), current_setting('search_path'), (SELECT x FROM only_in_s1)").Scan(&pid2, &path, &x); err != nil {
+		t.Fatal(err)
+	}
+	if pid2 == pid1 {
+		t.Fatalf("client a ran on the same server connection %d, want another", pid1)
+	}
+	if path != "s1, public" || x != 42 {
+		t.Fatalf("client a on the other connection: search_path %q, x %d", path, x)
+	}
+	// RESET: the setting is gone on every connection.
+	if _, err := a.Exec(ctx, "RESET search_path"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 4; i++ {
+		if err := a.QueryRow(ctx, "SELECT current_setting('search_path')").Scan(&path); err != nil {
+			t.Fatal(err)
+		}
+		if path == "s1, public" {
+			t.Fatalf("search_path still %q after RESET", path)
+		}
+	}
+}
+
+// TestPinnedSessionState: LISTEN, temp tables and advisory locks keep the
+// client on its server connection in transaction mode.
+func TestPinnedSessionState(t *testing.T) {
+	t.Parallel()
+	db := newDatabase(t)
+	p := startProxy(t, proxyOptions{Mode: config.PoolModeTransaction, PoolSize: 3, DBs: []string{db}})
+	ctx := testCtx(t)
+
+	listener := p.Connect(t, db, pgx.QueryExecModeSimpleProtocol)
+	if _, err := listener.Exec(ctx, "LISTEN news"); err != nil {
+		t.Fatal(err)
+	}
+	other := p.Connect(t, db, pgx.QueryExecModeSimpleProtocol)
+	// Keep the other clients busy on their own connections meanwhile.
+	for i := 0; i < 5; i++ {
+		if _, err := other.Exec(ctx, "SELECT 1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := other.Exec(ctx, "NOTIFY news, 'hello'"); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	n, err := listener.WaitForNotification(wctx)
+	if err != nil {
+		t.Fatalf("waiting for the notification: %v", err)
+	}
+	if n.Channel != "news" || n.Payload != "hello" {
+		t.Fatalf("got %+v", n)
+	}
+
+	tmp := p.Connect(t, db, pgx.QueryExecModeCacheStatement)
+	if _, err := tmp.Exec(ctx, "CREATE TEMP TABLE scratch (x int)"); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 5; i++ {
+		if _, err := tmp.Exec(ctx, "INSERT INTO scratch VALUES ($1)", i); err != nil {
+			t.Fatalf("insert %d into the temp table: %v", i, err)
+		}
+		// Another client's units in between must not take the connection.
+		if _, err := other.Exec(ctx, "SELECT 1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var count int
+	if err := tmp.QueryRow(ctx, "SELECT count(*) FROM scratch").Scan(&count); err != nil || count != 5 {
+		t.Fatalf("temp table: %d rows, %v", count, err)
+	}
+	pinned := 0
+	for _, s := range p.R.Sessions() {
+		if s.Pinned() {
+			pinned++
+		}
+	}
+	if pinned != 2 {
+		t.Fatalf("%d pinned clients, want 2 (the listener and the temp table user)", pinned)
+	}
+}
+
+// TestPgbenchPreparedTransactionMode: pgbench -M prepared in transaction
+// mode, split on (-S, reads to replicas) and writes (-N).
+func TestPgbenchPreparedTransactionMode(t *testing.T) {
+	t.Parallel()
+	db := newDatabase(t)
+	init := startProxy(t, proxyOptions{Mode: config.PoolModeSession, DBs: []string{db}, Primary: true})
+	runTool(t, init, db, 3*time.Minute, "pgbench", "-i", "-q", "-s", "2")
+	if err := cl.WaitReplicated(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	p := startProxy(t, proxyOptions{Mode: config.PoolModeTransaction, PoolSize: 8, DBs: []string{db}})
+	for _, script := range []string{"-S", "-N"} {
+		t.Run(script, func(t *testing.T) {
+			out := pgbenchRun(t, p, db, "-c", "16", "-j", "2", "-T", "10", "-M", "prepared", script)
+			t.Logf("%s", lastLines(out, 3))
+		})
+	}
+}

@@ -1,0 +1,351 @@
+package router
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"hash/fnv"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/pgswitch/pgswitch/config"
+	"github.com/pgswitch/pgswitch/pool"
+	"github.com/pgswitch/pgswitch/router/classify"
+	"github.com/pgswitch/pgswitch/wire"
+)
+
+// stmtDef is a named statement a client prepared. Server connections know
+// it under a name derived from its text and parameter types, so that two
+// clients' "stmt1" never collide and identical texts share one statement.
+type stmtDef struct {
+	text   string
+	types  []byte // the Parse message's parameter type section, as sent
+	server string // name on server connections
+	res    classify.Result
+}
+
+func newStmtDef(text string, types []byte, res classify.Result) *stmtDef {
+	h := fnv.New128a()
+	h.Write([]byte(text))
+	h.Write([]byte{0})
+	h.Write(types)
+	return &stmtDef{text: text, types: types, server: "pgswitch_" + hex.EncodeToString(h.Sum(nil)), res: res}
+}
+
+// appendParse appends a Parse of def under its server name.
+func (d *stmtDef) appendParse(dst []byte) []byte {
+	n := 4 + len(d.server) + 1 + len(d.text) + 1 + len(d.types)
+	dst = append(dst, 'P', byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	dst = append(dst, d.server...)
+	dst = append(dst, 0)
+	dst = append(dst, d.text...)
+	dst = append(dst, 0)
+	return append(dst, d.types...)
+}
+
+// replaceTail replaces the message at (*s.out)[start:] with msg.
+func (s *Session) replaceTail(start int, msg []byte) {
+	*s.out = append((*s.out)[:start], msg...)
+}
+
+// insertAt inserts b before the message at (*s.out)[start:].
+func (s *Session) insertAt(start int, b []byte) {
+	*s.out = slices.Insert(*s.out, start, b...)
+}
+
+// renameStatement rewrites a named Parse, Bind, Describe or Close of the
+// message at (*s.out)[start:] to the statement's server name. It returns
+// the statement, nil when the message names none pgswitch manages.
+func (s *Session) renameStatement(typ byte, start int) *stmtDef {
+	msg := (*s.out)[start:]
+	body := msg[wire.HeaderSize:]
+	switch typ {
+	case 'P':
+		name, rest := splitCString(body)
+		if len(name) == 0 {
+			return nil
+		}
+		text, types := splitCString(rest)
+		// Classified once here; every Bind of it reuses the result.
+		def := newStmtDef(string(text), slices.Clone(types), s.dbs.classifier.Classify(cstring(text)))
+		if s.prepared == nil {
+			s.prepared = map[string]*stmtDef{}
+		}
+		s.prepared[string(name)] = def
+		s.replaceTail(start, def.appendParse(nil))
+		return def
+	case 'B':
+		portal, rest := splitCString(body)
+		name, rest := splitCString(rest)
+		def := s.prepared[string(name)]
+		if len(name) == 0 || def == nil {
+			return nil
+		}
+		var m []byte
+		m = appendHeader(m, 'B', len(portal)+1+len(def.server)+1+len(rest))
+		m = append(m, portal...)
+		m = append(m, 0)
+		m = append(m, def.server...)
+		m = append(m, 0)
+		m = append(m, rest...)
+		s.replaceTail(start, m)
+		return def
+	case 'D', 'C':
+		if len(body) < 2 || body[0] != 'S' {
+			return nil
+		}
+		name, _ := splitCString(body[1:])
+		def := s.prepared[string(name)]
+		if len(name) == 0 || def == nil {
+			return nil
+		}
+		if typ == 'C' {
+			delete(s.prepared, string(name))
+		}
+		var m []byte
+		m = appendHeader(m, typ, 1+len(def.server)+1)
+		m = append(m, 'S')
+		m = append(m, def.server...)
+		m = append(m, 0)
+		s.replaceTail(start, m)
+		return def
+	}
+	return nil
+}
+
+func appendHeader(dst []byte, typ byte, bodyLen int) []byte {
+	var n [4]byte
+	binary.BigEndian.PutUint32(n[:], uint32(bodyLen+4))
+	return append(append(dst, typ), n[:]...)
+}
+
+// send hands the message at (*s.out)[start:] to c: named statements are
+// prepared on demand or answered from what c already has, and at the start
+// of a unit c is brought to the client's session state first. It fails with
+// pool.ErrUnlinked, leaving out as it was, when c no longer serves the client.
+func (s *Session) send(c *pool.Conn, typ byte, start int, def *stmtDef, unitStart bool) error {
+	if unitStart && s.mode == config.PoolModeTransaction {
+		var err error
+		if start, err = s.syncState(c, start); err != nil {
+			return err
+		}
+	}
+	for ; s.heldParse > 0; s.heldParse-- {
+		// Their ParseCompletes go out in turn, before this message's answer.
+		if err := c.Send(s.client, 'P', pool.Fake, ""); err != nil {
+			return err
+		}
+	}
+	if def == nil {
+		return c.Send(s.client, typ, pool.Pass, "")
+	}
+	switch typ {
+	case 'P':
+		if c.HasStmt(def.server) {
+			if err := c.Send(s.client, 'P', pool.Fake, ""); err != nil {
+				return err
+			}
+			*s.out = (*s.out)[:start]
+			return nil
+		}
+		return c.Send(s.client, 'P', pool.Pass, def.server)
+	case 'C':
+		if err := c.Send(s.client, 'C', pool.Fake, ""); err != nil {
+			return err
+		}
+		*s.out = (*s.out)[:start]
+		return nil
+	}
+	// Bind or Describe of a statement c may not have yet.
+	if !c.HasStmt(def.server) {
+		if err := c.Send(s.client, 'P', pool.Swallow, def.server); err != nil {
+			return err
+		}
+		s.insertAt(start, def.appendParse(nil))
+	}
+	return c.Send(s.client, typ, pool.Pass, "")
+}
+
+// syncState brings c to the client's session state before the unit whose
+// first message is at (*s.out)[start:]: statements beyond the per-connection
+// bound are closed, and the client's settings replayed where c's differ. It
+// returns where that message starts now.
+func (s *Session) syncState(c *pool.Conn, start int) (int, error) {
+	var pre []byte
+	if evict := c.EvictCandidates(s.cfg.Pool.MaxPreparedStatements); len(evict) > 0 {
+		for _, name := range evict {
+			if err := c.Send(s.client, 'C', pool.Swallow, ""); err != nil {
+				return start, err
+			}
+			pre = appendHeader(pre, 'C', 1+len(name)+1)
+			pre = append(append(append(pre, 'S'), name...), 0)
+		}
+		c.Forget(evict)
+		c.Send(s.client, 'S', pool.Swallow, "")
+		pre = appendHeader(pre, 'S', 0)
+	}
+	if q := setsDiff(s.sets, c.Sets()); q != "" {
+		if err := c.Send(s.client, 'Q', pool.Swallow, ""); err != nil {
+			if len(pre) > 0 {
+				// Closes were counted: they must go out.
+				s.insertAt(start, pre)
+				start += len(pre)
+			}
+			return start, err
+		}
+		pre = appendHeader(pre, 'Q', len(q)+1)
+		pre = append(append(pre, q...), 0)
+		sets := c.Sets()
+		clear(sets)
+		maps.Copy(sets, s.sets)
+	}
+	if len(pre) > 0 {
+		s.insertAt(start, pre)
+		start += len(pre)
+	}
+	return start, nil
+}
+
+// setsDiff returns the statements that turn a connection with settings
+// have into one with want ("" when they agree).
+func setsDiff(want, have map[string]string) string {
+	if len(want) == 0 && len(have) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	for _, name := range slices.Sorted(maps.Keys(have)) {
+		if _, ok := want[name]; !ok {
+			b.WriteString("RESET " + quoteIdent(name) + ";")
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(want)) {
+		if have[name] != want[name] {
+			b.WriteString(want[name] + ";")
+		}
+	}
+	return b.String()
+}
+
+func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
+
+func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// startupSets returns the settings a client asked for at login, as
+// statements to replay: parameters other than the ones the protocol itself
+// uses, and -c name=value in options.
+func startupSets(startup map[string]string) map[string]string {
+	sets := map[string]string{}
+	add := func(name, value string) {
+		name = strings.ToLower(name)
+		sets[name] = "SELECT pg_catalog.set_config(" + quoteLiteral(name) + ", " + quoteLiteral(value) + ", false)"
+	}
+	for k, v := range startup {
+		switch k {
+		case "user", "database", "options", "replication", "client_encoding":
+			continue
+		case "application_name":
+			if v == "" {
+				continue
+			}
+		}
+		add(k, v)
+	}
+	f := strings.Fields(startup["options"])
+	for i := 0; i < len(f); i++ {
+		opt := f[i]
+		switch {
+		case opt == "-c" && i+1 < len(f):
+			i++
+			opt = f[i]
+		case strings.HasPrefix(opt, "-c"):
+			opt = opt[2:]
+		case strings.HasPrefix(opt, "--"):
+			opt = opt[2:]
+		default:
+			continue
+		}
+		if name, value, ok := strings.Cut(opt, "="); ok {
+			add(strings.ReplaceAll(name, "-", "_"), value)
+		}
+	}
+	return sets
+}
+
+// recordSet remembers a session-level SET or RESET the client sends, so
+// that its later units see it on any server connection, and notes it as
+// applied on c.
+func (s *Session) recordSet(c *pool.Conn, res classify.Result, text string) {
+	if !res.Kind.Has(classify.KindSet) || res.Kind.Has(classify.KindSetLocal) || res.Route != classify.Read || len(res.Params) != 1 {
+		return
+	}
+	name := strings.ToLower(res.Params[0])
+	if s.sets == nil {
+		s.sets = map[string]string{}
+	}
+	have := c.Sets()
+	switch {
+	case name == "all":
+		clear(s.sets)
+		clear(have)
+	case firstWord(text) == "RESET":
+		delete(s.sets, name)
+		delete(have, name)
+	default:
+		stmt := strings.TrimRight(strings.TrimSpace(text), "; \t\n")
+		s.sets[name] = stmt
+		have[name] = stmt
+	}
+}
+
+// firstWord returns the first keyword of SQL text, upper-cased, after
+// leading blanks and comments.
+func firstWord(text string) string {
+	for {
+		text = strings.TrimLeft(text, " \t\r\n;(")
+		switch {
+		case strings.HasPrefix(text, "--"):
+			if i := strings.IndexByte(text, '\n'); i >= 0 {
+				text = text[i+1:]
+				continue
+			}
+			return ""
+		case strings.HasPrefix(text, "/*"):
+			if i := strings.Index(text, "*/"); i >= 0 {
+				text = text[i+2:]
+				continue
+			}
+			return ""
+		}
+		end := strings.IndexFunc(text, func(r rune) bool {
+			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r == '_')
+		})
+		if end < 0 {
+			end = len(text)
+		}
+		return strings.ToUpper(text[:end])
+	}
+}
+
+// pins reports whether a unit leaves state on its server connection that
+// cannot be replayed elsewhere.
+func pins(res classify.Result) bool {
+	return res.Kind&(classify.KindListen|classify.KindAdvisoryLock|classify.KindTempTable|classify.KindDeclareWithHold) != 0
+}
+
+// pin keeps the client on c for the rest of its session.
+func (s *Session) pin(c *pool.Conn, res classify.Result) {
+	if s.pinned.Swap(true) {
+		return
+	}
+	c.SetKeep(true)
+	s.r.log.Debug("client pinned to its server connection", "user", s.user.Name, "database", s.db.Name,
+		"server", c.Addr(), "pid", c.PID(), "because", res.Kind.String())
+}
+
+// appendParseCompletes appends n ParseComplete messages.
+func appendParseCompletes(dst []byte, n int) []byte {
+	for range n {
+		dst = append(dst, '1', 0, 0, 0, 4)
+	}
+	return dst
+}
