@@ -52,7 +52,7 @@ func (s *Session) claim(typ byte, start int) error {
 		}
 		if s.cur.Claim(s.client, typ) == nil {
 			if unitStart {
-				s.r.count(s.cur.Addr(), s.curRead)
+				s.count(s.cur.Addr(), s.curRead)
 			}
 			return nil
 		}
@@ -69,6 +69,9 @@ func (s *Session) claim(typ byte, start int) error {
 	case 'S':
 		// A lone Sync with no unit open: the server would only say it is idle.
 		return errAnswered
+	}
+	if err := s.beginUnit(); err != nil {
+		return err
 	}
 	res := s.classifyMessage(typ, (*s.out)[start:])
 	d, err := s.decideWaiting(res)
@@ -87,7 +90,7 @@ func (s *Session) claim(typ byte, start int) error {
 	// classifier was wrong; keep it retryable while it is alone in the batch.
 	s.guardable = s.curRead && start == 0 && s.mode == config.PoolModeTransaction &&
 		!res.Kind.Has(classify.KindBegin) && !res.Kind.Has(classify.KindBeginReadOnly)
-	s.r.count(c.Addr(), d.read)
+	s.routed(c, d, typ, start)
 	return c.Claim(s.client, typ)
 }
 
@@ -257,7 +260,7 @@ func (s *Session) retryOnPrimary(buf []byte) {
 	s.cur = c
 	s.server.Store(c)
 	s.curRead = false
-	s.r.count(c.Addr(), false)
+	s.count(c.Addr(), false)
 	for rest := buf; len(rest) >= wire.HeaderSize; {
 		h, err := wire.ParseHeader(rest, len(rest))
 		if err != nil {
