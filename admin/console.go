@@ -122,7 +122,11 @@ type command struct {
 }
 
 func (c command) String() string {
-	return strings.TrimSpace(strings.Join(append([]string{c.verb, c.what}, c.args...), " "))
+	words := []string{c.verb}
+	if c.what != "" {
+		words = append(words, c.what)
+	}
+	return strings.Join(append(words, c.args...), " ")
 }
 
 // commandList is the help text and the list an unknown command is told.
