@@ -185,8 +185,8 @@ func TestStatementBoundEviction(t *testing.T) {
 	}
 	for _, pl := range p.R.Pools().Pools() {
 		for _, c := range pl.Conns() {
-			if n := c.Stmts(); n > 3+1 {
-				t.Fatalf("server connection %d keeps %d statements, want at most 3 (+1 within a unit)", c.PID(), n)
+			if n := c.Prepared; n > 3+1 {
+				t.Fatalf("server connection %d keeps %d statements, want at most 3 (+1 within a unit)", c.PID, n)
 			}
 		}
 	}

@@ -45,7 +45,7 @@ func (p *Pool) tidy(ctx context.Context) {
 	}
 	p.idle = keep
 	need := 0
-	if !p.closed && len(p.waiters) == 0 {
+	if !p.closed && !p.paused && len(p.waiters) == 0 {
 		need = min(p.settings.MinIdle-len(p.idle), p.settings.Size-p.total)
 	}
 	p.mu.Unlock()

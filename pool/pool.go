@@ -53,10 +53,13 @@ type Pool struct {
 	params   map[string]string // the last connected server's ParameterStatus values
 	waitTime time.Duration     // total time clients waited, for stats
 	waits    uint64
+	paused   bool               // PAUSE: no new connections; released ones close (pause.go)
+	stale    map[*Conn]struct{} // RECONNECT: close these when released (pause.go)
 }
 
 type waiter struct {
-	ch chan result // buffered 1: whoever serves the waiter never blocks
+	ch    chan result // buffered 1: whoever serves the waiter never blocks
+	since time.Time   // when it started waiting, for SHOW POOLS' maxwait
 }
 
 type result struct {
@@ -87,7 +90,7 @@ func (p *Pool) Acquire(ctx context.Context, wait time.Duration) (*Conn, error) {
 		p.mu.Unlock()
 		return c, nil
 	}
-	if p.total < p.settings.Size && p.limit.take() {
+	if !p.paused && p.total < p.settings.Size && p.limit.take() {
 		p.total++
 		p.mu.Unlock()
 		c, err := p.connect(ctx)
@@ -98,9 +101,9 @@ func (p *Pool) Acquire(ctx context.Context, wait time.Duration) (*Conn, error) {
 		p.connected(c)
 		return c, nil
 	}
-	w := &waiter{ch: make(chan result, 1)}
-	p.waiters = append(p.waiters, w)
 	start := p.now()
+	w := &waiter{ch: make(chan result, 1), since: start}
+	p.waiters = append(p.waiters, w)
 	p.mu.Unlock()
 
 	timer := time.NewTimer(wait)
@@ -164,7 +167,7 @@ func (p *Pool) release(c *Conn) {
 		return // the pump removes it
 	}
 	p.mu.Lock()
-	if p.closed || (p.settings.Lifetime > 0 && p.now().Sub(c.created) > p.settings.Lifetime) || p.total > p.settings.Size {
+	if p.closed || p.paused || p.isStale(c) || (p.settings.Lifetime > 0 && p.now().Sub(c.created) > p.settings.Lifetime) || p.total > p.settings.Size {
 		p.mu.Unlock()
 		c.Close()
 		return
@@ -186,6 +189,7 @@ func (p *Pool) release(c *Conn) {
 func (p *Pool) removed(c *Conn) {
 	p.mu.Lock()
 	delete(p.conns, c)
+	delete(p.stale, c)
 	if c.inIdle {
 		for i, x := range p.idle {
 			if x == c {
@@ -205,7 +209,7 @@ func (p *Pool) removed(c *Conn) {
 func (p *Pool) serveWaiters() {
 	for {
 		p.mu.Lock()
-		if p.closed || len(p.waiters) == 0 || p.total >= p.settings.Size || !p.limit.take() {
+		if p.closed || p.paused || len(p.waiters) == 0 || p.total >= p.settings.Size || !p.limit.take() {
 			p.mu.Unlock()
 			return
 		}
@@ -333,15 +337,4 @@ func serverErrorDetail(err error) string {
 		return fmt.Sprintf("server said: %s (SQLSTATE %s)", pe.Message, pe.Code)
 	}
 	return ""
-}
-
-// Conns returns the pool's connections, idle and busy, for stats and tests.
-func (p *Pool) Conns() []*Conn {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	out := make([]*Conn, 0, len(p.conns))
-	for c := range p.conns {
-		out = append(out, c)
-	}
-	return out
 }

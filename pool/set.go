@@ -42,6 +42,7 @@ type Set struct {
 	mu      sync.Mutex
 	pools   map[Key]*Pool
 	servers map[string]*serverLimit
+	paused  map[string]bool // databases whose new pools start paused (pause.go)
 }
 
 // NewSet returns an empty set.
@@ -89,7 +90,7 @@ func (s *Set) Get(key Key, target Target, settings Settings) *Pool {
 		return p
 	}
 	l := s.limitLocked(key.Server)
-	p := &Pool{key: key, target: target, limit: l, now: s.now, settings: settings}
+	p := &Pool{key: key, target: target, limit: l, now: s.now, settings: settings, paused: s.paused[key.Database]}
 	l.mu.Lock()
 	l.pools = append(l.pools, p)
 	l.mu.Unlock()

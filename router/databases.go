@@ -19,6 +19,7 @@ import (
 type dbState struct {
 	classifier *classify.Classifier
 	lb         balancer
+	counters   *dbCounters // statistics, kept across reloads
 }
 
 // ServerCounters count the units of work routed to one server.
@@ -93,7 +94,7 @@ func (r *Router) applyDatabases(cfg *config.Config) {
 			dbs[name] = st
 			continue
 		}
-		st := &dbState{classifier: classify.New(classify.Options{
+		st := &dbState{counters: r.countersFor(name), classifier: classify.New(classify.Options{
 			WriteFunctions: cfg.Routing.WriteFunctions,
 			CacheSize:      cfg.Routing.CacheSize,
 		})}

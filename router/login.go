@@ -37,6 +37,10 @@ func (r *Router) serveConn(nc net.Conn) {
 		return
 	}
 	defer r.leave()
+	if r.serveReserved(conn, st, startup) {
+		return
+	}
+	conn = r.countBytes(conn, startup.Params["database"])
 
 	s, err := r.login(conn, st, startup)
 	if err != nil {

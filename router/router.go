@@ -36,6 +36,7 @@ type Router struct {
 	pools    *pool.Set
 	checker  *health.Checker // set once in New
 	log      *slog.Logger
+	admin    adminState // the admin console's hook and state (admin.go)
 
 	ctx  context.Context // ends every session's waits on Close
 	stop context.CancelFunc
@@ -55,6 +56,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Router, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Router{pools: pool.NewSet(), log: log, ctx: ctx, stop: cancel, sessions: map[wire.CancelKey]*Session{}}
+	r.admin.started = time.Now()
 	if err := r.Apply(cfg); err != nil {
 		cancel()
 		return nil, err

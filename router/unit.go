@@ -71,7 +71,7 @@ func (s *Session) claim(typ byte, start int) error {
 		}
 		if s.sendOn(s.cur, typ, start, def, res, unitStart) == nil {
 			if unitStart {
-				s.r.count(s.cur.Addr(), s.curRead)
+				s.count(s.cur.Addr(), s.curRead)
 			}
 			return nil
 		}
@@ -106,6 +106,9 @@ func (s *Session) claim(typ byte, start int) error {
 	if def == nil && typ != 'Q' && typ != 'P' || s.mode != config.PoolModeTransaction {
 		res = s.classifyMessage(typ, (*s.out)[start:])
 	}
+	if err := s.beginUnit(); err != nil {
+		return err
+	}
 	d, err := s.decideWaiting(res)
 	if err != nil {
 		return err
@@ -123,7 +126,7 @@ func (s *Session) claim(typ byte, start int) error {
 	// and pgswitch added nothing to it.
 	s.guardable = s.curRead && start == 0 && s.mode == config.PoolModeTransaction && def == nil &&
 		!res.Kind.Has(classify.KindBegin) && !res.Kind.Has(classify.KindBeginReadOnly)
-	s.r.count(c.Addr(), d.read)
+	s.routed(c, d, typ, start)
 	n := len(*s.out)
 	if err := s.sendOn(c, typ, start, def, res, true); err != nil {
 		return err
@@ -334,7 +337,7 @@ func (s *Session) retryOnPrimary(buf []byte) {
 	s.cur = c
 	s.server.Store(c)
 	s.curRead = false
-	s.r.count(c.Addr(), false)
+	s.count(c.Addr(), false)
 	for rest := buf; len(rest) >= wire.HeaderSize; {
 		h, err := wire.ParseHeader(rest, len(rest))
 		if err != nil {

@@ -52,7 +52,7 @@ or under /usr/lib/postgresql/*/bin.`,
 				return fmt.Errorf("demo configuration: %w", err)
 			}
 			out := cmd.OutOrStdout()
-			return serve(ctx, cfg, logger, func(addr string) {
+			return serve(ctx, cfg, nil, logger, func(addr string) {
 				u := url.URL{Scheme: "postgres", User: url.UserPassword(cl.User, cl.Password), Host: addr,
 					Path: "/" + cl.Database, RawQuery: "sslmode=disable"}
 				fmt.Fprintf(out, "DATABASE_URL=%s\n", u.String())

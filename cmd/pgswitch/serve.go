@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/pgswitch/pgswitch/admin"
 	"github.com/pgswitch/pgswitch/config"
 	"github.com/pgswitch/pgswitch/router"
 )
@@ -22,8 +23,11 @@ func newServeCommand() *cobra.Command {
 		Use:   "serve --config FILE",
 		Short: "Run pgswitch with a configuration file",
 		Long: `Run pgswitch in the foreground with the given YAML configuration
-(see pgswitch.yaml in the repository for every key). It stops on SIGINT or
-SIGTERM, telling connected clients 57P01.`,
+(see pgswitch.yaml in the repository for every key). SIGHUP (or RELOAD on
+the admin console) reloads the file; a file with errors is refused and the
+running configuration stays. SIGINT or SIGTERM (or SHUTDOWN) stop accepting
+clients, let transactions in flight finish for up to timeouts.shutdown, then
+tell the remaining clients 57P01 and exit 0.`,
 		Example: "  pgswitch serve --config /etc/pgswitch/pgswitch.yaml",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -48,7 +52,7 @@ SIGTERM, telling connected clients 57P01.`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return serve(ctx, cfg, logger, nil)
+			return serve(ctx, cfg, func() (*config.Config, error) { return config.Load(path) }, logger, nil)
 		},
 	}
 	cmd.Flags().StringVarP(&path, "config", "c", "pgswitch.yaml", "configuration file")
@@ -58,13 +62,21 @@ SIGTERM, telling connected clients 57P01.`,
 	return cmd
 }
 
-// serve runs a router on cfg.Listen until ctx ends. ready, if not nil, is
-// called with the bound address once clients can connect.
-func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready func(addr string)) error {
+// serve runs a router on cfg.Listen, with its admin console, until ctx ends
+// or SHUTDOWN. load, if not nil, reads the configuration again for RELOAD and
+// SIGHUP. ready, if not nil, is called with the bound address once clients
+// can connect.
+func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config, error), logger *slog.Logger, ready func(addr string)) error {
 	r, err := router.New(cfg, logger)
 	if err != nil {
 		return err
 	}
+	ctx, shutdown := context.WithCancel(ctx)
+	defer shutdown()
+	r.SetAdmin(admin.New(r, admin.Options{Version: version, Load: load, Shutdown: shutdown, Log: logger}))
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		r.Close()
@@ -76,14 +88,35 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready f
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- r.Serve(ln) }()
-	select {
-	case <-ctx.Done():
-		logger.Info("pgswitch shutting down")
-		r.Close()
-		return nil
-	case err := <-errc:
-		r.Close()
-		return err
+	for {
+		select {
+		case <-hup:
+			reload(r, load, logger)
+		case <-ctx.Done():
+			timeout := r.Config().Timeouts.Shutdown
+			logger.Info("pgswitch shutting down", "timeout", timeout)
+			r.Shutdown(timeout)
+			return nil
+		case err := <-errc:
+			r.Close()
+			return err
+		}
+	}
+}
+
+// reload applies the configuration file again (SIGHUP); one with errors is
+// refused and the running configuration stays.
+func reload(r *router.Router, load func() (*config.Config, error), logger *slog.Logger) {
+	if load == nil {
+		logger.Warn("SIGHUP ignored: no configuration file to reload")
+		return
+	}
+	cfg, err := load()
+	if err == nil {
+		err = r.Reload(cfg)
+	}
+	if err != nil {
+		logger.Error("reload refused; the running configuration stays", "err", err)
 	}
 }
 

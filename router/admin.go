@@ -1,0 +1,168 @@
+package router
+
+import (
+	"context"
+	"net"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/pgswitch/pgswitch/config"
+	"github.com/pgswitch/pgswitch/wire"
+)
+
+// AdminHandler serves the admin console: the virtual databases "pgswitch"
+// and "pgbouncer". The router authenticates the client, checks that it is an
+// admin or stats user and sends the login messages; the handler then owns
+// the connection until ServeAdmin returns.
+type AdminHandler interface {
+	ServeAdmin(c *AdminClient)
+}
+
+// AdminClient is one logged-in client of the admin console.
+type AdminClient struct {
+	Conn     net.Conn
+	User     string
+	Database string // the name it connected to: "pgswitch" or "pgbouncer"
+	// Admin users may run every command; the others (stats_users) only SHOW.
+	Admin bool
+	// Ctx ends when the router closes; the handler then returns.
+	Ctx context.Context
+}
+
+// adminDatabases are the names the admin console answers to
+// (config.validate reserves them).
+var adminDatabases = []string{"pgswitch", "pgbouncer"}
+
+// IsAdminDatabase reports whether clients connecting to name reach the admin console.
+func IsAdminDatabase(name string) bool { return slices.Contains(adminDatabases, name) }
+
+// adminState is what the admin console changes in the router.
+type adminState struct {
+	mu       sync.Mutex
+	handler  AdminHandler
+	disabled map[string]bool        // DISABLE: new clients of these databases are refused
+	counters map[string]*dbCounters // by database name (stats.go)
+	pauseMu  sync.Mutex             // one PAUSE, RESUME or KILL at a time
+	started  time.Time
+}
+
+// SetAdmin installs the admin console; without one the reserved database
+// names are unknown databases.
+func (r *Router) SetAdmin(h AdminHandler) {
+	r.admin.mu.Lock()
+	r.admin.handler = h
+	r.admin.mu.Unlock()
+}
+
+// serveReserved serves a client that needs no session: one of the admin
+// console, or one of a disabled database, which is refused. It reports
+// whether it did.
+func (r *Router) serveReserved(conn net.Conn, st *state, startup *wire.Startup) bool {
+	dbName := startup.Params["database"]
+	r.admin.mu.Lock()
+	h := r.admin.handler
+	disabled := r.admin.disabled[dbName]
+	r.admin.mu.Unlock()
+	if disabled {
+		wire.WriteFatal(conn, wire.Fatalf(wire.CodeCannotConnectNow, "database %q is disabled", dbName).
+			WithHint("An administrator ran DISABLE; ENABLE lets clients in again."))
+		return true
+	}
+	if h == nil || !IsAdminDatabase(dbName) {
+		return false
+	}
+	c, err := r.adminLogin(conn, st, startup)
+	if err != nil {
+		e := wire.AsError(err)
+		wire.WriteFatal(conn, e)
+		r.log.Info("admin console login failed", "addr", conn.RemoteAddr().String(),
+			"user", startup.Params["user"], "code", e.Code, "err", e.Message)
+		return true
+	}
+	conn.SetDeadline(time.Time{})
+	stop := context.AfterFunc(r.ctx, func() { conn.Close() })
+	defer stop()
+	h.ServeAdmin(c)
+	return true
+}
+
+// adminLogin authenticates an admin console client like any other and
+// checks that it may use the console.
+func (r *Router) adminLogin(conn net.Conn, st *state, startup *wire.Startup) (*AdminClient, error) {
+	cfg := st.cfg
+	userName := startup.Params["user"]
+	u := cfg.Users[userName]
+	if u == nil {
+		return nil, wire.Fatalf(wire.CodeInvalidAuthorizationSpecification, "role %q does not exist", userName)
+	}
+	if err := authenticate(conn, cfg, u, st.secrets[userName]); err != nil {
+		return nil, err
+	}
+	admin := slices.Contains(cfg.Admin.Users, userName)
+	if !admin && !slices.Contains(cfg.Admin.StatsUsers, userName) {
+		return nil, wire.Fatalf(wire.CodeInsufficientPrivilege,
+			"permission denied for the admin console: %q is in neither admin.admin_users nor admin.stats_users", userName)
+	}
+	buf := wire.AppendAuthOK(nil)
+	for _, p := range [][2]string{
+		{"application_name", startup.Params["application_name"]},
+		{"client_encoding", "UTF8"},
+		{"DateStyle", "ISO, MDY"},
+		{"integer_datetimes", "on"},
+		{"server_encoding", "UTF8"},
+		{"server_version", "16.0 (pgswitch)"},
+		{"standard_conforming_strings", "on"},
+		{"TimeZone", "UTC"},
+	} {
+		buf = wire.AppendParameterStatus(buf, p[0], p[1])
+	}
+	buf = wire.AppendBackendKeyData(buf, wire.NewCancelKey())
+	buf = wire.AppendReadyForQuery(buf, 'I')
+	if _, err := conn.Write(buf); err != nil {
+		return nil, err
+	}
+	return &AdminClient{Conn: conn, User: userName, Database: startup.Params["database"], Admin: admin, Ctx: r.ctx}, nil
+}
+
+// Config returns the configuration in force.
+func (r *Router) Config() *config.Config { return r.state.Load().cfg }
+
+// Disable refuses new clients of database db (existing ones stay).
+func (r *Router) Disable(db string) error {
+	if err := r.knownDatabase(db); err != nil {
+		return err
+	}
+	r.admin.mu.Lock()
+	if r.admin.disabled == nil {
+		r.admin.disabled = map[string]bool{}
+	}
+	r.admin.disabled[db] = true
+	r.admin.mu.Unlock()
+	return nil
+}
+
+// Enable lets clients of db in again after Disable.
+func (r *Router) Enable(db string) error {
+	if err := r.knownDatabase(db); err != nil {
+		return err
+	}
+	r.admin.mu.Lock()
+	delete(r.admin.disabled, db)
+	r.admin.mu.Unlock()
+	return nil
+}
+
+// Disabled reports whether db was disabled.
+func (r *Router) Disabled(db string) bool {
+	r.admin.mu.Lock()
+	defer r.admin.mu.Unlock()
+	return r.admin.disabled[db]
+}
+
+func (r *Router) knownDatabase(db string) error {
+	if r.Config().Databases[db] == nil {
+		return wire.Errorf(wire.CodeInvalidCatalogName, "database %q does not exist", db)
+	}
+	return nil
+}

@@ -1,0 +1,273 @@
+package router
+
+import (
+	"net"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pgswitch/pgswitch/config"
+	"github.com/pgswitch/pgswitch/pool"
+	"github.com/pgswitch/pgswitch/router/classify"
+	"github.com/pgswitch/pgswitch/wire"
+)
+
+// DatabaseStats count the work of one database since pgswitch started.
+type DatabaseStats struct {
+	Assignments atomic.Uint64 // units of work that took a server connection
+	Queries     atomic.Uint64 // units of work: simple Queries and extended batches
+	Reads       atomic.Uint64 // units routed as reads
+	Writes      atomic.Uint64 // units routed as writes
+	Received    atomic.Uint64 // bytes from clients
+	Sent        atomic.Uint64 // bytes to clients
+}
+
+// dbCounters are one database's statistics; they outlive reloads.
+type dbCounters struct {
+	stats  DatabaseStats
+	routes routeTable
+}
+
+// countersFor returns the counters of database name, made on first use.
+func (r *Router) countersFor(name string) *dbCounters {
+	r.admin.mu.Lock()
+	defer r.admin.mu.Unlock()
+	if r.admin.counters == nil {
+		r.admin.counters = map[string]*dbCounters{}
+	}
+	c := r.admin.counters[name]
+	if c == nil {
+		c = &dbCounters{}
+		r.admin.counters[name] = c
+	}
+	return c
+}
+
+// Stats returns the statistics of database name.
+func (r *Router) Stats(name string) *DatabaseStats { return &r.countersFor(name).stats }
+
+// Started is when the router was made.
+func (r *Router) Started() time.Time { return r.admin.started }
+
+// count records a unit of work routed to addr, for the server and for the
+// session's database.
+func (s *Session) count(addr string, read bool) {
+	s.r.count(addr, read)
+	st := &s.dbs.counters.stats
+	st.Queries.Add(1)
+	if read {
+		st.Reads.Add(1)
+	} else {
+		st.Writes.Add(1)
+	}
+}
+
+// routed records a unit of work that took server connection c, decided by d:
+// its counts and its line in SHOW ROUTES.
+func (s *Session) routed(c *pool.Conn, d decision, typ byte, start int) {
+	s.count(c.Addr(), d.read)
+	s.dbs.counters.stats.Assignments.Add(1)
+	var sql string
+	body := (*s.out)[start+wire.HeaderSize:]
+	switch typ {
+	case 'Q':
+		sql = cstring(body)
+	case 'P':
+		_, rest := splitCString(body)
+		sql = cstring(rest)
+	default:
+		return // a prepared statement's text was seen at its Parse
+	}
+	s.dbs.counters.routes.add(s.dbs.classifier, sql, s.curRead, d.why)
+}
+
+// maxRoutes bounds the query shapes SHOW ROUTES keeps per database; shapes
+// beyond are counted together.
+const maxRoutes = 1000
+
+// routeKey is one line of SHOW ROUTES.
+type routeKey struct {
+	shape   uint64
+	replica bool
+	why     string
+}
+
+type routeTable struct {
+	mu     sync.Mutex
+	byKey  map[routeKey]*routeCount
+	others uint64 // units of shapes beyond maxRoutes
+}
+
+type routeCount struct {
+	fingerprint string // pg_query's, hex; "" when it cannot parse the text
+	query       string // literal-free text
+	n           uint64
+}
+
+func (t *routeTable) add(cl *classify.Classifier, sql string, replica bool, why string) {
+	k := routeKey{shape: cl.ShapeKey(sql), replica: replica, why: why}
+	t.mu.Lock()
+	if rc := t.byKey[k]; rc != nil {
+		rc.n++
+		t.mu.Unlock()
+		return
+	}
+	full := len(t.byKey) >= maxRoutes
+	if full {
+		t.others++
+	}
+	t.mu.Unlock()
+	if full {
+		return
+	}
+	// First sight of the shape: describe it outside the lock (a parse).
+	rc := &routeCount{query: classify.Normalize(sql), n: 1}
+	if fp, err := classify.Fingerprint(sql); err == nil {
+		rc.fingerprint = fmtHex(fp)
+	}
+	t.mu.Lock()
+	if t.byKey == nil {
+		t.byKey = map[routeKey]*routeCount{}
+	}
+	if old := t.byKey[k]; old != nil {
+		old.n++
+	} else {
+		t.byKey[k] = rc
+	}
+	t.mu.Unlock()
+}
+
+func fmtHex(v uint64) string {
+	const digits = "0123456789abcdef"
+	var b [16]byte
+	for i := 15; i >= 0; i-- {
+		b[i] = digits[v&0xf]
+		v >>= 4
+	}
+	return string(b[:])
+}
+
+// RouteStat is one line of SHOW ROUTES: a query shape, where it went and why.
+type RouteStat struct {
+	Database    string
+	Fingerprint string // pg_query fingerprint, hex ("" if pg_query cannot parse it)
+	Query       string // the text without its literals
+	Route       string // "primary" or "replica"
+	Rule        string // the routing rule that decided
+	Count       uint64
+}
+
+// Routes returns the most frequent query shapes of every database, most
+// frequent first, at most limit (0: all).
+func (r *Router) Routes(limit int) []RouteStat {
+	r.admin.mu.Lock()
+	names := make([]string, 0, len(r.admin.counters))
+	for name := range r.admin.counters {
+		names = append(names, name)
+	}
+	r.admin.mu.Unlock()
+	var out []RouteStat
+	for _, name := range names {
+		t := &r.countersFor(name).routes
+		t.mu.Lock()
+		for k, rc := range t.byKey {
+			route := "primary"
+			if k.replica {
+				route = "replica"
+			}
+			out = append(out, RouteStat{Database: name, Fingerprint: rc.fingerprint, Query: rc.query,
+				Route: route, Rule: k.why, Count: rc.n})
+		}
+		if t.others > 0 {
+			out = append(out, RouteStat{Database: name, Query: "(other shapes)", Count: t.others})
+		}
+		t.mu.Unlock()
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Count != out[j].Count {
+			return out[i].Count > out[j].Count
+		}
+		if out[i].Database != out[j].Database {
+			return out[i].Database < out[j].Database
+		}
+		return out[i].Query < out[j].Query
+	})
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
+	}
+	return out
+}
+
+// clientConn is a client connection that counts its bytes for its
+// database's statistics and remembers when it was made.
+type clientConn struct {
+	net.Conn
+	stats     *DatabaseStats
+	connected time.Time
+}
+
+func (c *clientConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.stats.Received.Add(uint64(n))
+	return n, err
+}
+
+func (c *clientConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.stats.Sent.Add(uint64(n))
+	return n, err
+}
+
+// countBytes wraps a client connection of database db so that its traffic
+// is counted.
+func (r *Router) countBytes(conn net.Conn, db string) net.Conn {
+	if r.Config().Databases[db] == nil {
+		return conn
+	}
+	return &clientConn{Conn: conn, stats: r.Stats(db), connected: time.Now()}
+}
+
+// ClientInfo describes one client session for SHOW CLIENTS.
+type ClientInfo struct {
+	User, Database  string
+	ApplicationName string
+	Addr, LocalAddr net.Addr
+	Connected       time.Time
+	Mode            config.PoolMode
+	// Server is the address of the linked server connection ("" when none).
+	Server    string
+	ServerPID uint32
+	Pinned    bool // keeps its server connection for the session
+	Key       wire.CancelKey
+}
+
+// Clients describes every client session (not the admin console's).
+func (r *Router) Clients() []ClientInfo {
+	r.mu.Lock()
+	sessions := make([]*Session, 0, len(r.sessions))
+	for _, s := range r.sessions {
+		sessions = append(sessions, s)
+	}
+	r.mu.Unlock()
+	out := make([]ClientInfo, 0, len(sessions))
+	for _, s := range sessions {
+		nc := s.client.Conn()
+		ci := ClientInfo{User: s.startup["user"], Database: s.startup["database"],
+			ApplicationName: s.startup["application_name"], Addr: nc.RemoteAddr(), LocalAddr: nc.LocalAddr(),
+			Mode: s.mode, Key: s.key}
+		if cc, ok := nc.(*clientConn); ok {
+			ci.Connected = cc.connected
+		}
+		if c := s.server.Load(); c != nil && c.LinkedTo(s.client) {
+			ci.Server = c.Addr()
+			ci.ServerPID = c.PID()
+			ci.Pinned = s.mode == config.PoolModeSession
+		}
+		// Pinned by session state that cannot be replayed (state.go).
+		ci.Pinned = ci.Pinned || s.pinned.Load()
+		out = append(out, ci)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Connected.Before(out[j].Connected) })
+	return out
+}
