@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgswitch/pgswitch/config"
 )
@@ -334,5 +336,155 @@ func TestPgbenchPreparedTransactionMode(t *testing.T) {
 			out := pgbenchRun(t, p, db, "-c", "16", "-j", "2", "-T", "10", "-M", "prepared", script)
 			t.Logf("%s", lastLines(out, 3))
 		})
+	}
+}
+
+// TestSchemaChangeReprepares: after ALTER TABLE … ADD COLUMN, a prepared
+// SELECT * whose server-side plan is stale (0A000) works again through
+// pgswitch without reconnecting. A unit that asks for the row description
+// is retried transparently; pgx, which decodes with the description it
+// cached, gets the 0A000 once, as from PostgreSQL itself, and its next
+// execution succeeds (through PgBouncer it keeps failing until RECONNECT).
+func TestSchemaChangeReprepares(t *testing.T) {
+	t.Parallel()
+	db := newDatabase(t)
+	setup := primaryConn(t, db)
+	ctx := testCtx(t)
+	if _, err := setup.Exec(ctx, "CREATE TABLE wide (a int); INSERT INTO wide VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	addColumn := func(name string) {
+		t.Helper()
+		if _, err := setup.Exec(ctx, "ALTER TABLE wide ADD COLUMN "+name+" int DEFAULT 7"); err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.WaitReplicated(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, route := range []string{"primary", "auto"} {
+		t.Run(route, func(t *testing.T) {
+			p := startProxy(t, proxyOptions{Mode: config.PoolModeTransaction, PoolSize: 1, DBs: []string{db}, Primary: route == "primary"})
+
+			// The protocol as pgconn.ExecPrepared speaks it: Bind, Describe
+			// portal, Execute, Sync.
+			raw := p.Connect(t, db, pgx.QueryExecModeCacheStatement).PgConn()
+			if _, err := raw.Prepare(ctx, "all_raw", "SELECT * FROM wide", nil); err != nil {
+				t.Fatal(err)
+			}
+			cols := func() int {
+				t.Helper()
+				res := raw.ExecPrepared(ctx, "all_raw", nil, nil, nil).Read()
+				if res.Err != nil {
+					t.Fatalf("execute after ADD COLUMN: %v", res.Err)
+				}
+				return len(res.FieldDescriptions)
+			}
+			before := cols()
+			addColumn("raw_" + route)
+			if got := cols(); got != before+1 {
+				t.Fatalf("after ADD COLUMN: %d columns, want %d", got, before+1)
+			}
+
+			conn := p.Connect(t, db, pgx.QueryExecModeCacheStatement)
+			query := func() (map[string]any, error) {
+				rows, err := conn.Query(ctx, "SELECT * FROM wide")
+				if err != nil {
+					return nil, err
+				}
+				return pgx.CollectExactlyOneRow(rows, pgx.RowToMap)
+			}
+			if _, err := query(); err != nil {
+				t.Fatal(err)
+			}
+			col := "pgx_" + route
+			addColumn(col)
+			row, err := query()
+			if err != nil {
+				var pe *pgconn.PgError
+				if !errors.As(err, &pe) || pe.Code != "0A000" {
+					t.Fatalf("first execution after ADD COLUMN: %v, want success or 0A000", err)
+				}
+				if row, err = query(); err != nil {
+					t.Fatalf("second execution after ADD COLUMN: %v", err)
+				}
+			}
+			if row[col] == nil {
+				t.Fatalf("after ADD COLUMN: got %v, want the new column %s", row, col)
+			}
+			for i := 0; i < 3; i++ {
+				if _, err := query(); err != nil {
+					t.Fatalf("execution %d after the change: %v", i, err)
+				}
+			}
+		})
+	}
+}
+
+// TestSQLPrepareExecute: SQL-level PREPARE, EXECUTE and DEALLOCATE work in
+// transaction mode across server connections and servers, and two clients
+// using one name get their own statements.
+func TestSQLPrepareExecute(t *testing.T) {
+	t.Parallel()
+	db := newDatabase(t)
+	setup := primaryConn(t, db)
+	ctx := testCtx(t)
+	if _, err := setup.Exec(ctx, "CREATE TABLE notes (id serial PRIMARY KEY, body text)"); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.WaitReplicated(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p := startProxy(t, proxyOptions{Mode: config.PoolModeTransaction, PoolSize: 2, DBs: []string{db}})
+	a := p.Connect(t, db, pgx.QueryExecModeSimpleProtocol)
+	b := p.Connect(t, db, pgx.QueryExecModeSimpleProtocol)
+	mustExec := func(c *pgx.Conn, sql string) {
+		t.Helper()
+		if _, err := c.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	mustExec(a, "PREPARE q (int) AS SELECT $1 * 10")
+	mustExec(b, "PREPARE q (int) AS SELECT $1 + 1000")
+	mustExec(a, "PREPARE ins (text) AS INSERT INTO notes (body) VALUES ($1) RETURNING id")
+	// Hold a server connection in a transaction now and then, so that the
+	// EXECUTEs land on connections where the statement is not yet prepared.
+	tx, err := b.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 6; i++ {
+		var ga, gb, id int
+		if err := a.QueryRow(ctx, fmt.Sprintf("EXECUTE q(%d)", i)).Scan(&ga); err != nil || ga != i*10 {
+			t.Fatalf("client a EXECUTE q(%d): got %d, %v", i, ga, err)
+		}
+		if err := a.QueryRow(ctx, fmt.Sprintf("EXECUTE ins('note %d')", i)).Scan(&id); err != nil || id == 0 {
+			t.Fatalf("client a EXECUTE ins: got %d, %v", id, err)
+		}
+		if i == 3 {
+			if err := tx.Rollback(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if i > 3 {
+			if err := b.QueryRow(ctx, fmt.Sprintf("EXECUTE q(%d)", i)).Scan(&gb); err != nil || gb != i+1000 {
+				t.Fatalf("client b EXECUTE q(%d): got %d, %v", i, gb, err)
+			}
+		}
+	}
+	var n int
+	if err := setup.QueryRow(ctx, "SELECT count(*) FROM notes").Scan(&n); err != nil || n != 6 {
+		t.Fatalf("notes: %d rows, %v; want 6", n, err)
+	}
+	mustExec(a, "DEALLOCATE q")
+	if _, err := a.Exec(ctx, "EXECUTE q(1)"); err == nil {
+		t.Fatal("EXECUTE after DEALLOCATE succeeded")
+	}
+	if err := b.QueryRow(ctx, "EXECUTE q(5)").Scan(&n); err != nil || n != 1005 {
+		t.Fatalf("client b after a's DEALLOCATE: got %d, %v", n, err)
+	}
+	mustExec(b, "DEALLOCATE ALL")
+	if _, err := b.Exec(ctx, "EXECUTE q(1)"); err == nil {
+		t.Fatal("EXECUTE after DEALLOCATE ALL succeeded")
 	}
 }

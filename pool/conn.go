@@ -40,15 +40,17 @@ type Conn struct {
 	guard    chan Outcome      // set by Guard, cleared by the pump when resolved
 	idleWait chan struct{}     // closed when pending reaches 0 (WaitIdle)
 
-	reqs  []request         // requests the server owes answers to, from rhead on
-	rhead int               //
-	stmts map[string]uint64 // server-side statements prepared by pgswitch, by name: last use
-	tick  uint64            // use counter for stmts
-	sets  map[string]string // session state applied here; owned by the linked session
+	reqs     []request         // requests the server owes answers to, from rhead on
+	rhead    int               //
+	stmts    map[string]uint64 // server-side statements prepared by pgswitch, by name: last use
+	tick     uint64            // use counter for stmts
+	sets     map[string]string // session state applied here; owned by the linked session
+	sqlNames map[string]string // SQL PREPARE names here → their text; owned by the linked session
 
-	refusing bool   // pump-owned: discarding a refused unit's answer
-	fakeBuf  []byte // pump-owned: answers to fake requests being written
-	held     []byte // pump-owned: answers held back while guarded
+	refusing bool    // pump-owned: discarding a refused unit's answer
+	refusal  Outcome // pump-owned: Refused or Stale, while refusing
+	fakeBuf  []byte  // pump-owned: answers to fake requests being written
+	held     []byte  // pump-owned: answers held back while guarded
 
 	// Fields below are guarded by pool.mu.
 	idleSince time.Time
@@ -261,7 +263,7 @@ func (c *Conn) notifyIdleLocked() {
 func forgetReset(c *Conn, resetQuery string) {
 	q := strings.ToUpper(resetQuery)
 	if strings.Contains(q, "DISCARD ALL") || strings.Contains(q, "DEALLOCATE ALL") {
-		c.stmts = nil
+		c.stmts, c.sqlNames = nil, nil
 	}
 	if strings.Contains(q, "DISCARD ALL") || strings.Contains(q, "RESET ALL") {
 		c.sets = nil

@@ -1,6 +1,10 @@
 package pool
 
-import "github.com/pgswitch/pgswitch/wire"
+import (
+	"bytes"
+
+	"github.com/pgswitch/pgswitch/wire"
+)
 
 // Outcome is how a guarded unit of work ended its first answer.
 type Outcome uint8
@@ -14,7 +18,15 @@ const (
 	Refused
 	// Failed: the connection was lost; the client has been told.
 	Failed
+	// Stale: a prepared statement's plan no longer matches its result type
+	// after a schema change (0A000) and nothing reached the client; the
+	// unit may run again with the statement prepared afresh.
+	Stale
 )
+
+// staleMessage is the start of PostgreSQL's message for a stale plan; 0A000
+// alone also means other unsupported features.
+var staleMessage = []byte("cached plan must not change result type")
 
 // codeReadOnlyTransaction is what a hot standby says to a write.
 var codeReadOnlyTransaction = []byte("25006")
@@ -73,7 +85,9 @@ func (c *Conn) guarded(client *Client, h wire.Header, g chan Outcome) (done, rel
 		if !ok {
 			c.nc.Close()
 		}
-		g <- Refused
+		out := c.refusal
+		c.refusal = Refused
+		g <- out
 		return true, ok, nil
 	}
 	if heldBack(h.Type) {
@@ -96,11 +110,17 @@ func (c *Conn) guarded(client *Client, h wire.Header, g chan Outcome) (done, rel
 		if err != nil && !consumed {
 			return true, false, err
 		}
-		if string(errorField(b[5:], 'C')) == string(codeReadOnlyTransaction) {
+		code := errorField(b[5:], 'C')
+		stale := string(code) == "0A000" && bytes.HasPrefix(errorField(b[5:], 'M'), staleMessage)
+		if string(code) == string(codeReadOnlyTransaction) || stale {
 			if !consumed {
 				c.br.Discard(len(b))
 			}
 			c.refusing = true
+			c.refusal = Refused
+			if stale {
+				c.refusal = Stale
+			}
 			return true, false, nil
 		}
 		// Any other error is the client's answer: fall through unconsumed.

@@ -85,10 +85,12 @@ func (c *Conn) forwardBatch(client *Client, h wire.Header) (release bool, err er
 			return false, nil
 		}
 		if len(before) > 0 {
-			client.WriteLocked(before)
+			c.emitFakes(client, g, before)
 		}
 		consumed := false
-		if g != nil {
+		if g != nil && !swallow {
+			// pgswitch's own requests are not the client's answer: they
+			// neither lift nor trip the guard.
 			consumed, release, err = c.guarded(client, h, g)
 			if err != nil || release {
 				return release, err
@@ -120,7 +122,10 @@ func (c *Conn) forwardBatch(client *Client, h wire.Header) (release bool, err er
 			}
 		}
 		if len(after) > 0 {
-			client.WriteLocked(after)
+			c.mu.Lock()
+			g = c.guard
+			c.mu.Unlock()
+			c.emitFakes(client, g, after)
 		}
 		if c.br.Buffered() < wire.HeaderSize {
 			return false, nil
@@ -129,6 +134,16 @@ func (c *Conn) forwardBatch(client *Client, h wire.Header) (release bool, err er
 			return false, err
 		}
 	}
+}
+
+// emitFakes writes answers to fake requests, or holds them back with the
+// rest of a guarded answer (a retried unit answers them again).
+func (c *Conn) emitFakes(client *Client, g chan Outcome, b []byte) {
+	if g != nil {
+		c.held = append(c.held, b...)
+		return
+	}
+	client.WriteLocked(b)
 }
 
 // message returns a whole small message (header included) without consuming it.

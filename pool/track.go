@@ -251,3 +251,12 @@ func (c *Conn) ForgetReset(query string) {
 	defer c.mu.Unlock()
 	forgetReset(c, query)
 }
+
+// SQLNames maps the names of statements prepared on the connection with SQL
+// PREPARE to their PREPARE text. Only the linked session reads or changes it.
+func (c *Conn) SQLNames() map[string]string {
+	if c.sqlNames == nil {
+		c.sqlNames = map[string]string{}
+	}
+	return c.sqlNames
+}

@@ -49,6 +49,14 @@ type Session struct {
 	prepared  map[string]*stmtDef // named statements, by client name (transaction mode)
 	sets      map[string]string   // session settings to replay, by parameter name
 	pinned    atomic.Bool         // kept on its server connection for good
+	staleable bool                // the unit in out may run again if its statement's plan is stale
+	orig      []byte              // the client's messages since the last flush, as sent, for a retry
+	origOK    bool                // orig holds all of them (not COPY data, not too large)
+	unitDefs  []*stmtDef          // named statements the messages since the last flush use
+	rerunning bool                // claiming orig again: no second retry
+	forcePri  bool                // while rerunning: the primary, whatever the classification
+	renewed   map[string]int      // statements whose plans went stale: server name base → generation
+	sqlPrep   map[string]sqlStmt  // statements prepared with SQL PREPARE, by name
 	heldParse int                 // named Parses answered by pgswitch, their ParseComplete still owed
 	extOpen   bool                // extended-protocol messages since the last Sync
 	curRead   bool                // cur is a replica serving reads
@@ -67,6 +75,7 @@ func newSession(r *Router, conn net.Conn, cfg *config.Config, db *config.Databas
 		in:      newClientReader(conn),
 		dbs:     r.database(db.Name),
 		sets:    startupSets(startup),
+		origOK:  true,
 	}
 }
 
@@ -109,6 +118,7 @@ func (s *Session) run() {
 		if *s.out, err = s.in.appendMessage(*s.out, h); err != nil {
 			return
 		}
+		s.record(h.Type, (*s.out)[start:])
 		if err := s.claim(h.Type, start); err != nil {
 			*s.out = (*s.out)[:start]
 			s.unitFailed(h.Type, err)
@@ -149,22 +159,26 @@ func (s *Session) flush() {
 		return
 	}
 	buf := *s.out
+	outcome := pool.Passed
 	if len(buf) > 0 && s.cur != nil {
 		// A failed write closes the server connection; its pump then tells
 		// the client, and the next read here fails.
-		if s.guardable && unitComplete(buf) {
-			outcome := s.cur.Guard()
+		if (s.guardable || s.staleable) && unitComplete(buf) {
+			guard := s.cur.Guard()
 			s.cur.Write(buf)
-			if <-outcome == pool.Refused {
-				s.retryOnPrimary(buf)
-			}
+			outcome = <-guard
 		} else {
 			s.cur.Write(buf)
 		}
 	}
-	s.guardable = false
+	s.guardable, s.staleable = false, false
 	b := s.out
 	s.out = nil
+	switch outcome {
+	case pool.Refused, pool.Stale:
+		s.retry(outcome, buf)
+	}
+	s.orig, s.origOK, s.unitDefs = s.orig[:0], true, s.unitDefs[:0]
 	if cap(*b) <= 4*outFlushAt {
 		*b = (*b)[:0]
 		outBufs.Put(b)

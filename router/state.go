@@ -6,6 +6,7 @@ import (
 	"hash/fnv"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/pgswitch/pgswitch/config"
@@ -21,6 +22,8 @@ type stmtDef struct {
 	text   string
 	types  []byte // the Parse message's parameter type section, as sent
 	server string // name on server connections
+	base   string // server name of the first generation
+	gen    int    // renewals after stale plans
 	res    classify.Result
 }
 
@@ -29,7 +32,8 @@ func newStmtDef(text string, types []byte, res classify.Result) *stmtDef {
 	h.Write([]byte(text))
 	h.Write([]byte{0})
 	h.Write(types)
-	return &stmtDef{text: text, types: types, server: "pgswitch_" + hex.EncodeToString(h.Sum(nil)), res: res}
+	name := "pgswitch_" + hex.EncodeToString(h.Sum(nil))
+	return &stmtDef{text: text, types: types, server: name, base: name, res: res}
 }
 
 // appendParse appends a Parse of def under its server name.
@@ -68,6 +72,11 @@ func (s *Session) renameStatement(typ byte, start int) *stmtDef {
 		text, types := splitCString(rest)
 		// Classified once here; every Bind of it reuses the result.
 		def := newStmtDef(string(text), slices.Clone(types), s.dbs.classifier.Classify(cstring(text)))
+		if g := s.renewed[def.base]; g > 0 {
+			// Its plan went stale: never the old server-side statement again.
+			def.gen = g - 1
+			def.renew()
+		}
 		if s.prepared == nil {
 			s.prepared = map[string]*stmtDef{}
 		}
@@ -123,7 +132,7 @@ func appendHeader(dst []byte, typ byte, bodyLen int) []byte {
 // prepared on demand or answered from what c already has, and at the start
 // of a unit c is brought to the client's session state first. It fails with
 // pool.ErrUnlinked, leaving out as it was, when c no longer serves the client.
-func (s *Session) send(c *pool.Conn, typ byte, start int, def *stmtDef, unitStart bool) error {
+func (s *Session) send(c *pool.Conn, typ byte, start int, def *stmtDef, res classify.Result, unitStart bool) error {
 	if unitStart && s.mode == config.PoolModeTransaction {
 		var err error
 		if start, err = s.syncState(c, start); err != nil {
@@ -133,6 +142,12 @@ func (s *Session) send(c *pool.Conn, typ byte, start int, def *stmtDef, unitStar
 	for ; s.heldParse > 0; s.heldParse-- {
 		// Their ParseCompletes go out in turn, before this message's answer.
 		if err := c.Send(s.client, 'P', pool.Fake, ""); err != nil {
+			return err
+		}
+	}
+	if typ == 'Q' && res.Kind&(classify.KindPrepare|classify.KindExecute) != 0 {
+		var err error
+		if start, err = s.prepareSQL(c, start); err != nil {
 			return err
 		}
 	}
@@ -348,4 +363,251 @@ func appendParseCompletes(dst []byte, n int) []byte {
 		dst = append(dst, '1', 0, 0, 0, 4)
 	}
 	return dst
+}
+
+// origMax bounds the client messages kept for a retry.
+const origMax = 64 << 10
+
+// record keeps a copy of a client message until the next flush, so that a
+// unit refused before any answer reached the client can run again.
+func (s *Session) record(typ byte, msg []byte) {
+	if s.rerunning || !s.origOK {
+		return
+	}
+	switch {
+	case typ == 'd' || typ == 'c' || typ == 'f', len(s.orig)+len(msg) > origMax:
+		s.origOK = false
+		s.orig = s.orig[:0]
+	default:
+		s.orig = append(s.orig, msg...)
+	}
+}
+
+// retry runs the unit just answered with a refusal again: on the primary
+// after a replica refused it as read-only, or with its statements prepared
+// afresh after the server found their plans stale. Nothing of the refused
+// answer reached the client.
+func (s *Session) retry(outcome pool.Outcome, buf []byte) {
+	s.cur = nil // the pump gave it back to its pool, or closed it
+	s.server.Store(nil)
+	if !s.origOK || len(s.orig) == 0 {
+		if outcome == pool.Refused {
+			s.retryOnPrimary(buf)
+			return
+		}
+		e := wire.Errorf(wire.CodeFeatureNotSupported, "cached plan must not change result type")
+		s.client.Write(wire.AppendReadyForQuery(e.AppendResponse(nil), idleStatus))
+		return
+	}
+	if outcome == pool.Stale {
+		for _, d := range s.unitDefs {
+			d.renew()
+			if s.renewed == nil {
+				s.renewed = map[string]int{}
+			}
+			s.renewed[d.base] = d.gen
+		}
+		if !describesResult(s.orig) {
+			// The client decodes rows with a description it cached: rows of
+			// the new shape would break it. Tell it, as PostgreSQL would; its
+			// next Parse prepares the statement afresh.
+			e := wire.Errorf(wire.CodeFeatureNotSupported, "cached plan must not change result type").
+				WithHint("The table changed; prepare the statement again.")
+			s.client.Write(wire.AppendReadyForQuery(e.AppendResponse(nil), idleStatus))
+			return
+		}
+		s.r.log.Info("statement plan stale after a schema change; preparing it again", "database", s.db.Name)
+	} else {
+		write := classify.Result{Route: classify.Write, Reason: "write: a replica refused it as read-only (25006)"}
+		for _, d := range s.unitDefs {
+			d.res = write
+		}
+		if h, err := wire.ParseHeader(buf, len(buf)); err == nil {
+			if sql := s.unitText(h.Type, buf); sql != "" {
+				s.dbs.classifier.Remember(sql, write)
+			}
+		}
+		s.r.log.Info("replica refused a read as read-only; retrying on the primary", "database", s.db.Name)
+	}
+	orig := s.orig
+	s.orig = nil
+	s.rerunning, s.forcePri = true, outcome == pool.Refused
+	defer func() { s.rerunning, s.forcePri = false, false }()
+	s.extOpen = false
+	for len(orig) >= wire.HeaderSize {
+		h, err := wire.ParseHeader(orig, len(orig))
+		if err != nil || wire.HeaderSize+h.Len > len(orig) {
+			break
+		}
+		msg := orig[:wire.HeaderSize+h.Len]
+		orig = orig[len(msg):]
+		if s.out == nil {
+			s.out = outBufs.Get().(*[]byte)
+		}
+		start := len(*s.out)
+		*s.out = append(*s.out, msg...)
+		if err := s.claim(h.Type, start); err != nil {
+			*s.out = (*s.out)[:start]
+			s.unitFailed(h.Type, err)
+		}
+	}
+	s.flush()
+}
+
+// renew gives the statement a new server-side name, so that it is prepared
+// afresh on every server connection.
+func (d *stmtDef) renew() {
+	d.gen++
+	d.server = d.base + "_" + strconv.Itoa(d.gen)
+}
+
+// describesResult reports whether a unit asks for its rows' description
+// (Describe) and leaves result formats to one code for all columns, so that
+// rows of a new shape after a schema change are what the client expects.
+func describesResult(msgs []byte) bool {
+	described := false
+	for len(msgs) >= wire.HeaderSize {
+		h, err := wire.ParseHeader(msgs, len(msgs))
+		if err != nil || wire.HeaderSize+h.Len > len(msgs) {
+			return false
+		}
+		body := msgs[wire.HeaderSize : wire.HeaderSize+h.Len]
+		msgs = msgs[wire.HeaderSize+h.Len:]
+		switch h.Type {
+		case 'D':
+			described = true
+		case 'B':
+			if n, ok := bindResultFormats(body); !ok || n > 1 {
+				return false
+			}
+		}
+	}
+	return described
+}
+
+// bindResultFormats returns the number of result format codes of a Bind.
+func bindResultFormats(b []byte) (int, bool) {
+	_, b = splitCString(b) // portal
+	_, b = splitCString(b) // statement
+	u16 := func() (int, bool) {
+		if len(b) < 2 {
+			return 0, false
+		}
+		n := int(binary.BigEndian.Uint16(b))
+		b = b[2:]
+		return n, true
+	}
+	n, ok := u16()
+	if !ok || len(b) < 2*n {
+		return 0, false
+	}
+	b = b[2*n:]
+	if n, ok = u16(); !ok {
+		return 0, false
+	}
+	for range n {
+		if len(b) < 4 {
+			return 0, false
+		}
+		l := int(int32(binary.BigEndian.Uint32(b)))
+		b = b[4:]
+		if l > 0 {
+			if len(b) < l {
+				return 0, false
+			}
+			b = b[l:]
+		}
+	}
+	return u16()
+}
+
+// sqlStmt is a statement the client prepared with SQL PREPARE.
+type sqlStmt struct {
+	text string // the whole PREPARE statement
+	res  classify.Result
+}
+
+// prepareSQL makes c ready for the client's PREPARE or EXECUTE at
+// (*s.out)[start:]: SQL-level names are the client's own on the server, so
+// another client's statement of that name is dropped first, and a statement
+// the client prepared on another connection is prepared here. It returns
+// where the message starts now.
+func (s *Session) prepareSQL(c *pool.Conn, start int) (int, error) {
+	text := s.unitText('Q', (*s.out)[start:])
+	kw := firstWord(text) // an EXECUTE carries its PREPARE's classification
+	name, ok := sqlName(text, kw)
+	st, known := s.sqlPrep[name]
+	if !ok || !known {
+		return start, nil
+	}
+	have := c.SQLNames()
+	had, exists := have[name]
+	var q string
+	switch {
+	case kw == "PREPARE" && exists:
+		q = "DEALLOCATE " + quoteIdent(name)
+	case kw == "EXECUTE" && had != st.text:
+		if exists {
+			q = "DEALLOCATE " + quoteIdent(name) + ";"
+		}
+		q += st.text
+	}
+	if q != "" {
+		if err := c.Send(s.client, 'Q', pool.Swallow, ""); err != nil {
+			return start, err
+		}
+		pre := appendHeader(nil, 'Q', len(q)+1)
+		pre = append(append(pre, q...), 0)
+		s.insertAt(start, pre)
+		start += len(pre)
+	}
+	have[name] = st.text
+	return start, nil
+}
+
+// sqlName returns the statement name that follows keyword in text (after
+// an optional PREPARE in DEALLOCATE PREPARE name), folded as PostgreSQL
+// folds identifiers; "all" for DEALLOCATE ALL.
+func sqlName(text, keyword string) (string, bool) {
+	text = strings.TrimLeft(text, " \t\r\n")
+	for strings.HasPrefix(text, "/*") || strings.HasPrefix(text, "--") {
+		end := "\n"
+		if text[1] == '*' {
+			end = "*/"
+		}
+		i := strings.Index(text, end)
+		if i < 0 {
+			return "", false
+		}
+		text = strings.TrimLeft(text[i+len(end):], " \t\r\n")
+	}
+	if len(text) < len(keyword) || !strings.EqualFold(text[:len(keyword)], keyword) {
+		return "", false
+	}
+	text = strings.TrimLeft(text[len(keyword):], " \t\r\n")
+	if keyword == "DEALLOCATE" && len(text) > 7 && strings.EqualFold(text[:7], "PREPARE") && strings.ContainsAny(text[7:8], " \t\r\n") {
+		text = strings.TrimLeft(text[7:], " \t\r\n")
+	}
+	if strings.HasPrefix(text, `"`) {
+		var b strings.Builder
+		for i := 1; i < len(text); i++ {
+			if text[i] == '"' {
+				if i+1 < len(text) && text[i+1] == '"' {
+					b.WriteByte('"')
+					i++
+					continue
+				}
+				return b.String(), b.Len() > 0
+			}
+			b.WriteByte(text[i])
+		}
+		return "", false
+	}
+	end := strings.IndexFunc(text, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '$')
+	})
+	if end < 0 {
+		end = len(text)
+	}
+	return strings.ToLower(text[:end]), end > 0
 }

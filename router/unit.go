@@ -35,10 +35,10 @@ func (s *Session) claim(typ byte, start int) error {
 	case typ == 'S':
 		s.extOpen = false
 	}
-	if s.guardable && (unitStart || (typ != 'S' && !extended(typ))) {
+	if (s.guardable || s.staleable) && (unitStart || (typ != 'S' && !extended(typ))) {
 		// A second unit, or Flush/COPY data, in the same batch: the answer
 		// is no longer one unit's, so it cannot be retried.
-		s.guardable = false
+		s.guardable, s.staleable = false, false
 	}
 	var def *stmtDef
 	var res classify.Result
@@ -46,12 +46,13 @@ func (s *Session) claim(typ byte, start int) error {
 		// Named statements live under server-side names (state.go).
 		def = s.renameStatement(typ, start)
 		if def != nil {
+			s.unitDefs = append(s.unitDefs, def)
 			res = def.res
 		} else if typ == 'Q' || typ == 'P' {
 			res = s.classifyMessage(typ, (*s.out)[start:])
 		}
 		if typ == 'Q' {
-			if err := s.sessionCommand(res, start); err != nil {
+			if err := s.sessionCommand(&res, start); err != nil {
 				return err
 			}
 		}
@@ -109,6 +110,9 @@ func (s *Session) claim(typ byte, start int) error {
 	if err := s.beginUnit(); err != nil {
 		return err
 	}
+	if s.forcePri {
+		res = classify.Result{Route: classify.Write, Hint: classify.HintPrimary, Reason: "write: a replica refused it as read-only (25006)"}
+	}
 	d, err := s.decideWaiting(res)
 	if err != nil {
 		return err
@@ -124,17 +128,14 @@ func (s *Session) claim(typ byte, start int) error {
 	// An autocommit read on a replica may be refused (25006) if the
 	// classifier was wrong; keep it retryable while it is alone in the batch
 	// and pgswitch added nothing to it.
-	s.guardable = s.curRead && start == 0 && s.mode == config.PoolModeTransaction && def == nil &&
+	alone := start == 0 && s.mode == config.PoolModeTransaction && !s.rerunning &&
 		!res.Kind.Has(classify.KindBegin) && !res.Kind.Has(classify.KindBeginReadOnly)
+	s.guardable = alone && s.curRead
+	// A named statement's plan may have gone stale after a schema change
+	// (0A000): outside a transaction, prepare it afresh and run it again.
+	s.staleable = alone && def != nil
 	s.routed(c, d, typ, start)
-	n := len(*s.out)
-	if err := s.sendOn(c, typ, start, def, res, true); err != nil {
-		return err
-	}
-	if len(*s.out) != n {
-		s.guardable = false
-	}
-	return nil
+	return s.sendOn(c, typ, start, def, res, true)
 }
 
 // sendOn sends the message at (*s.out)[start:] on c and notes what it does
@@ -143,7 +144,7 @@ func (s *Session) sendOn(c *pool.Conn, typ byte, start int, def *stmtDef, res cl
 	if s.mode != config.PoolModeTransaction {
 		return c.Claim(s.client, typ)
 	}
-	if err := s.send(c, typ, start, def, unitStart); err != nil {
+	if err := s.send(c, typ, start, def, res, unitStart); err != nil {
 		return err
 	}
 	if typ == 'Q' || typ == 'P' {
@@ -163,20 +164,43 @@ func (s *Session) sendOn(c *pool.Conn, typ byte, start int, def *stmtDef, res cl
 }
 
 // sessionCommand handles a simple query that changes the client's session
-// state as pgswitch keeps it: DISCARD ALL and DEALLOCATE.
-func (s *Session) sessionCommand(res classify.Result, start int) error {
+// state as pgswitch keeps it: DISCARD ALL, PREPARE, DEALLOCATE. It may
+// change *res: an EXECUTE routes as the statement it runs.
+func (s *Session) sessionCommand(res *classify.Result, start int) error {
+	text := s.unitText('Q', (*s.out)[start:])
 	switch {
 	case res.Kind.Has(classify.KindDiscardAll):
 		clear(s.prepared)
+		clear(s.sqlPrep)
 		s.sets = startupSets(s.startup)
+	case res.Kind.Has(classify.KindPrepare) && firstWord(text) == "PREPARE":
+		if name, ok := sqlName(text, "PREPARE"); ok {
+			if s.sqlPrep == nil {
+				s.sqlPrep = map[string]sqlStmt{}
+			}
+			s.sqlPrep[name] = sqlStmt{text: strings.TrimRight(strings.TrimSpace(text), "; \t\r\n"), res: *res}
+		}
+	case res.Kind.Has(classify.KindExecute) && firstWord(text) == "EXECUTE":
+		if name, ok := sqlName(text, "EXECUTE"); ok {
+			if st, ok := s.sqlPrep[name]; ok {
+				*res = st.res
+			}
+		}
 	case res.Kind.Has(classify.KindDeallocate):
-		// The client's statements live under other names on the servers:
-		// forget them here, and on the server drop every statement, which
-		// pgswitch prepares again on demand.
-		clear(s.prepared)
+		// The client's statements live under other names (or other
+		// connections) on the servers: forget them here; a server
+		// connection in use drops every statement, which pgswitch prepares
+		// again on demand.
+		name, _ := sqlName(text, "DEALLOCATE")
+		if name == "" || name == "all" {
+			clear(s.prepared)
+			clear(s.sqlPrep)
+		}
+		delete(s.prepared, name)
+		delete(s.sqlPrep, name)
 		if s.cur == nil {
 			tag := "DEALLOCATE"
-			if strings.Contains(strings.ToUpper(s.unitText('Q', (*s.out)[start:])), "ALL") {
+			if name == "all" {
 				tag = "DEALLOCATE ALL"
 			}
 			buf := appendHeader(nil, 'C', len(tag)+1)

@@ -286,7 +286,10 @@ func failoverAndSplitBrain(t *testing.T, p *testproxy.Proxy) {
 	if err := direct(t, old).QueryRow(ctx, "SELECT count(*) FROM writes").Scan(&after); err != nil {
 		t.Fatal(err)
 	}
-	if after != before {
+	// Fewer is possible: the test cluster runs without fsync, so an
+	// immediate stop may lose the last commits. More would be a write that
+	// reached the old primary.
+	if after > before {
 		t.Fatalf("the old primary got %d rows after it was stopped", after-before)
 	}
 }

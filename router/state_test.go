@@ -1,0 +1,139 @@
+package router
+
+import (
+	"encoding/binary"
+	"testing"
+)
+
+func TestSQLName(t *testing.T) {
+	tests := []struct {
+		text, kw, want string
+		ok             bool
+	}{
+		{"PREPARE q (int) AS SELECT $1", "PREPARE", "q", true},
+		{"prepare Foo AS SELECT 1", "PREPARE", "foo", true},
+		{`PREPARE "Mixed""Q" AS SELECT 1`, "PREPARE", `Mixed"Q`, true},
+		{"  /* c */ -- x\n EXECUTE q(1, 2)", "EXECUTE", "q", true},
+		{"EXECUTE q", "EXECUTE", "q", true},
+		{"DEALLOCATE PREPARE q", "DEALLOCATE", "q", true},
+		{"DEALLOCATE prepared_x", "DEALLOCATE", "prepared_x", true},
+		{"DEALLOCATE ALL", "DEALLOCATE", "all", true},
+		{"SELECT 1", "EXECUTE", "", false},
+		{`EXECUTE "unterminated`, "EXECUTE", "", false},
+		{"EXECUTE", "EXECUTE", "", false},
+	}
+	for _, tt := range tests {
+		got, ok := sqlName(tt.text, tt.kw)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("sqlName(%q, %s) = %q, %v; want %q, %v", tt.text, tt.kw, got, ok, tt.want, tt.ok)
+		}
+	}
+}
+
+func TestFirstWord(t *testing.T) {
+	for text, want := range map[string]string{
+		"reset search_path":      "RESET",
+		"  /* hint */ SET x = 1": "SET",
+		"-- c\nEXECUTE q":        "EXECUTE",
+		"(SELECT 1)":             "SELECT",
+		"/* unterminated":        "",
+		"":                       "",
+		";;  deallocate all":     "DEALLOCATE",
+	} {
+		if got := firstWord(text); got != want {
+			t.Errorf("firstWord(%q) = %q, want %q", text, got, want)
+		}
+	}
+}
+
+func TestSetsDiff(t *testing.T) {
+	want := map[string]string{"search_path": "SET search_path TO s1", "timezone": "SET TimeZone = 'UTC'"}
+	have := map[string]string{"search_path": "SET search_path TO s1", "statement_timeout": "SET statement_timeout = 5"}
+	got := setsDiff(want, have)
+	if exp := `RESET "statement_timeout";SET TimeZone = 'UTC';`; got != exp {
+		t.Errorf("setsDiff = %q, want %q", got, exp)
+	}
+	if got := setsDiff(want, want); got != "" {
+		t.Errorf("setsDiff of equal states = %q, want none", got)
+	}
+	if got := setsDiff(nil, nil); got != "" {
+		t.Errorf("setsDiff of empty states = %q, want none", got)
+	}
+}
+
+func TestStartupSets(t *testing.T) {
+	got := startupSets(map[string]string{
+		"user": "u", "database": "d", "client_encoding": "UTF8", "application_name": "app",
+		"DateStyle": "ISO, DMY", "options": "-c search_path=a,b --statement-timeout=5s -cwork_mem=64MB -x",
+	})
+	want := map[string]string{
+		"application_name":  "SELECT pg_catalog.set_config('application_name', 'app', false)",
+		"datestyle":         "SELECT pg_catalog.set_config('datestyle', 'ISO, DMY', false)",
+		"search_path":       "SELECT pg_catalog.set_config('search_path', 'a,b', false)",
+		"statement_timeout": "SELECT pg_catalog.set_config('statement_timeout', '5s', false)",
+		"work_mem":          "SELECT pg_catalog.set_config('work_mem', '64MB', false)",
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %d settings %v, want %d", len(got), got, len(want))
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s: got %q, want %q", k, got[k], v)
+		}
+	}
+	if got := startupSets(map[string]string{"application_name": "o'hara"}); got["application_name"] != "SELECT pg_catalog.set_config('application_name', 'o''hara', false)" {
+		t.Errorf("quoting: got %q", got["application_name"])
+	}
+}
+
+// bind builds a Bind message with the given parameters and result formats.
+func bind(params [][]byte, resultFormats int) []byte {
+	var b []byte
+	b = append(b, 0)          // portal
+	b = append(b, "s\x00"...) // statement
+	b = binary.BigEndian.AppendUint16(b, 0)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(params)))
+	for _, p := range params {
+		if p == nil {
+			b = binary.BigEndian.AppendUint32(b, 0xffffffff)
+			continue
+		}
+		b = binary.BigEndian.AppendUint32(b, uint32(len(p)))
+		b = append(b, p...)
+	}
+	b = binary.BigEndian.AppendUint16(b, uint16(resultFormats))
+	for range resultFormats {
+		b = binary.BigEndian.AppendUint16(b, 1)
+	}
+	return append(appendHeader(nil, 'B', len(b)), b...)
+}
+
+func TestDescribesResult(t *testing.T) {
+	describe := append(appendHeader(nil, 'D', 2), 'P', 0)
+	execute := append(appendHeader(nil, 'E', 5), 0, 0, 0, 0, 0)
+	sync := appendHeader(nil, 'S', 0)
+	unit := func(parts ...[]byte) []byte {
+		var b []byte
+		for _, p := range parts {
+			b = append(b, p...)
+		}
+		return b
+	}
+	params := [][]byte{[]byte("42"), nil, []byte("x")}
+	tests := []struct {
+		name string
+		msgs []byte
+		want bool
+	}{
+		{"bind, describe, execute", unit(bind(params, 0), describe, execute, sync), true},
+		{"one result format for all", unit(bind(params, 1), describe, execute, sync), true},
+		{"a format per column", unit(bind(params, 2), describe, execute, sync), false},
+		{"no describe", unit(bind(params, 0), execute, sync), false},
+		{"truncated bind", unit(bind(params, 0)[:9], describe), false},
+	}
+	for _, tt := range tests {
+		if got := describesResult(tt.msgs); got != tt.want {
+			t.Errorf("%s: got %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
