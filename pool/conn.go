@@ -29,6 +29,7 @@ type Conn struct {
 	mu       sync.Mutex
 	client   *Client           // linked client, nil when idle or being cleaned up
 	keep     bool              // stay linked at ReadyForQuery 'I' (session mode, pinned)
+	holding  bool              // the session is preparing a unit here (Hold): not released
 	pending  int               // Query/Sync sent whose ReadyForQuery has not arrived
 	unsynced bool              // extended-protocol messages sent since the last Sync
 	status   byte              // last ReadyForQuery status
@@ -85,6 +86,27 @@ func (c *Conn) Link(client *Client, keep bool) {
 	c.unsynced = false
 	c.resetRequestsLocked()
 	c.served++
+	c.mu.Unlock()
+}
+
+// Hold keeps the connection with client while the session reads the
+// connection's session state and prepares a unit; Unhold ends that. It
+// fails with ErrUnlinked when the connection no longer serves client.
+func (c *Conn) Hold(client *Client) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.client != client || c.closed {
+		return ErrUnlinked
+	}
+	c.holding = true
+	return nil
+}
+
+// Unhold ends Hold. The unit the session sent keeps the connection busy
+// until its answer, so nothing is released here.
+func (c *Conn) Unhold() {
+	c.mu.Lock()
+	c.holding = false
 	c.mu.Unlock()
 }
 

@@ -191,7 +191,7 @@ func (c *Conn) readyForQuery(client *Client, h wire.Header, swallow bool) (relea
 	}
 	c.status = status
 	linked := c.client == client
-	if linked && c.pending == 0 && !c.unsynced && status == 'I' && !c.keep {
+	if linked && c.pending == 0 && !c.unsynced && status == 'I' && !c.keep && !c.holding {
 		c.client = nil
 		release = true
 	}

@@ -133,6 +133,13 @@ func appendHeader(dst []byte, typ byte, bodyLen int) []byte {
 // of a unit c is brought to the client's session state first. It fails with
 // pool.ErrUnlinked, leaving out as it was, when c no longer serves the client.
 func (s *Session) send(c *pool.Conn, typ byte, start int, def *stmtDef, res classify.Result, unitStart bool) error {
+	if unitStart {
+		// The connection's state is read below: it must stay ours meanwhile.
+		if err := c.Hold(s.client); err != nil {
+			return err
+		}
+		defer c.Unhold()
+	}
 	if unitStart && s.mode == config.PoolModeTransaction {
 		var err error
 		if start, err = s.syncState(c, start); err != nil {
