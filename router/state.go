@@ -52,6 +52,21 @@ func (s *Session) replaceTail(start int, msg []byte) {
 	*s.out = append((*s.out)[:start], msg...)
 }
 
+// replaceName replaces the n bytes at off in the message at
+// (*s.out)[start:], the tail of out, with name, and fixes its length.
+func (s *Session) replaceName(start, off, n int, name string) {
+	end := len(*s.out)
+	delta := len(name) - n
+	if delta > 0 {
+		*s.out = slices.Grow(*s.out, delta)[:end+delta]
+	}
+	out := *s.out
+	copy(out[off+len(name):], out[off+n:end])
+	copy(out[off:], name)
+	*s.out = out[:end+delta]
+	binary.BigEndian.PutUint32((*s.out)[start+1:], uint32(end+delta-start-1))
+}
+
 // insertAt inserts b before the message at (*s.out)[start:].
 func (s *Session) insertAt(start int, b []byte) {
 	*s.out = slices.Insert(*s.out, start, b...)
@@ -85,19 +100,13 @@ func (s *Session) renameStatement(typ byte, start int) *stmtDef {
 		return def
 	case 'B':
 		portal, rest := splitCString(body)
-		name, rest := splitCString(rest)
+		name, _ := splitCString(rest)
 		def := s.prepared[string(name)]
 		if len(name) == 0 || def == nil {
 			return nil
 		}
-		var m []byte
-		m = appendHeader(m, 'B', len(portal)+1+len(def.server)+1+len(rest))
-		m = append(m, portal...)
-		m = append(m, 0)
-		m = append(m, def.server...)
-		m = append(m, 0)
-		m = append(m, rest...)
-		s.replaceTail(start, m)
+		// In place: every query of a caching driver is a Bind.
+		s.replaceName(start, start+wire.HeaderSize+len(portal)+1, len(name), def.server)
 		return def
 	case 'D', 'C':
 		if len(body) < 2 || body[0] != 'S' {

@@ -3,6 +3,8 @@ package router
 import (
 	"encoding/binary"
 	"testing"
+
+	"github.com/pgswitch/pgswitch/wire"
 )
 
 func TestSQLName(t *testing.T) {
@@ -135,5 +137,29 @@ func TestDescribesResult(t *testing.T) {
 		if got := describesResult(tt.msgs); got != tt.want {
 			t.Errorf("%s: got %v, want %v", tt.name, got, tt.want)
 		}
+	}
+}
+
+func TestReplaceNameInPlace(t *testing.T) {
+	msg := bind([][]byte{[]byte("7")}, 1)
+	server := "pgswitch_0123456789abcdef0123456789abcdef"
+	out := make([]byte, 0, 256)
+	s := &Session{out: &out}
+	run := func() {
+		*s.out = append((*s.out)[:0], "prefix"...)
+		start := len(*s.out)
+		*s.out = append(*s.out, msg...)
+		// The statement name "s" follows the 5-byte header and the empty portal.
+		s.replaceName(start, start+wire.HeaderSize+1, 1, server)
+	}
+	run()
+	got := (*s.out)[len("prefix"):]
+	want := append(appendHeader(nil, 'B', len(msg)-wire.HeaderSize+len(server)-1), 0)
+	want = append(append(append(want, server...), 0), msg[wire.HeaderSize+1+2:]...)
+	if string(got) != string(want) {
+		t.Fatalf("renamed Bind:\n got %q\nwant %q", got, want)
+	}
+	if n := testing.AllocsPerRun(100, run); n != 0 {
+		t.Fatalf("replaceName allocates %v times per Bind, want 0", n)
 	}
 }
