@@ -3,6 +3,8 @@ package integration
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"net"
 	"os/exec"
 	"regexp"
@@ -33,7 +35,7 @@ func startAdminProxy(t *testing.T, o proxyOptions) *proxy {
 	o.YAML += "health:\n  user: " + cl.User + "\n"
 	o.ExtraUsers += adminUsers
 	p := startProxy(t, o)
-	p.R.SetAdmin(admin.New(p.R, admin.Options{Version: "test"}))
+	p.R.SetAdmin(admin.New(p.R, admin.Options{Version: "test", Log: quiet}))
 	return p
 }
 
@@ -386,3 +388,6 @@ func atoi(s string) int {
 	}
 	return n
 }
+
+// quiet discards the admin console's logs.
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
