@@ -171,12 +171,11 @@ func (a *answer) records() []map[string]any {
 			case v == nil:
 				m[c] = nil
 			case a.types[i] == 20 || a.types[i] == 701:
-				if n, err := strconv.ParseFloat(*v, 64); err == nil {
+				if _, err := strconv.ParseFloat(*v, 64); err == nil {
 					m[c] = json.Number(*v)
-					_ = n
-					continue
+				} else {
+					m[c] = *v
 				}
-				m[c] = *v
 			default:
 				m[c] = *v
 			}
