@@ -55,6 +55,7 @@ type Pool struct {
 	waits    uint64
 	paused   bool               // PAUSE: no new connections; released ones close (pause.go)
 	stale    map[*Conn]struct{} // RECONNECT: close these when released (pause.go)
+	hist     waitHistogram      // queue waits, for metrics (waits.go)
 }
 
 type waiter struct {
@@ -139,6 +140,7 @@ func (p *Pool) noteWait(start time.Time) {
 	p.mu.Lock()
 	p.waitTime += d
 	p.waits++
+	p.hist.observe(d)
 	p.mu.Unlock()
 }
 

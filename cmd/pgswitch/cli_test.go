@@ -3,9 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -65,7 +69,23 @@ func checkAligned(t *testing.T, table string, header ...string) {
 
 func TestConsoleCommands(t *testing.T) {
 	cl := startCluster(t)
-	s := startServe(t, serveConfig(cl, true, ""))
+	s := startServe(t, serveConfig(cl, true, "metrics_listen: 127.0.0.1:0\n"))
+	var m []string
+	eventually(t, "metrics address logged", func() error {
+		if m = regexp.MustCompile(`msg="metrics listening" addr=(\S+)`).FindStringSubmatch(s.logs.String()); m == nil {
+			return errors.New(s.logs.String())
+		}
+		return nil
+	})
+	resp, err := http.Get("http://" + m[1] + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "pgswitch_server_up") {
+		t.Fatalf("metrics_listen /metrics: %d\n%s", resp.StatusCode, body)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	app, err := pgx.Connect(ctx, s.url(cl, cl.Database)+"&default_query_exec_mode=exec")
