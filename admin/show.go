@@ -268,6 +268,10 @@ func healthState(up, excluded, lagging bool) string {
 	return "up"
 }
 
+// showStats counts since pgswitch started; unlike PgBouncer's, whose
+// averages cover the last stats_period, the avg_ columns average over the
+// process's life. xact time is how long server connections were given to
+// clients; query time and prepared statement counts are not measured (0).
 func (con *Console) showStats() *table {
 	t := newTable(textCol("database"),
 		intCol("total_xact_count"), intCol("total_query_count"), intCol("total_server_assignment_count"),
@@ -283,12 +287,19 @@ func (con *Console) showStats() *table {
 	secs := uint64(con.uptime() / time.Second)
 	for _, name := range sortedKeys(cfg.Databases) {
 		st := con.r.Stats(name)
-		var wait time.Duration
-		var waits uint64
+		var wait, busy time.Duration
+		var releases uint64
 		for _, p := range con.r.Pools().DatabasePools(name) {
 			ps := p.Stats()
 			wait += ps.WaitTime
-			waits += ps.Waits
+			b, n := p.BusyTime()
+			busy += b
+			releases += n
+		}
+		busyUS := uint64(busy / time.Microsecond)
+		avgXact := uint64(0)
+		if releases > 0 {
+			avgXact = busyUS / releases
 		}
 		assigned := st.Assignments.Load()
 		queries := st.Queries.Load()
@@ -301,10 +312,10 @@ func (con *Console) showStats() *table {
 		t.add(name,
 			assigned, queries, assigned,
 			0, recv, sent,
-			0, 0, waitUS, 0,
+			busyUS, 0, waitUS, 0,
 			0, 0, 0,
 			assigned/secs, queries/secs, assigned/secs,
-			recv/secs, sent/secs, 0, 0, avgWait,
+			recv/secs, sent/secs, avgXact, 0, avgWait,
 			0, 0, 0, 0,
 			st.Reads.Load(), st.Writes.Load())
 	}

@@ -191,7 +191,7 @@ func TestAdminShowCommands(t *testing.T) {
 
 	stats := show(t, conn, "Show Stats")
 	for col, atLeast := range map[string]int{"total_query_count": 9, "total_xact_count": 9, "reads_routed": 3,
-		"writes_routed": 6, "total_received": 100, "total_sent": 100} {
+		"writes_routed": 6, "total_received": 100, "total_sent": 100, "total_xact_time": 1, "avg_xact_time": 1} {
 		v, _ := stats.get("database", db, col)
 		if n := atoi(v); n < atLeast {
 			t.Errorf("SHOW STATS %s of %s = %q, want at least %d", col, db, v, atLeast)

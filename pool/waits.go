@@ -38,3 +38,37 @@ func (p *Pool) WaitHistogram() WaitHistogram {
 	defer p.mu.Unlock()
 	return WaitHistogram{Counts: append([]uint64(nil), p.hist.counts[:]...), Sum: p.hist.sum, Count: p.hist.n}
 }
+
+// busyTime sums how long connections were given to clients: from Link to
+// their release, i.e. transactions in transaction pooling. Guarded by the
+// pool's mutex.
+type busyTime struct {
+	total time.Duration
+	n     uint64
+}
+
+// noteBusy records a connection linked at linked and released now; p.mu is held.
+func (p *Pool) noteBusy(linked time.Time) {
+	if linked.IsZero() {
+		return
+	}
+	p.busy.total += p.now().Sub(linked)
+	p.busy.n++
+}
+
+// takeLinked returns when the connection was last linked and forgets it.
+func (c *Conn) takeLinked() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := c.linked
+	c.linked = time.Time{}
+	return t
+}
+
+// BusyTime is how long the pool's connections served clients in total,
+// over n releases (transactions, in transaction pooling).
+func (p *Pool) BusyTime() (total time.Duration, n uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.busy.total, p.busy.n
+}
