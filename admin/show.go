@@ -42,6 +42,10 @@ func (con *Console) show(what string) ([]pgproto3.BackendMessage, error) {
 		t = con.showServers()
 	case "STATS":
 		t = con.showStats()
+	case "STATS_TOTALS", "STATS_AVERAGES":
+		t = con.showStatsPart(what == "STATS_AVERAGES")
+	case "LISTS":
+		t = con.showLists()
 	case "HEALTH":
 		t = con.showHealth()
 	case "ROUTES":
@@ -283,6 +287,30 @@ func (con *Console) showStats() *table {
 		intCol("avg_server_lifetime"), intCol("avg_client_parse_count"), intCol("avg_server_parse_count"), intCol("avg_bind_count"),
 		// pgswitch's own:
 		intCol("reads_routed"), intCol("writes_routed"))
+	for _, s := range con.dbStats() {
+		t.add(s.name,
+			s.assigned, s.queries, s.assigned,
+			0, s.recv, s.sent,
+			s.busyUS, 0, s.waitUS, 0,
+			0, 0, 0,
+			s.assigned/s.secs, s.queries/s.secs, s.assigned/s.secs,
+			s.recv/s.secs, s.sent/s.secs, s.avgXact, 0, s.avgWait,
+			0, 0, 0, 0,
+			s.reads, s.writes)
+	}
+	return t
+}
+
+// dbStat is one database's line of the SHOW STATS family.
+type dbStat struct {
+	name                                string
+	assigned, queries, recv, sent, secs uint64
+	busyUS, waitUS, avgXact, avgWait    uint64
+	reads, writes                       uint64
+}
+
+func (con *Console) dbStats() []dbStat {
+	var out []dbStat
 	cfg := con.r.Config()
 	secs := uint64(con.uptime() / time.Second)
 	for _, name := range sortedKeys(cfg.Databases) {
@@ -309,15 +337,50 @@ func (con *Console) showStats() *table {
 		if assigned > 0 {
 			avgWait = waitUS / assigned
 		}
-		t.add(name,
-			assigned, queries, assigned,
-			0, recv, sent,
-			busyUS, 0, waitUS, 0,
-			0, 0, 0,
-			assigned/secs, queries/secs, assigned/secs,
-			recv/secs, sent/secs, avgXact, 0, avgWait,
-			0, 0, 0, 0,
-			st.Reads.Load(), st.Writes.Load())
+		out = append(out, dbStat{name: name, assigned: assigned, queries: queries, recv: recv, sent: sent, secs: secs,
+			busyUS: busyUS, waitUS: waitUS, avgXact: avgXact, avgWait: avgWait,
+			reads: st.Reads.Load(), writes: st.Writes.Load()})
+	}
+	return out
+}
+
+// showStatsPart answers SHOW STATS_TOTALS or SHOW STATS_AVERAGES:
+// PgBouncer's subsets of SHOW STATS without the total_/avg_ prefixes.
+func (con *Console) showStatsPart(averages bool) *table {
+	t := newTable(textCol("database"), intCol("xact_count"), intCol("query_count"), intCol("server_assignment_count"),
+		intCol("bytes_received"), intCol("bytes_sent"), intCol("xact_time"), intCol("query_time"), intCol("wait_time"),
+		intCol("client_parse_count"), intCol("server_parse_count"), intCol("bind_count"))
+	for _, s := range con.dbStats() {
+		if averages {
+			t.add(s.name, s.assigned/s.secs, s.queries/s.secs, s.assigned/s.secs, s.recv/s.secs, s.sent/s.secs,
+				s.avgXact, 0, s.avgWait, 0, 0, 0)
+		} else {
+			t.add(s.name, s.assigned, s.queries, s.assigned, s.recv, s.sent, s.busyUS, 0, s.waitUS, 0, 0, 0)
+		}
+	}
+	return t
+}
+
+// showLists answers SHOW LISTS: counts in rows, as PgBouncer's (which
+// pgbouncer_exporter reads); pgswitch keeps no free lists or DNS cache.
+func (con *Console) showLists() *table {
+	t := newTable(textCol("list"), intCol("items"))
+	cfg := con.r.Config()
+	pools := con.r.Pools().Pools()
+	servers := 0
+	for _, p := range pools {
+		servers += p.Open()
+	}
+	for _, row := range []struct {
+		name string
+		n    int
+	}{
+		{"databases", len(cfg.Databases)}, {"users", len(cfg.Users)}, {"pools", len(pools)},
+		{"free_clients", 0}, {"used_clients", len(con.r.Clients())}, {"login_clients", 0},
+		{"free_servers", 0}, {"used_servers", servers},
+		{"dns_names", 0}, {"dns_zones", 0}, {"dns_queries", 0}, {"dns_pending", 0},
+	} {
+		t.add(row.name, row.n)
 	}
 	return t
 }

@@ -132,6 +132,11 @@ var pgbouncerColumns = map[string][]string{
 		"total_bind_count", "avg_xact_count", "avg_query_count", "avg_server_assignment_count", "avg_recv",
 		"avg_sent", "avg_xact_time", "avg_query_time", "avg_wait_time", "avg_server_lifetime",
 		"avg_client_parse_count", "avg_server_parse_count", "avg_bind_count"},
+	"STATS_TOTALS": {"database", "xact_count", "query_count", "server_assignment_count", "bytes_received",
+		"bytes_sent", "xact_time", "query_time", "wait_time", "client_parse_count", "server_parse_count", "bind_count"},
+	"STATS_AVERAGES": {"database", "xact_count", "query_count", "server_assignment_count", "bytes_received",
+		"bytes_sent", "xact_time", "query_time", "wait_time", "client_parse_count", "server_parse_count", "bind_count"},
+	"LISTS": {"list", "items"},
 	"SERVERS": {"type", "user", "database", "replication", "state", "addr", "port", "local_addr", "local_port",
 		"connect_time", "request_time", "wait", "wait_us", "close_needed", "ptr", "link", "remote_pid", "tls",
 		"application_name", "prepared_statements", "id"},
@@ -196,6 +201,18 @@ func TestAdminShowCommands(t *testing.T) {
 		if n := atoi(v); n < atLeast {
 			t.Errorf("SHOW STATS %s of %s = %q, want at least %d", col, db, v, atLeast)
 		}
+	}
+
+	totals := show(t, conn, "SHOW STATS_TOTALS")
+	if v, _ := totals.get("database", db, "query_count"); atoi(v) < 9 {
+		t.Errorf("SHOW STATS_TOTALS query_count = %q, want at least 9", v)
+	}
+	lists := show(t, conn, "SHOW LISTS")
+	if v, _ := lists.get("list", "used_clients", "items"); atoi(v) < 1 {
+		t.Errorf("SHOW LISTS used_clients = %q, want at least 1", v)
+	}
+	if v, _ := lists.get("list", "databases", "items"); v != "1" {
+		t.Errorf("SHOW LISTS databases = %q, want 1", v)
 	}
 
 	clients := show(t, conn, "SHOW CLIENTS")
