@@ -228,10 +228,14 @@ func (con *Console) showClients() *table {
 
 func (con *Console) showServers() *table {
 	cols := append(connColumns(), textCol("role"), textCol("health"), intCol("lag_bytes"), floatCol("lag_seconds"),
-		intCol("units_served"))
+		intCol("units_served"), intCol("server_connections"), intCol("reads_routed"), intCol("writes_routed"))
 	t := newTable(cols...)
 	snap := con.r.Topology()
 	pools := con.r.Pools().Pools()
+	open := map[string]int{}
+	for _, p := range pools {
+		open[p.Key().Server] += p.Open()
+	}
 	sort.Slice(pools, func(i, j int) bool { return pools[i].Key().String() < pools[j].Key().String() })
 	id := 0
 	for _, p := range pools {
@@ -240,6 +244,10 @@ func (con *Console) showServers() *table {
 		st := snap.Get(k.Server)
 		conns := p.Conns()
 		sort.Slice(conns, func(i, j int) bool { return conns[i].Created.Before(conns[j].Created) })
+		var reads, writes uint64
+		if sc := con.r.Counters(k.Server); sc != nil {
+			reads, writes = sc.Reads.Load(), sc.Writes.Load()
+		}
 		for _, c := range conns {
 			id++
 			lhost, lport := hostPort(c.LocalAddr)
@@ -254,7 +262,7 @@ func (con *Console) showServers() *table {
 				link, c.PID, "", "",
 				0, id,
 				string(st.Role), healthState(st.Up, st.Excluded, st.Lagging), st.LagBytes, st.LagSeconds,
-				c.Served)
+				c.Served, open[k.Server], reads, writes)
 		}
 	}
 	return t

@@ -228,6 +228,23 @@ func TestAdminShowCommands(t *testing.T) {
 	if !slices.Contains(roles, "primary") || !slices.Contains(roles, "replica") {
 		t.Errorf("SHOW SERVERS roles %q, want server connections to the primary and a replica", roles)
 	}
+	replicaReads := map[string]int{} // by server address: one row per connection
+	for _, row := range servers.rows {
+		m := map[string]string{}
+		for i, c := range servers.cols {
+			m[c] = row[i]
+		}
+		if m["role"] == "replica" {
+			replicaReads[m["addr"]+":"+m["port"]] = atoi(m["reads_routed"])
+		}
+	}
+	sum := 0
+	for _, n := range replicaReads {
+		sum += n
+	}
+	if sum < 3 {
+		t.Errorf("SHOW SERVERS reads_routed of the replicas sum to %d, want at least 3", sum)
+	}
 	if v, _ := servers.get("database", db, "type"); v != "S" {
 		t.Errorf("SHOW SERVERS type = %q, want S", v)
 	}
