@@ -131,12 +131,13 @@ func (c command) String() string {
 
 // commandList is the help text and the list an unknown command is told.
 var commandList = []string{
-	"SHOW HELP|VERSION|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|STATS|HEALTH|ROUTES",
+	"SHOW HELP|VERSION|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|STATS|STATS_TOTALS|STATS_AVERAGES|LISTS|HEALTH|ROUTES",
 	"PAUSE [db]", "RESUME [db]", "RECONNECT [db]", "WAIT_CLOSE [db]",
 	"KILL db", "DISABLE db", "ENABLE db", "RELOAD", "SHUTDOWN",
 }
 
-var showSubjects = []string{"HELP", "VERSION", "CONFIG", "DATABASES", "POOLS", "CLIENTS", "SERVERS", "STATS", "HEALTH", "ROUTES"}
+var showSubjects = []string{"HELP", "VERSION", "CONFIG", "DATABASES", "POOLS", "CLIENTS", "SERVERS", "STATS",
+	"STATS_TOTALS", "STATS_AVERAGES", "LISTS", "HEALTH", "ROUTES"}
 
 // parse reads one command: case-insensitive, a trailing ';' optional,
 // database names as typed (double quotes allowed).

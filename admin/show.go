@@ -42,6 +42,10 @@ func (con *Console) show(what string) ([]pgproto3.BackendMessage, error) {
 		t = con.showServers()
 	case "STATS":
 		t = con.showStats()
+	case "STATS_TOTALS", "STATS_AVERAGES":
+		t = con.showStatsPart(what == "STATS_AVERAGES")
+	case "LISTS":
+		t = con.showLists()
 	case "HEALTH":
 		t = con.showHealth()
 	case "ROUTES":
@@ -224,10 +228,14 @@ func (con *Console) showClients() *table {
 
 func (con *Console) showServers() *table {
 	cols := append(connColumns(), textCol("role"), textCol("health"), intCol("lag_bytes"), floatCol("lag_seconds"),
-		intCol("units_served"))
+		intCol("units_served"), intCol("server_connections"), intCol("reads_routed"), intCol("writes_routed"))
 	t := newTable(cols...)
 	snap := con.r.Topology()
 	pools := con.r.Pools().Pools()
+	open := map[string]int{}
+	for _, p := range pools {
+		open[p.Key().Server] += p.Open()
+	}
 	sort.Slice(pools, func(i, j int) bool { return pools[i].Key().String() < pools[j].Key().String() })
 	id := 0
 	for _, p := range pools {
@@ -236,6 +244,10 @@ func (con *Console) showServers() *table {
 		st := snap.Get(k.Server)
 		conns := p.Conns()
 		sort.Slice(conns, func(i, j int) bool { return conns[i].Created.Before(conns[j].Created) })
+		var reads, writes uint64
+		if sc := con.r.Counters(k.Server); sc != nil {
+			reads, writes = sc.Reads.Load(), sc.Writes.Load()
+		}
 		for _, c := range conns {
 			id++
 			lhost, lport := hostPort(c.LocalAddr)
@@ -250,7 +262,7 @@ func (con *Console) showServers() *table {
 				link, c.PID, "", "",
 				0, id,
 				string(st.Role), healthState(st.Up, st.Excluded, st.Lagging), st.LagBytes, st.LagSeconds,
-				c.Served)
+				c.Served, open[k.Server], reads, writes)
 		}
 	}
 	return t
@@ -268,6 +280,10 @@ func healthState(up, excluded, lagging bool) string {
 	return "up"
 }
 
+// showStats counts since pgswitch started; unlike PgBouncer's, whose
+// averages cover the last stats_period, the avg_ columns average over the
+// process's life. xact time is how long server connections were given to
+// clients; query time and prepared statement counts are not measured (0).
 func (con *Console) showStats() *table {
 	t := newTable(textCol("database"),
 		intCol("total_xact_count"), intCol("total_query_count"), intCol("total_server_assignment_count"),
@@ -279,16 +295,47 @@ func (con *Console) showStats() *table {
 		intCol("avg_server_lifetime"), intCol("avg_client_parse_count"), intCol("avg_server_parse_count"), intCol("avg_bind_count"),
 		// pgswitch's own:
 		intCol("reads_routed"), intCol("writes_routed"))
+	for _, s := range con.dbStats() {
+		t.add(s.name,
+			s.assigned, s.queries, s.assigned,
+			0, s.recv, s.sent,
+			s.busyUS, 0, s.waitUS, 0,
+			0, 0, 0,
+			s.assigned/s.secs, s.queries/s.secs, s.assigned/s.secs,
+			s.recv/s.secs, s.sent/s.secs, s.avgXact, 0, s.avgWait,
+			0, 0, 0, 0,
+			s.reads, s.writes)
+	}
+	return t
+}
+
+// dbStat is one database's line of the SHOW STATS family.
+type dbStat struct {
+	name                                string
+	assigned, queries, recv, sent, secs uint64
+	busyUS, waitUS, avgXact, avgWait    uint64
+	reads, writes                       uint64
+}
+
+func (con *Console) dbStats() []dbStat {
+	var out []dbStat
 	cfg := con.r.Config()
 	secs := uint64(con.uptime() / time.Second)
 	for _, name := range sortedKeys(cfg.Databases) {
 		st := con.r.Stats(name)
-		var wait time.Duration
-		var waits uint64
+		var wait, busy time.Duration
+		var releases uint64
 		for _, p := range con.r.Pools().DatabasePools(name) {
 			ps := p.Stats()
 			wait += ps.WaitTime
-			waits += ps.Waits
+			b, n := p.BusyTime()
+			busy += b
+			releases += n
+		}
+		busyUS := uint64(busy / time.Microsecond)
+		avgXact := uint64(0)
+		if releases > 0 {
+			avgXact = busyUS / releases
 		}
 		assigned := st.Assignments.Load()
 		queries := st.Queries.Load()
@@ -298,15 +345,50 @@ func (con *Console) showStats() *table {
 		if assigned > 0 {
 			avgWait = waitUS / assigned
 		}
-		t.add(name,
-			assigned, queries, assigned,
-			0, recv, sent,
-			0, 0, waitUS, 0,
-			0, 0, 0,
-			assigned/secs, queries/secs, assigned/secs,
-			recv/secs, sent/secs, 0, 0, avgWait,
-			0, 0, 0, 0,
-			st.Reads.Load(), st.Writes.Load())
+		out = append(out, dbStat{name: name, assigned: assigned, queries: queries, recv: recv, sent: sent, secs: secs,
+			busyUS: busyUS, waitUS: waitUS, avgXact: avgXact, avgWait: avgWait,
+			reads: st.Reads.Load(), writes: st.Writes.Load()})
+	}
+	return out
+}
+
+// showStatsPart answers SHOW STATS_TOTALS or SHOW STATS_AVERAGES:
+// PgBouncer's subsets of SHOW STATS without the total_/avg_ prefixes.
+func (con *Console) showStatsPart(averages bool) *table {
+	t := newTable(textCol("database"), intCol("xact_count"), intCol("query_count"), intCol("server_assignment_count"),
+		intCol("bytes_received"), intCol("bytes_sent"), intCol("xact_time"), intCol("query_time"), intCol("wait_time"),
+		intCol("client_parse_count"), intCol("server_parse_count"), intCol("bind_count"))
+	for _, s := range con.dbStats() {
+		if averages {
+			t.add(s.name, s.assigned/s.secs, s.queries/s.secs, s.assigned/s.secs, s.recv/s.secs, s.sent/s.secs,
+				s.avgXact, 0, s.avgWait, 0, 0, 0)
+		} else {
+			t.add(s.name, s.assigned, s.queries, s.assigned, s.recv, s.sent, s.busyUS, 0, s.waitUS, 0, 0, 0)
+		}
+	}
+	return t
+}
+
+// showLists answers SHOW LISTS: counts in rows, as PgBouncer's (which
+// pgbouncer_exporter reads); pgswitch keeps no free lists or DNS cache.
+func (con *Console) showLists() *table {
+	t := newTable(textCol("list"), intCol("items"))
+	cfg := con.r.Config()
+	pools := con.r.Pools().Pools()
+	servers := 0
+	for _, p := range pools {
+		servers += p.Open()
+	}
+	for _, row := range []struct {
+		name string
+		n    int
+	}{
+		{"databases", len(cfg.Databases)}, {"users", len(cfg.Users)}, {"pools", len(pools)},
+		{"free_clients", 0}, {"used_clients", len(con.r.Clients())}, {"login_clients", 0},
+		{"free_servers", 0}, {"used_servers", servers},
+		{"dns_names", 0}, {"dns_zones", 0}, {"dns_queries", 0}, {"dns_pending", 0},
+	} {
+		t.add(row.name, row.n)
 	}
 	return t
 }

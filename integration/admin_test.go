@@ -3,6 +3,8 @@ package integration
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"net"
 	"os/exec"
 	"regexp"
@@ -33,7 +35,7 @@ func startAdminProxy(t *testing.T, o proxyOptions) *proxy {
 	o.YAML += "health:\n  user: " + cl.User + "\n"
 	o.ExtraUsers += adminUsers
 	p := startProxy(t, o)
-	p.R.SetAdmin(admin.New(p.R, admin.Options{Version: "test"}))
+	p.R.SetAdmin(admin.New(p.R, admin.Options{Version: "test", Log: quiet}))
 	return p
 }
 
@@ -130,6 +132,11 @@ var pgbouncerColumns = map[string][]string{
 		"total_bind_count", "avg_xact_count", "avg_query_count", "avg_server_assignment_count", "avg_recv",
 		"avg_sent", "avg_xact_time", "avg_query_time", "avg_wait_time", "avg_server_lifetime",
 		"avg_client_parse_count", "avg_server_parse_count", "avg_bind_count"},
+	"STATS_TOTALS": {"database", "xact_count", "query_count", "server_assignment_count", "bytes_received",
+		"bytes_sent", "xact_time", "query_time", "wait_time", "client_parse_count", "server_parse_count", "bind_count"},
+	"STATS_AVERAGES": {"database", "xact_count", "query_count", "server_assignment_count", "bytes_received",
+		"bytes_sent", "xact_time", "query_time", "wait_time", "client_parse_count", "server_parse_count", "bind_count"},
+	"LISTS": {"list", "items"},
 	"SERVERS": {"type", "user", "database", "replication", "state", "addr", "port", "local_addr", "local_port",
 		"connect_time", "request_time", "wait", "wait_us", "close_needed", "ptr", "link", "remote_pid", "tls",
 		"application_name", "prepared_statements", "id"},
@@ -189,11 +196,23 @@ func TestAdminShowCommands(t *testing.T) {
 
 	stats := show(t, conn, "Show Stats")
 	for col, atLeast := range map[string]int{"total_query_count": 9, "total_xact_count": 9, "reads_routed": 3,
-		"writes_routed": 6, "total_received": 100, "total_sent": 100} {
+		"writes_routed": 6, "total_received": 100, "total_sent": 100, "total_xact_time": 1, "avg_xact_time": 1} {
 		v, _ := stats.get("database", db, col)
 		if n := atoi(v); n < atLeast {
 			t.Errorf("SHOW STATS %s of %s = %q, want at least %d", col, db, v, atLeast)
 		}
+	}
+
+	totals := show(t, conn, "SHOW STATS_TOTALS")
+	if v, _ := totals.get("database", db, "query_count"); atoi(v) < 9 {
+		t.Errorf("SHOW STATS_TOTALS query_count = %q, want at least 9", v)
+	}
+	lists := show(t, conn, "SHOW LISTS")
+	if v, _ := lists.get("list", "used_clients", "items"); atoi(v) < 1 {
+		t.Errorf("SHOW LISTS used_clients = %q, want at least 1", v)
+	}
+	if v, _ := lists.get("list", "databases", "items"); v != "1" {
+		t.Errorf("SHOW LISTS databases = %q, want 1", v)
 	}
 
 	clients := show(t, conn, "SHOW CLIENTS")
@@ -208,6 +227,23 @@ func TestAdminShowCommands(t *testing.T) {
 	roles := servers.column("role")
 	if !slices.Contains(roles, "primary") || !slices.Contains(roles, "replica") {
 		t.Errorf("SHOW SERVERS roles %q, want server connections to the primary and a replica", roles)
+	}
+	replicaReads := map[string]int{} // by server address: one row per connection
+	for _, row := range servers.rows {
+		m := map[string]string{}
+		for i, c := range servers.cols {
+			m[c] = row[i]
+		}
+		if m["role"] == "replica" {
+			replicaReads[m["addr"]+":"+m["port"]] = atoi(m["reads_routed"])
+		}
+	}
+	sum := 0
+	for _, n := range replicaReads {
+		sum += n
+	}
+	if sum < 3 {
+		t.Errorf("SHOW SERVERS reads_routed of the replicas sum to %d, want at least 3", sum)
 	}
 	if v, _ := servers.get("database", db, "type"); v != "S" {
 		t.Errorf("SHOW SERVERS type = %q, want S", v)
@@ -386,3 +422,6 @@ func atoi(s string) int {
 	}
 	return n
 }
+
+// quiet discards the admin console's logs.
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))

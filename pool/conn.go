@@ -38,6 +38,7 @@ type Conn struct {
 	cleaning bool              // detached with ROLLBACK/reset queries in flight
 	params   map[string]string // server's ParameterStatus values, replaced whole on change
 	served   uint64            // units of work served, for stats
+	linked   time.Time         // when Link gave it to a client, for stats (waits.go)
 	guard    chan Outcome      // set by Guard, cleared by the pump when resolved
 	idleWait chan struct{}     // closed when pending reaches 0 (WaitIdle)
 
@@ -86,6 +87,7 @@ func (c *Conn) Link(client *Client, keep bool) {
 	c.unsynced = false
 	c.resetRequestsLocked()
 	c.served++
+	c.linked = c.pool.now()
 	c.mu.Unlock()
 }
 

@@ -55,6 +55,8 @@ type Pool struct {
 	waits    uint64
 	paused   bool               // PAUSE: no new connections; released ones close (pause.go)
 	stale    map[*Conn]struct{} // RECONNECT: close these when released (pause.go)
+	hist     waitHistogram      // queue waits, for metrics (waits.go)
+	busy     busyTime           // time connections served clients, for stats (waits.go)
 }
 
 type waiter struct {
@@ -139,6 +141,7 @@ func (p *Pool) noteWait(start time.Time) {
 	p.mu.Lock()
 	p.waitTime += d
 	p.waits++
+	p.hist.observe(d)
 	p.mu.Unlock()
 }
 
@@ -166,7 +169,9 @@ func (p *Pool) release(c *Conn) {
 	if c.Closed() {
 		return // the pump removes it
 	}
+	linked := c.takeLinked()
 	p.mu.Lock()
+	p.noteBusy(linked)
 	if p.closed || p.paused || p.isStale(c) || (p.settings.Lifetime > 0 && p.now().Sub(c.created) > p.settings.Lifetime) || p.total > p.settings.Size {
 		p.mu.Unlock()
 		c.Close()

@@ -93,10 +93,18 @@ type routeKey struct {
 	why     string
 }
 
+// routeShards split a database's route table so that sessions counting
+// different shapes do not contend on one mutex.
+const routeShards = 16
+
 type routeTable struct {
+	shards [routeShards]routeShard
+}
+
+type routeShard struct {
 	mu     sync.Mutex
 	byKey  map[routeKey]*routeCount
-	others uint64 // units of shapes beyond maxRoutes
+	others uint64 // units of shapes beyond the shard's share of maxRoutes
 }
 
 type routeCount struct {
@@ -105,15 +113,20 @@ type routeCount struct {
 	n           uint64
 }
 
+// add counts one unit of sql's shape. Counting a known shape allocates nothing.
 func (t *routeTable) add(cl *classify.Classifier, sql string, replica bool, why string) {
 	k := routeKey{shape: cl.ShapeKey(sql), replica: replica, why: why}
+	t.shards[k.shape%routeShards].add(k, sql)
+}
+
+func (t *routeShard) add(k routeKey, sql string) {
 	t.mu.Lock()
 	if rc := t.byKey[k]; rc != nil {
 		rc.n++
 		t.mu.Unlock()
 		return
 	}
-	full := len(t.byKey) >= maxRoutes
+	full := len(t.byKey) >= maxRoutes/routeShards
 	if full {
 		t.others++
 	}
@@ -169,20 +182,25 @@ func (r *Router) Routes(limit int) []RouteStat {
 	r.admin.mu.Unlock()
 	var out []RouteStat
 	for _, name := range names {
-		t := &r.countersFor(name).routes
-		t.mu.Lock()
-		for k, rc := range t.byKey {
-			route := "primary"
-			if k.replica {
-				route = "replica"
+		var others uint64
+		rt := &r.countersFor(name).routes
+		for i := range rt.shards {
+			t := &rt.shards[i]
+			t.mu.Lock()
+			for k, rc := range t.byKey {
+				route := "primary"
+				if k.replica {
+					route = "replica"
+				}
+				out = append(out, RouteStat{Database: name, Fingerprint: rc.fingerprint, Query: rc.query,
+					Route: route, Rule: k.why, Count: rc.n})
 			}
-			out = append(out, RouteStat{Database: name, Fingerprint: rc.fingerprint, Query: rc.query,
-				Route: route, Rule: k.why, Count: rc.n})
+			others += t.others
+			t.mu.Unlock()
 		}
-		if t.others > 0 {
-			out = append(out, RouteStat{Database: name, Query: "(other shapes)", Count: t.others})
+		if others > 0 {
+			out = append(out, RouteStat{Database: name, Query: "(other shapes)", Count: others})
 		}
-		t.mu.Unlock()
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Count != out[j].Count {

@@ -26,7 +26,8 @@ func newDemoCommand() *cobra.Command {
 replicas, in a temporary directory, on free loopback ports) and pgswitch in
 front of it in transaction pooling mode. It prints the DATABASE_URL to use and
 one line per server with its role, address and data directory, so you can try
-a failover by hand. Ctrl-C stops everything and removes the files.
+a failover by hand. ADMIN_URL is the admin console's URL, for psql or
+PGSWITCH_ADMIN_URL (pgswitch status, pools, pause, …). Ctrl-C stops everything and removes the files.
 
 Needs the PostgreSQL server binaries (initdb, pg_ctl, pg_basebackup) on PATH
 or under /usr/lib/postgresql/*/bin.`,
@@ -56,6 +57,8 @@ or under /usr/lib/postgresql/*/bin.`,
 				u := url.URL{Scheme: "postgres", User: url.UserPassword(cl.User, cl.Password), Host: addr,
 					Path: "/" + cl.Database, RawQuery: "sslmode=disable"}
 				fmt.Fprintf(out, "DATABASE_URL=%s\n", u.String())
+				u.Path = "/pgswitch"
+				fmt.Fprintf(out, "ADMIN_URL=%s\n", u.String())
 				for _, s := range cl.Servers() {
 					role := "replica"
 					if s == cl.Primary {
@@ -86,5 +89,7 @@ func demoConfig(cl *cluster.Cluster, listen string) string {
 		fmt.Fprintf(&b, "      - {host: %q, port: %d, role: %s}\n", s.Host, s.Port, role)
 	}
 	fmt.Fprintf(&b, "users:\n  %s:\n    password: %q\n", cl.User, cl.Password)
+	// The demo's user runs the admin console too (ADMIN_URL).
+	fmt.Fprintf(&b, "admin:\n  admin_users: [%q]\n", cl.User)
 	return b.String()
 }

@@ -33,6 +33,8 @@ Point DATABASE_URL at pgswitch and change nothing else. Try it with:
 		SilenceErrors: true,
 	}
 	root.AddCommand(newServeCommand(), newCheckConfigCommand(), newVersionCommand(), newDemoCommand(), newClassifyCommand())
+	root.AddCommand(newStatusCommand(), newPoolsCommand(), newServersCommand(), newClientsCommand(), newStatsCommand(),
+		newPauseCommand(), newResumeCommand(), newReloadCommand())
 	return root
 }
 

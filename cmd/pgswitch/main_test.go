@@ -51,7 +51,8 @@ func TestVersion(t *testing.T) {
 }
 
 func TestHelpForEveryCommand(t *testing.T) {
-	for _, c := range []string{"serve", "check-config", "version", "demo", "classify"} {
+	for _, c := range []string{"serve", "check-config", "version", "demo", "classify",
+		"status", "pools", "servers", "clients", "stats", "pause", "resume", "reload"} {
 		out, err := runCLI(t, c, "--help")
 		if err != nil {
 			t.Fatalf("%s --help: %v", c, err)
@@ -104,12 +105,15 @@ func TestDemo(t *testing.T) {
 	}
 	defer cmd.Process.Kill()
 	sc := bufio.NewScanner(stdout)
-	var dbURL string
+	var dbURL, adminURL string
 	var servers []string
 	for sc.Scan() {
 		line := sc.Text()
 		if v, ok := strings.CutPrefix(line, "DATABASE_URL="); ok {
 			dbURL = v
+		}
+		if v, ok := strings.CutPrefix(line, "ADMIN_URL="); ok {
+			adminURL = v
 		}
 		if strings.HasPrefix(line, "SERVER ") {
 			servers = append(servers, line)
@@ -135,6 +139,13 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("query through the demo: %d, %v", got, err)
 	}
 	conn.Close(ctx)
+	// ADMIN_URL works as it is for the CLI (and psql).
+	if adminURL == "" {
+		t.Fatal("demo printed no ADMIN_URL")
+	}
+	if out := mustCLI(t, []string{adminURLEnv + "=" + adminURL}, "pools"); !strings.Contains(out, "app") {
+		t.Fatalf("pgswitch pools with the demo's ADMIN_URL:\n%s", out)
+	}
 	datadir := strings.TrimPrefix(servers[0][strings.Index(servers[0], "datadir="):], "datadir=")
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

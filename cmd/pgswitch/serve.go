@@ -83,6 +83,18 @@ func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config,
 		return fmt.Errorf("listen: %w", err)
 	}
 	logger.Info("pgswitch listening", "addr", ln.Addr().String(), "version", version)
+	if cfg.MetricsListen != "" {
+		mln, err := net.Listen("tcp", cfg.MetricsListen)
+		if err != nil {
+			ln.Close()
+			r.Close()
+			return fmt.Errorf("metrics_listen: %w", err)
+		}
+		ms := admin.NewMetricsServer(r)
+		go ms.Serve(mln)
+		defer ms.Close()
+		logger.Info("metrics listening", "addr", mln.Addr().String())
+	}
 	if ready != nil {
 		ready(ln.Addr().String())
 	}

@@ -5,6 +5,8 @@ package maintenance
 
 import (
 	"context"
+	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -51,7 +53,7 @@ func TestZeroDowntimeRestart(t *testing.T) {
 		YAML: "timeouts:\n  query_wait: 60s\n  pause: 60s\n" +
 			"admin:\n  admin_users: [" + cl.User + "]\n",
 	})
-	p.R.SetAdmin(admin.New(p.R, admin.Options{Version: "test"}))
+	p.R.SetAdmin(admin.New(p.R, admin.Options{Version: "test", Log: quiet}))
 	host, port, _ := net.SplitHostPort(p.Addr)
 	env := append(os.Environ(), "PGHOST="+host, "PGPORT="+port, "PGUSER="+cl.User,
 		"PGPASSWORD="+cl.Password, "PGDATABASE="+cl.Database, "PGSSLMODE=disable", "PGCONNECT_TIMEOUT=30")
@@ -175,3 +177,6 @@ func postmasterStart(t *testing.T, ctx context.Context) time.Time {
 	}
 	return at
 }
+
+// quiet discards the admin console's logs.
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))

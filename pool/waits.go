@@ -1,0 +1,74 @@
+package pool
+
+import "time"
+
+// WaitBuckets are the upper bounds of the wait-time histogram.
+var WaitBuckets = []time.Duration{
+	time.Millisecond, 5 * time.Millisecond, 25 * time.Millisecond, 100 * time.Millisecond,
+	500 * time.Millisecond, time.Second, 5 * time.Second, 30 * time.Second,
+}
+
+// WaitHistogram counts the waits of clients that queued for a connection.
+type WaitHistogram struct {
+	Counts []uint64 // per bucket of WaitBuckets, not cumulative, then one for larger waits
+	Sum    time.Duration
+	Count  uint64
+}
+
+// waitHistogram is a pool's; guarded by its mutex.
+type waitHistogram struct {
+	counts [9]uint64 // len(WaitBuckets) + 1
+	sum    time.Duration
+	n      uint64
+}
+
+func (h *waitHistogram) observe(d time.Duration) {
+	i := 0
+	for i < len(WaitBuckets) && d > WaitBuckets[i] {
+		i++
+	}
+	h.counts[i]++
+	h.sum += d
+	h.n++
+}
+
+// WaitHistogram returns the pool's histogram of queue waits.
+func (p *Pool) WaitHistogram() WaitHistogram {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return WaitHistogram{Counts: append([]uint64(nil), p.hist.counts[:]...), Sum: p.hist.sum, Count: p.hist.n}
+}
+
+// busyTime sums how long connections were given to clients: from Link to
+// their release, i.e. transactions in transaction pooling. Guarded by the
+// pool's mutex.
+type busyTime struct {
+	total time.Duration
+	n     uint64
+}
+
+// noteBusy records a connection linked at linked and released now; p.mu is held.
+func (p *Pool) noteBusy(linked time.Time) {
+	if linked.IsZero() {
+		return
+	}
+	p.busy.total += p.now().Sub(linked)
+	p.busy.n++
+}
+
+// takeLinked returns when the connection was last linked and forgets it.
+func (c *Conn) takeLinked() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := c.linked
+	c.linked = time.Time{}
+	return t
+}
+
+// BusyTime is how long the pool's connections served clients in total,
+// over n releases (transactions, in transaction pooling).
+func (p *Pool) BusyTime() (total time.Duration, n uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.busy.total, p.busy.n
+}

@@ -1,0 +1,78 @@
+package router
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/pgswitch/pgswitch/router/classify"
+)
+
+func TestRouteTableCountsShapes(t *testing.T) {
+	var rt routeTable
+	cl := classify.New(classify.Options{})
+	for i := range 3 {
+		rt.add(cl, fmt.Sprintf("SELECT * FROM t WHERE id = %d", i), true, "read: SELECT")
+	}
+	rt.add(cl, "SELECT * FROM t WHERE id = 7", false, "read: SELECT; no fit replica, so the primary")
+	rt.add(cl, "UPDATE t SET x = 'secret' WHERE id = 1", false, "write: UPDATE")
+	got := map[string]uint64{}
+	for i := range rt.shards {
+		for k, rc := range rt.shards[i].byKey {
+			got[fmt.Sprintf("%s|%v|%s", rc.query, k.replica, k.why)] = rc.n
+			if len(rc.fingerprint) != 16 {
+				t.Errorf("%q: fingerprint %q, want 16 hex digits", rc.query, rc.fingerprint)
+			}
+		}
+	}
+	want := map[string]uint64{
+		"SELECT * FROM t WHERE id = ?|true|read: SELECT":                                  3,
+		"SELECT * FROM t WHERE id = ?|false|read: SELECT; no fit replica, so the primary": 1,
+		"UPDATE t SET x = ? WHERE id = ?|false|write: UPDATE":                             1,
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+}
+
+func TestRouteTableBounded(t *testing.T) {
+	var rt routeTable
+	cl := classify.New(classify.Options{})
+	for i := range 3 * maxRoutes {
+		rt.add(cl, fmt.Sprintf("SELECT c%d FROM t", i), true, "read: SELECT")
+	}
+	shapes, others := 0, uint64(0)
+	for i := range rt.shards {
+		shapes += len(rt.shards[i].byKey)
+		others += rt.shards[i].others
+	}
+	if shapes > maxRoutes || uint64(shapes)+others != 3*maxRoutes {
+		t.Fatalf("kept %d shapes and %d others, want at most %d shapes and all %d counted", shapes, others, maxRoutes, 3*maxRoutes)
+	}
+}
+
+func TestRouteTableHitAllocatesNothing(t *testing.T) {
+	var rt routeTable
+	cl := classify.New(classify.Options{})
+	sql := "SELECT a, b FROM t WHERE id = 42 AND name = 'x'"
+	rt.add(cl, sql, true, "read: SELECT")
+	if n := testing.AllocsPerRun(100, func() { rt.add(cl, sql, true, "read: SELECT") }); n != 0 {
+		t.Fatalf("counting a known shape allocates %v times, want 0", n)
+	}
+}
+
+// BenchmarkRouteTableHit is the per-unit cost SHOW ROUTES adds at a server
+// assignment: a literal-free hash of the text and a sharded map update.
+// Rejected: pg_query's fingerprint per unit (a parse, ~10 µs) and one
+// mutex per database (contended by every session of the database).
+func BenchmarkRouteTableHit(b *testing.B) {
+	var rt routeTable
+	cl := classify.New(classify.Options{})
+	sql := "SELECT a, b FROM t WHERE id = 42 AND name = 'x'"
+	rt.add(cl, sql, true, "read: SELECT")
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			rt.add(cl, sql, true, "read: SELECT")
+		}
+	})
+}
