@@ -215,6 +215,8 @@ func (con *Console) showClients() *table {
 		if c.Server != "" {
 			state = "active"
 			link = c.Server + "/" + strconv.FormatUint(uint64(c.ServerPID), 10)
+		} else if c.Waiting {
+			state = "waiting"
 		}
 		t.add("C", c.User, c.Database, "none", state,
 			host, port, lhost, lport, c.Connected,
@@ -283,7 +285,7 @@ func healthState(up, excluded, lagging bool) string {
 // showStats counts since pgswitch started; unlike PgBouncer's, whose
 // averages cover the last stats_period, the avg_ columns average over the
 // process's life. xact time is how long server connections were given to
-// clients; query time and prepared statement counts are not measured (0).
+// clients; query time how long servers took to answer each batch.
 func (con *Console) showStats() *table {
 	t := newTable(textCol("database"),
 		intCol("total_xact_count"), intCol("total_query_count"), intCol("total_server_assignment_count"),
@@ -299,11 +301,11 @@ func (con *Console) showStats() *table {
 		t.add(s.name,
 			s.assigned, s.queries, s.assigned,
 			0, s.recv, s.sent,
-			s.busyUS, 0, s.waitUS, 0,
-			0, 0, 0,
+			s.busyUS, s.queryUS, s.waitUS, 0,
+			s.clientParses, s.serverParses, s.binds,
 			s.assigned/s.secs, s.queries/s.secs, s.assigned/s.secs,
-			s.recv/s.secs, s.sent/s.secs, s.avgXact, 0, s.avgWait,
-			0, 0, 0, 0,
+			s.recv/s.secs, s.sent/s.secs, s.avgXact, s.avgQuery, s.avgWait,
+			0, s.clientParses/s.secs, s.serverParses/s.secs, s.binds/s.secs,
 			s.reads, s.writes)
 	}
 	return t
@@ -314,6 +316,8 @@ type dbStat struct {
 	name                                string
 	assigned, queries, recv, sent, secs uint64
 	busyUS, waitUS, avgXact, avgWait    uint64
+	queryUS, avgQuery                   uint64
+	clientParses, serverParses, binds   uint64
 	reads, writes                       uint64
 }
 
@@ -323,14 +327,22 @@ func (con *Console) dbStats() []dbStat {
 	secs := uint64(con.uptime() / time.Second)
 	for _, name := range sortedKeys(cfg.Databases) {
 		st := con.r.Stats(name)
-		var wait, busy time.Duration
-		var releases uint64
+		var wait, busy, query time.Duration
+		var releases, batches uint64
 		for _, p := range con.r.Pools().DatabasePools(name) {
 			ps := p.Stats()
 			wait += ps.WaitTime
 			b, n := p.BusyTime()
 			busy += b
 			releases += n
+			q, qn := p.QueryTime()
+			query += q
+			batches += qn
+		}
+		queryUS := uint64(query / time.Microsecond)
+		avgQuery := uint64(0)
+		if batches > 0 {
+			avgQuery = queryUS / batches
 		}
 		busyUS := uint64(busy / time.Microsecond)
 		avgXact := uint64(0)
@@ -347,6 +359,8 @@ func (con *Console) dbStats() []dbStat {
 		}
 		out = append(out, dbStat{name: name, assigned: assigned, queries: queries, recv: recv, sent: sent, secs: secs,
 			busyUS: busyUS, waitUS: waitUS, avgXact: avgXact, avgWait: avgWait,
+			queryUS: queryUS, avgQuery: avgQuery, clientParses: st.ClientParses.Load(),
+			serverParses: st.ServerParses.Load(), binds: st.Binds.Load(),
 			reads: st.Reads.Load(), writes: st.Writes.Load()})
 	}
 	return out
@@ -361,9 +375,10 @@ func (con *Console) showStatsPart(averages bool) *table {
 	for _, s := range con.dbStats() {
 		if averages {
 			t.add(s.name, s.assigned/s.secs, s.queries/s.secs, s.assigned/s.secs, s.recv/s.secs, s.sent/s.secs,
-				s.avgXact, 0, s.avgWait, 0, 0, 0)
+				s.avgXact, s.avgQuery, s.avgWait, s.clientParses/s.secs, s.serverParses/s.secs, s.binds/s.secs)
 		} else {
-			t.add(s.name, s.assigned, s.queries, s.assigned, s.recv, s.sent, s.busyUS, 0, s.waitUS, 0, 0, 0)
+			t.add(s.name, s.assigned, s.queries, s.assigned, s.recv, s.sent, s.busyUS, s.queryUS, s.waitUS,
+				s.clientParses, s.serverParses, s.binds)
 		}
 	}
 	return t

@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -173,6 +174,15 @@ func TestAdminShowCommands(t *testing.T) {
 		}
 	}
 
+	// Named statements: pgx's statement cache prepares once, binds twice.
+	cached := p.Connect(t, db, pgx.QueryExecModeCacheStatement)
+	for range 2 {
+		var n int
+		if err := cached.QueryRow(ctx, "SELECT count(*) FROM t WHERE id < $1", 3).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+	}
+
 	for _, name := range []string{"pgswitch", "pgbouncer"} {
 		t.Run(name, func(t *testing.T) {
 			conn := mustAdmin(t, p, name)
@@ -187,8 +197,8 @@ func TestAdminShowCommands(t *testing.T) {
 	conn := mustAdmin(t, p, "pgswitch")
 
 	pools := show(t, conn, "show pools;")
-	if v, ok := pools.get("database", db, "cl_active"); !ok || v != "1" {
-		t.Errorf("SHOW POOLS cl_active of %s = %q (row %v), want 1: %v", db, v, ok, pools.rows)
+	if v, ok := pools.get("database", db, "cl_active"); !ok || v != "2" {
+		t.Errorf("SHOW POOLS cl_active of %s = %q (row %v), want 2 (app and cached): %v", db, v, ok, pools.rows)
 	}
 	if v, _ := pools.get("database", db, "pool_mode"); v != "transaction" {
 		t.Errorf("SHOW POOLS pool_mode = %q, want transaction", v)
@@ -196,7 +206,9 @@ func TestAdminShowCommands(t *testing.T) {
 
 	stats := show(t, conn, "Show Stats")
 	for col, atLeast := range map[string]int{"total_query_count": 9, "total_xact_count": 9, "reads_routed": 3,
-		"writes_routed": 6, "total_received": 100, "total_sent": 100, "total_xact_time": 1, "avg_xact_time": 1} {
+		"writes_routed": 6, "total_received": 100, "total_sent": 100, "total_xact_time": 1, "avg_xact_time": 1,
+		"total_query_time": 1, "avg_query_time": 1, "total_client_parse_count": 1, "total_server_parse_count": 1,
+		"total_bind_count": 2} {
 		v, _ := stats.get("database", db, col)
 		if n := atoi(v); n < atLeast {
 			t.Errorf("SHOW STATS %s of %s = %q, want at least %d", col, db, v, atLeast)
@@ -425,3 +437,61 @@ func atoi(s string) int {
 
 // quiet discards the admin console's logs.
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// TestAdminClientStates: SHOW CLIENTS tells active, waiting and idle
+// clients apart, and shows a pinned one.
+func TestAdminClientStates(t *testing.T) {
+	t.Parallel()
+	db := newDatabase(t)
+	p := startAdminProxy(t, proxyOptions{DBs: []string{db}, PoolSize: 1, Primary: true})
+	ctx := testCtx(t)
+	holder := p.Connect(t, db, pgx.QueryExecModeExec)
+	tx, err := holder.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	waiter := p.Connect(t, db, pgx.QueryExecModeExec)
+	done := make(chan error, 1)
+	go func() {
+		_, err := waiter.Exec(ctx, "SELECT 2")
+		done <- err
+	}()
+	p.Connect(t, db, pgx.QueryExecModeExec) // idle
+	conn := mustAdmin(t, p, "pgswitch")
+	eventually(t, time.Minute, "one active, one waiting, one idle client", func() error {
+		clients := show(t, conn, "SHOW CLIENTS")
+		state := slices.Index(clients.cols, "state")
+		count := map[string]int{}
+		for _, r := range clients.rows {
+			count[r[state]]++
+		}
+		if count["active"] != 1 || count["waiting"] != 1 || count["idle"] != 1 {
+			return fmt.Errorf("states %v", count)
+		}
+		return nil
+	})
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("the waiting client's query: %v", err)
+	}
+	// LISTEN pins the holder for good.
+	if _, err := holder.Exec(ctx, "LISTEN ch"); err != nil {
+		t.Fatal(err)
+	}
+	clients := show(t, conn, "SHOW CLIENTS")
+	pinned := slices.Index(clients.cols, "pinned")
+	n := 0
+	for _, r := range clients.rows {
+		if r[pinned] == "1" || r[pinned] == "true" || r[pinned] == "t" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d pinned clients in SHOW CLIENTS, want 1: %v", n, clients.rows)
+	}
+}

@@ -39,6 +39,7 @@ type Conn struct {
 	params   map[string]string // server's ParameterStatus values, replaced whole on change
 	served   uint64            // units of work served, for stats
 	linked   time.Time         // when Link gave it to a client, for stats (waits.go)
+	qstart   time.Time         // when the batch being answered was sent, for stats (waits.go)
 	guard    chan Outcome      // set by Guard, cleared by the pump when resolved
 	idleWait chan struct{}     // closed when pending reaches 0 (WaitIdle)
 
@@ -85,6 +86,7 @@ func (c *Conn) Link(client *Client, keep bool) {
 	c.keep = keep
 	c.pending = 0
 	c.unsynced = false
+	c.qstart = time.Time{}
 	c.resetRequestsLocked()
 	c.served++
 	c.linked = c.pool.now()

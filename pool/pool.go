@@ -57,6 +57,7 @@ type Pool struct {
 	stale    map[*Conn]struct{} // RECONNECT: close these when released (pause.go)
 	hist     waitHistogram      // queue waits, for metrics (waits.go)
 	busy     busyTime           // time connections served clients, for stats (waits.go)
+	qtime    queryTime          // time servers spent answering (waits.go)
 }
 
 type waiter struct {

@@ -189,6 +189,7 @@ func (c *Conn) readyForQuery(client *Client, h wire.Header, swallow bool) (relea
 	if c.pending > 0 {
 		c.pending--
 	}
+	c.endQueryLocked()
 	c.status = status
 	linked := c.client == client
 	if linked && c.pending == 0 && !c.unsynced && status == 'I' && !c.keep && !c.holding {

@@ -157,6 +157,9 @@ func (c *Conn) Send(client *Client, typ byte, edit Edit, stmt string) error {
 		}
 		return ErrUnlinked
 	}
+	if edit != Fake && answers(typ) {
+		c.startQueryLocked()
+	}
 	c.claimLocked(typ)
 	if answers(typ) {
 		c.pushLocked(request{typ: typ, edit: edit, stmt: stmt})

@@ -1,6 +1,9 @@
 package pool
 
-import "time"
+import (
+	"sync/atomic"
+	"time"
+)
 
 // WaitBuckets are the upper bounds of the wait-time histogram.
 var WaitBuckets = []time.Duration{
@@ -71,4 +74,33 @@ func (p *Pool) BusyTime() (total time.Duration, n uint64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.busy.total, p.busy.n
+}
+
+// queryTime sums how long servers took to answer: from the first message of
+// a batch to the ReadyForQuery that ends it.
+type queryTime struct {
+	nanos atomic.Int64
+	n     atomic.Uint64
+}
+
+// QueryTime is how long the pool's servers spent answering, over n batches
+// (simple Queries and extended-protocol batches up to Sync).
+func (p *Pool) QueryTime() (total time.Duration, n uint64) {
+	return time.Duration(p.qtime.nanos.Load()), p.qtime.n.Load()
+}
+
+// startQueryLocked notes when a batch starts; c.mu is held.
+func (c *Conn) startQueryLocked() {
+	if c.qstart.IsZero() && c.pending == 0 && !c.unsynced {
+		c.qstart = c.pool.now()
+	}
+}
+
+// endQueryLocked records the batch's time once nothing is owed; c.mu is held.
+func (c *Conn) endQueryLocked() {
+	if c.pending == 0 && !c.qstart.IsZero() {
+		c.pool.qtime.nanos.Add(int64(c.pool.now().Sub(c.qstart)))
+		c.pool.qtime.n.Add(1)
+		c.qstart = time.Time{}
+	}
 }

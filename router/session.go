@@ -48,6 +48,7 @@ type Session struct {
 	dbs       *dbState            // classifier and balancer of the database
 	prepared  map[string]*stmtDef // named statements, by client name (transaction mode)
 	sets      map[string]string   // session settings to replay, by parameter name
+	waiting   atomic.Bool         // queued in acquire, for SHOW CLIENTS
 	pinned    atomic.Bool         // kept on its server connection for good
 	staleable bool                // the unit in out may run again if its statement's plan is stale
 	orig      []byte              // the client's messages since the last flush, as sent, for a retry

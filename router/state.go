@@ -86,6 +86,7 @@ func (s *Session) renameStatement(typ byte, start int) *stmtDef {
 		}
 		text, types := splitCString(rest)
 		// Classified once here; every Bind of it reuses the result.
+		s.dbs.counters.stats.ClientParses.Add(1)
 		def := newStmtDef(string(text), slices.Clone(types), s.dbs.classifier.Classify(cstring(text)))
 		if g := s.renewed[def.base]; g > 0 {
 			// Its plan went stale: never the old server-side statement again.
@@ -170,6 +171,7 @@ func (s *Session) send(c *pool.Conn, typ byte, start int, def *stmtDef, res clas
 	if def == nil {
 		return c.Send(s.client, typ, pool.Pass, "")
 	}
+	st := &s.dbs.counters.stats
 	switch typ {
 	case 'P':
 		if c.HasStmt(def.server) {
@@ -179,6 +181,7 @@ func (s *Session) send(c *pool.Conn, typ byte, start int, def *stmtDef, res clas
 			*s.out = (*s.out)[:start]
 			return nil
 		}
+		st.ServerParses.Add(1)
 		return c.Send(s.client, 'P', pool.Pass, def.server)
 	case 'C':
 		if err := c.Send(s.client, 'C', pool.Fake, ""); err != nil {
@@ -193,6 +196,10 @@ func (s *Session) send(c *pool.Conn, typ byte, start int, def *stmtDef, res clas
 			return err
 		}
 		s.insertAt(start, def.appendParse(nil))
+		st.ServerParses.Add(1)
+	}
+	if typ == 'B' {
+		st.Binds.Add(1)
 	}
 	return c.Send(s.client, typ, pool.Pass, "")
 }

@@ -21,6 +21,12 @@ type DatabaseStats struct {
 	Writes      atomic.Uint64 // units routed as writes
 	Received    atomic.Uint64 // bytes from clients
 	Sent        atomic.Uint64 // bytes to clients
+	// ClientParses are named Parses from clients; ServerParses the Parses
+	// sent to servers (theirs, or pgswitch's preparing on demand); Binds of
+	// named statements.
+	ClientParses atomic.Uint64
+	ServerParses atomic.Uint64
+	Binds        atomic.Uint64
 }
 
 // dbCounters are one database's statistics; they outlive reloads.
@@ -257,6 +263,7 @@ type ClientInfo struct {
 	Server    string
 	ServerPID uint32
 	Pinned    bool // keeps its server connection for the session
+	Waiting   bool // queued for a server connection (or for RESUME)
 	Key       wire.CancelKey
 }
 
@@ -273,7 +280,7 @@ func (r *Router) Clients() []ClientInfo {
 		nc := s.client.Conn()
 		ci := ClientInfo{User: s.startup["user"], Database: s.startup["database"],
 			ApplicationName: s.startup["application_name"], Addr: nc.RemoteAddr(), LocalAddr: nc.LocalAddr(),
-			Mode: s.mode, Key: s.key}
+			Mode: s.mode, Key: s.key, Waiting: s.waiting.Load()}
 		if cc, ok := nc.(*clientConn); ok {
 			ci.Connected = cc.connected
 		}

@@ -261,6 +261,8 @@ func (s *Session) load(srv *config.Server) int {
 // acquire takes a server connection for d. A read whose replica cannot be
 // reached goes to the primary instead; a write has nowhere else to go.
 func (s *Session) acquire(d decision) (*pool.Conn, decision, error) {
+	s.waiting.Store(true)
+	defer s.waiting.Store(false)
 	p := s.poolFor(d.server)
 	c, err := p.Acquire(s.r.ctx, s.cfg.Timeouts.QueryWait)
 	if err == nil {
