@@ -3,6 +3,7 @@ package pool
 import (
 	"net"
 	"sync"
+	"time"
 
 	"github.com/pgswitch/pgswitch/wire"
 )
@@ -10,6 +11,9 @@ import (
 // outBufs holds client output buffers between batches, so that an idle client
 // holds no output buffer at all.
 var outBufs = sync.Pool{New: func() any { b := make([]byte, 0, 8192); return &b }}
+
+// fatalWriteTimeout bounds the write of a FATAL error to a client.
+const fatalWriteTimeout = 5 * time.Second
 
 // flushAt is the buffered size after which output is written even in the
 // middle of a server's answer, bounding memory for large results.
@@ -81,6 +85,11 @@ func (c *Client) Write(p []byte) error {
 // SendError sends e; a FATAL error also closes the connection so that the
 // session's read returns.
 func (c *Client) SendError(e *wire.Error) {
+	if e.IsFatal() {
+		// A client that stopped reading must not hold up whoever is
+		// disconnecting it (KILL, shutdown, a server marked down).
+		c.conn.SetWriteDeadline(time.Now().Add(fatalWriteTimeout))
+	}
 	c.mu.Lock()
 	c.WriteLocked(e.AppendResponse(nil))
 	c.flushLocked()
