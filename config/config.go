@@ -177,10 +177,21 @@ type Server struct {
 	DownInter time.Duration `yaml:"downinter"`
 	Fall      int           `yaml:"fall"`
 	Rise      int           `yaml:"rise"`
+
+	addr string // host:port, cached by Load
+}
+
+// NewServer returns a server at host:port, for code that builds
+// configurations itself (Load fills in the same).
+func NewServer(host string, port int) *Server {
+	return &Server{Host: host, Port: port, Weight: 1, addr: joinHostPort(host, port)}
 }
 
 // Addr returns host:port.
 func (s *Server) Addr() string {
+	if s.addr != "" {
+		return s.addr // set by Load: routing asks for it on every unit
+	}
 	return joinHostPort(s.Host, s.Port)
 }
 

@@ -83,6 +83,7 @@ func (c *Config) setDefaults() {
 				continue
 			}
 			defInt(&s.Port, 5432)
+			s.addr = joinHostPort(s.Host, s.Port)
 			defInt(&s.Weight, 1)
 			defDur(&s.Inter, h.Inter)
 			defDur(&s.DownInter, h.DownInter)

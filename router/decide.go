@@ -33,10 +33,10 @@ type balancer interface {
 
 // decide applies the routing contract: database route, hints, the
 // classification, then the topology (fit replicas, backups, fallback).
-func decide(res classify.Result, db *config.Database, snap *health.Snapshot, lb balancer, load func(*config.Server) int) decision {
+func decide(res classify.Result, db *config.Database, snap *health.Snapshot, lb balancer, load func(*config.Server) int, scratch []*config.Server) decision {
 	w, why := wantFor(res, db.Route)
 	if w == wantReplica {
-		if srv := pickReplica(db, snap, lb, load); srv != nil {
+		if srv := pickReplica(db, snap, lb, load, scratch); srv != nil {
 			return decision{server: srv, read: true, why: why}
 		}
 		why += "; no fit replica, so the primary"
@@ -98,10 +98,11 @@ func noPrimaryReason(db *config.Database, snap *health.Snapshot) string {
 }
 
 // pickReplica returns a fit replica (up, not lagging), preferring
-// non-backup servers, balanced by lb; nil when none is fit.
-func pickReplica(db *config.Database, snap *health.Snapshot, lb balancer, load func(*config.Server) int) *config.Server {
-	var buf [8]*config.Server
-	cands := buf[:0]
+// non-backup servers, balanced by lb; nil when none is fit. scratch is a
+// buffer for the candidates.
+func pickReplica(db *config.Database, snap *health.Snapshot, lb balancer, load func(*config.Server) int, scratch []*config.Server) *config.Server {
+	// scratch is the caller's, reused: candidates passed to lb escape.
+	cands := scratch[:0]
 	for _, backup := range [2]bool{false, true} {
 		for _, srv := range db.Servers {
 			if srv.Backup != backup {

@@ -10,7 +10,9 @@ import (
 )
 
 func srv(port int, backup bool, weight int) *config.Server {
-	return &config.Server{Host: "127.0.0.1", Port: port, Backup: backup, Weight: weight}
+	s := config.NewServer("127.0.0.1", port)
+	s.Backup, s.Weight = backup, weight
+	return s
 }
 
 // topo builds a snapshot: each entry is role, and flags for down, lagging
@@ -78,7 +80,7 @@ func TestDecide(t *testing.T) {
 			lb := &roundRobin{}
 			seen := map[*config.Server]bool{}
 			for range 10 {
-				d := decide(tt.res, db, tt.snap, lb, noLoad)
+				d := decide(tt.res, db, tt.snap, lb, noLoad, nil)
 				if d.read != tt.read {
 					t.Fatalf("read %v, want %v (%s)", d.read, tt.read, d.why)
 				}
@@ -150,5 +152,22 @@ func TestNoPrimaryReason(t *testing.T) {
 	snap = topo(db.Servers, st{role: R}, st{role: R})
 	if got := noPrimaryReason(db, snap); got != "no server reports pg_is_in_recovery() = false" {
 		t.Errorf("got %q", got)
+	}
+}
+
+// TestDecideAllocatesNothing: routing runs for every unit of work.
+func TestDecideAllocatesNothing(t *testing.T) {
+	p, r1, r2 := srv(1, false, 1), srv(2, false, 1), srv(3, false, 1)
+	all := []*config.Server{p, r1, r2}
+	db := &config.Database{Name: "app", Route: config.RouteAuto, Servers: all}
+	snap := topo(all, st{role: P}, st{role: R}, st{role: R})
+	scratch := make([]*config.Server, 0, 8)
+	for _, lb := range []balancer{&roundRobin{}, leastConnections{}, weightedRandom{}} {
+		if n := testing.AllocsPerRun(100, func() {
+			decide(read, db, snap, lb, noLoad, scratch)
+			decide(write, db, snap, lb, noLoad, scratch)
+		}); n != 0 {
+			t.Errorf("%T: decide allocates %v times per unit, want 0", lb, n)
+		}
 	}
 }

@@ -247,8 +247,17 @@ func (s *Session) syncState(c *pool.Conn, start int) (int, error) {
 // setsDiff returns the statements that turn a connection with settings
 // have into one with want ("" when they agree).
 func setsDiff(want, have map[string]string) string {
-	if len(want) == 0 && len(have) == 0 {
-		return ""
+	if len(want) == len(have) {
+		same := true
+		for k, v := range want {
+			if hv, ok := have[k]; !ok || hv != v {
+				same = false
+				break
+			}
+		}
+		if same {
+			return "" // the usual case: no allocation
+		}
 	}
 	var b strings.Builder
 	for _, name := range slices.Sorted(maps.Keys(have)) {

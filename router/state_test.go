@@ -163,3 +163,11 @@ func TestReplaceNameInPlace(t *testing.T) {
 		t.Fatalf("replaceName allocates %v times per Bind, want 0", n)
 	}
 }
+
+func TestSetsDiffEqualAllocatesNothing(t *testing.T) {
+	a := map[string]string{"application_name": "SELECT pg_catalog.set_config('application_name', 'x', false)"}
+	b := map[string]string{"application_name": a["application_name"]}
+	if n := testing.AllocsPerRun(100, func() { setsDiff(a, b) }); n != 0 {
+		t.Fatalf("setsDiff of equal states allocates %v times, want 0", n)
+	}
+}

@@ -167,6 +167,10 @@ func (s *Session) sendOn(c *pool.Conn, typ byte, start int, def *stmtDef, res cl
 // state as pgswitch keeps it: DISCARD ALL, PREPARE, DEALLOCATE. It may
 // change *res: an EXECUTE routes as the statement it runs.
 func (s *Session) sessionCommand(res *classify.Result, start int) error {
+	const kinds = classify.KindDiscardAll | classify.KindPrepare | classify.KindExecute | classify.KindDeallocate
+	if res.Kind&kinds == 0 {
+		return nil
+	}
 	text := s.unitText('Q', (*s.out)[start:])
 	switch {
 	case res.Kind.Has(classify.KindDiscardAll):
@@ -221,7 +225,10 @@ func (s *Session) decide(res classify.Result) decision {
 	if s.mode == config.PoolModeSession && s.db.Route != config.RouteReplica {
 		return decision{server: primaryOf(s.db, s.r.topology()), why: "session mode: the primary"}
 	}
-	return decide(res, s.db, s.r.topology(), s.dbs.lb, s.load)
+	if s.loadFn == nil {
+		s.loadFn = s.load
+	}
+	return decide(res, s.db, s.r.topology(), s.dbs.lb, s.loadFn, s.cands)
 }
 
 // decideWaiting routes a unit; with no server to take it (a write while no
