@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgswitch/pgswitch/config"
 )
@@ -276,5 +277,66 @@ func TestNoticesAndListenNotify(t *testing.T) {
 	}
 	if n.Channel != "pgswitch_test" || n.Payload != "payload-1" {
 		t.Fatalf("got notification %s/%s, want pgswitch_test/payload-1", n.Channel, n.Payload)
+	}
+}
+
+// TestFunctionCall: the fastpath FunctionCall message is answered like a
+// Query and, in transaction mode, gives the server connection back.
+func TestFunctionCall(t *testing.T) {
+	t.Parallel()
+	db := newDatabase(t)
+	for _, mode := range modes {
+		t.Run(string(mode), func(t *testing.T) {
+			p := startProxy(t, proxyOptions{Mode: mode, PoolSize: 1, DBs: []string{db}, Primary: true})
+			ctx := testCtx(t)
+			conn := p.Connect(t, db, pgx.QueryExecModeSimpleProtocol)
+			var oid uint32
+			if err := conn.QueryRow(ctx, "SELECT 'int4pl'::regproc::oid").Scan(&oid); err != nil {
+				t.Fatal(err)
+			}
+			hj, err := conn.PgConn().Hijack()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer hj.Conn.Close()
+			fe := hj.Frontend
+			for i := int32(0); i < 3; i++ {
+				arg := func(v int32) []byte { return []byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)} }
+				fe.Send(&pgproto3.FunctionCall{Function: oid, ArgFormatCodes: []uint16{1},
+					Arguments: [][]byte{arg(40), arg(i)}, ResultFormatCode: 1})
+				if err := fe.Flush(); err != nil {
+					t.Fatal(err)
+				}
+				hj.Conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+				var got []byte
+				for {
+					m, err := fe.Receive()
+					if err != nil {
+						t.Fatalf("call %d: %v", i, err)
+					}
+					if r, ok := m.(*pgproto3.FunctionCallResponse); ok {
+						got = append([]byte(nil), r.Result...)
+					}
+					if e, ok := m.(*pgproto3.ErrorResponse); ok {
+						t.Fatalf("call %d: %s %s", i, e.Code, e.Message)
+					}
+					if _, ok := m.(*pgproto3.ReadyForQuery); ok {
+						break
+					}
+				}
+				if len(got) != 4 || int32(got[3])|int32(got[2])<<8 != 40+i {
+					t.Fatalf("call %d: int4pl(40, %d) = %v", i, i, got)
+				}
+			}
+			if mode == config.PoolModeTransaction {
+				// The single server connection went back: another client gets it.
+				other := p.Connect(t, db, pgx.QueryExecModeSimpleProtocol)
+				qctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+				defer cancel()
+				if _, err := other.Exec(qctx, "SELECT 1"); err != nil {
+					t.Fatalf("after FunctionCall, another client: %v", err)
+				}
+			}
+		})
 	}
 }

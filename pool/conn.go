@@ -144,7 +144,10 @@ func (c *Conn) claimLocked(typ byte) {
 	case 'S':
 		c.pending++
 		c.unsynced = false
-	case 'P', 'B', 'D', 'E', 'C', 'H', 'F':
+	case 'F':
+		// FunctionCall (fastpath) is answered with ReadyForQuery, as a Query.
+		c.pending++
+	case 'P', 'B', 'D', 'E', 'C', 'H':
 		c.unsynced = true
 	}
 	// CopyData/CopyDone/CopyFail belong to a Query or Sync already counted.

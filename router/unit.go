@@ -18,7 +18,7 @@ var errAnswered = errors.New("answered by pgswitch")
 
 func extended(typ byte) bool {
 	switch typ {
-	case 'P', 'B', 'D', 'E', 'C', 'H', 'F':
+	case 'P', 'B', 'D', 'E', 'C', 'H':
 		return true
 	}
 	return false
@@ -28,7 +28,7 @@ func extended(typ byte) bool {
 // (*s.out)[start:] and accounts for it there. At the start of a unit of work
 // with no server linked, it classifies the unit and picks its server.
 func (s *Session) claim(typ byte, start int) error {
-	unitStart := typ == 'Q' || (extended(typ) && !s.extOpen)
+	unitStart := typ == 'Q' || typ == 'F' || (extended(typ) && !s.extOpen)
 	switch {
 	case extended(typ):
 		s.extOpen = true
