@@ -293,6 +293,10 @@ func TestAdminShowCommands(t *testing.T) {
 	if !found {
 		t.Errorf("SHOW ROUTES has no replica route for the SELECT: %v", routes.rows)
 	}
+	// Named statements (pgx's cache) show under their text too.
+	if v, ok := routes.get("query", "SELECT count(*) FROM t WHERE id < $1", "count"); !ok || atoi(v) < 2 {
+		t.Errorf("SHOW ROUTES count of the named statement = %q (found %v), want at least 2: %v", v, ok, routes.rows)
+	}
 
 	dbs := show(t, conn, "SHOW DATABASES")
 	if v, _ := dbs.get("name", db, "paused"); v != "0" {

@@ -71,19 +71,21 @@ func (s *Session) count(addr string, read bool) {
 
 // routed records a unit of work that took server connection c, decided by d:
 // its counts and its line in SHOW ROUTES.
-func (s *Session) routed(c *pool.Conn, d decision, typ byte, start int) {
+func (s *Session) routed(c *pool.Conn, d decision, typ byte, start int, def *stmtDef) {
 	s.count(c.Addr(), d.read)
 	s.dbs.counters.stats.Assignments.Add(1)
 	var sql string
 	body := (*s.out)[start+wire.HeaderSize:]
-	switch typ {
-	case 'Q':
+	switch {
+	case def != nil:
+		sql = def.text // a named statement's Bind or Describe
+	case typ == 'Q':
 		sql = cstring(body)
-	case 'P':
+	case typ == 'P':
 		_, rest := splitCString(body)
 		sql = cstring(rest)
 	default:
-		return // a prepared statement's text was seen at its Parse
+		return // an unnamed statement's Bind: its Parse was routed
 	}
 	s.dbs.counters.routes.add(s.dbs.classifier, sql, s.curRead, d.why)
 }

@@ -134,7 +134,7 @@ func (s *Session) claim(typ byte, start int) error {
 	// A named statement's plan may have gone stale after a schema change
 	// (0A000): outside a transaction, prepare it afresh and run it again.
 	s.staleable = alone && def != nil
-	s.routed(c, d, typ, start)
+	s.routed(c, d, typ, start, def)
 	return s.sendOn(c, typ, start, def, res, true)
 }
 
