@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -486,5 +487,54 @@ func TestSQLPrepareExecute(t *testing.T) {
 	mustExec(b, "DEALLOCATE ALL")
 	if _, err := b.Exec(ctx, "EXECUTE q(1)"); err == nil {
 		t.Fatal("EXECUTE after DEALLOCATE ALL succeeded")
+	}
+}
+
+// TestStartupParameters: settings a client gives at startup (parameters
+// and options -c) are in force on every server connection it uses, in
+// both pool modes, and reported to it at login as PostgreSQL would.
+func TestStartupParameters(t *testing.T) {
+	t.Parallel()
+	db := newDatabase(t)
+	for _, mode := range []config.PoolMode{config.PoolModeSession, config.PoolModeTransaction} {
+		t.Run(string(mode), func(t *testing.T) {
+			p := startProxy(t, proxyOptions{Mode: mode, PoolSize: 2, DBs: []string{db}, Primary: true})
+			ctx := testCtx(t)
+			connect := func() *pgx.Conn {
+				cfg, err := pgx.ParseConfig(p.URL(db))
+				if err != nil {
+					t.Fatal(err)
+				}
+				cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+				cfg.RuntimeParams["DateStyle"] = "SQL, DMY"
+				cfg.RuntimeParams["options"] = "-c search_path=pg_catalog,public -c statement_timeout=4321"
+				conn, err := pgx.ConnectConfig(ctx, cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { conn.Close(context.Background()) })
+				return conn
+			}
+			a := connect()
+			if got := a.PgConn().ParameterStatus("DateStyle"); got != "SQL, DMY" {
+				t.Errorf("DateStyle reported at login: %q, want %q", got, "SQL, DMY")
+			}
+			b := p.Connect(t, db, pgx.QueryExecModeSimpleProtocol) // plain: defaults
+			for i := 0; i < 4; i++ {
+				var ds, path, timeout string
+				if err := a.QueryRow(ctx, "SELECT current_setting('DateStyle'), current_setting('search_path'), current_setting('statement_timeout')").Scan(&ds, &path, &timeout); err != nil {
+					t.Fatal(err)
+				}
+				if ds != "SQL, DMY" || strings.ReplaceAll(path, " ", "") != "pg_catalog,public" || timeout != "4321ms" {
+					t.Fatalf("client with startup settings sees DateStyle %q, search_path %q, statement_timeout %q", ds, path, timeout)
+				}
+				if err := b.QueryRow(ctx, "SELECT current_setting('DateStyle'), current_setting('statement_timeout')").Scan(&ds, &timeout); err != nil {
+					t.Fatal(err)
+				}
+				if ds == "SQL, DMY" || timeout == "4321ms" {
+					t.Fatalf("a plain client sees another client's startup settings: DateStyle %q, statement_timeout %q", ds, timeout)
+				}
+			}
+		})
 	}
 }

@@ -3,6 +3,7 @@ package router
 import (
 	"net"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/pgswitch/pgswitch/config"
@@ -178,5 +179,15 @@ func (s *Session) serverParams() (map[string]string, error) {
 		out[k] = v
 	}
 	out["application_name"] = s.startup["application_name"]
+	// What the client asked for at startup is in force once its first unit
+	// runs (the settings are replayed); report it as the server would.
+	for name := range s.sets {
+		v := startupValue(s.startup, name)
+		for k := range out {
+			if v != "" && strings.EqualFold(k, name) {
+				out[k] = v
+			}
+		}
+	}
 	return out, nil
 }

@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/pgswitch/pgswitch/config"
 	"github.com/pgswitch/pgswitch/pool"
 	"github.com/pgswitch/pgswitch/router/classify"
 	"github.com/pgswitch/pgswitch/wire"
@@ -150,7 +149,7 @@ func (s *Session) send(c *pool.Conn, typ byte, start int, def *stmtDef, res clas
 		}
 		defer c.Unhold()
 	}
-	if unitStart && s.mode == config.PoolModeTransaction {
+	if unitStart {
 		var err error
 		if start, err = s.syncState(c, start); err != nil {
 			return err
@@ -642,4 +641,26 @@ func sqlName(text, keyword string) (string, bool) {
 		end = len(text)
 	}
 	return strings.ToLower(text[:end]), end > 0
+}
+
+// startupValue returns the value a client gave parameter name (lower case)
+// at startup, directly or in options ("" if none).
+func startupValue(startup map[string]string, name string) string {
+	for k, v := range startup {
+		if strings.EqualFold(k, name) {
+			return v
+		}
+	}
+	f := strings.Fields(startup["options"])
+	for i := 0; i < len(f); i++ {
+		opt := strings.TrimPrefix(strings.TrimPrefix(f[i], "--"), "-c")
+		if opt == "" && i+1 < len(f) {
+			i++
+			opt = f[i]
+		}
+		if n, v, ok := strings.Cut(opt, "="); ok && strings.EqualFold(strings.ReplaceAll(n, "-", "_"), name) {
+			return v
+		}
+	}
+	return ""
 }

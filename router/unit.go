@@ -142,6 +142,11 @@ func (s *Session) claim(typ byte, start int) error {
 // to the session's state there.
 func (s *Session) sendOn(c *pool.Conn, typ byte, start int, def *stmtDef, res classify.Result, unitStart bool) error {
 	if s.mode != config.PoolModeTransaction {
+		if unitStart && !c.InTransaction() {
+			// The session's own connection: bring the client's startup
+			// settings to it (once; they stay there).
+			return s.send(c, typ, start, nil, res, true)
+		}
 		return c.Claim(s.client, typ)
 	}
 	if err := s.send(c, typ, start, def, res, unitStart); err != nil {
