@@ -538,3 +538,88 @@ func TestStartupParameters(t *testing.T) {
 		})
 	}
 }
+
+// TestUnnamedStatementAcrossUnits: pgx's describe-exec mode (Parse and
+// Describe of the unnamed statement in one round trip, Bind in the next)
+// under load: 20 clients over 2 server connections per server, every result
+// checked. TestUnnamedStatementOnAnotherConnection forces the move.
+func TestUnnamedStatementAcrossUnits(t *testing.T) {
+	t.Parallel()
+	db := newDatabase(t)
+	setup := primaryConn(t, db)
+	ctx := testCtx(t)
+	if _, err := setup.Exec(ctx, "CREATE TABLE kv (k int PRIMARY KEY, v int); INSERT INTO kv SELECT g, g * 3 FROM generate_series(1, 100) g"); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.WaitReplicated(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p := startProxy(t, proxyOptions{Mode: config.PoolModeTransaction, PoolSize: 2, DBs: []string{db}})
+	var wg sync.WaitGroup
+	errs := make(chan error, 20)
+	for c := 0; c < 20; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conn := p.Connect(t, db, pgx.QueryExecModeDescribeExec)
+			for i := 0; i < 30; i++ {
+				k := 1 + (c*30+i)%100
+				var v int
+				if err := conn.QueryRow(ctx, "SELECT v FROM kv WHERE k = $1", k).Scan(&v); err != nil || v != k*3 {
+					errs <- fmt.Errorf("client %d: k %d: got %d, %v", c, k, v, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
+// TestUnnamedStatementOnAnotherConnection: the unnamed statement a client
+// parsed in one unit is there for its Bind in the next, which runs on
+// another server connection.
+func TestUnnamedStatementOnAnotherConnection(t *testing.T) {
+	t.Parallel()
+	db := newDatabase(t)
+	p := startProxy(t, proxyOptions{Mode: config.PoolModeTransaction, PoolSize: 2, DBs: []string{db}, Primary: true})
+	ctx := testCtx(t)
+	a := p.Connect(t, db, pgx.QueryExecModeDescribeExec).PgConn()
+	b := p.Connect(t, db, pgx.QueryExecModeSimpleProtocol)
+	sd, err := a.Prepare(ctx, "", "SELECT $1::int * 2, pg_backend_pid()", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := a.ExecStatement(ctx, sd, [][]byte{[]byte("1")}, nil, nil).Read()
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	pid1 := string(res.Rows[0][1])
+	// Parse again, then let b hold that server connection in a transaction.
+	if sd, err = a.Prepare(ctx, "", "SELECT $1::int * 2, pg_backend_pid()", nil); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := b.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	var bpid string
+	if err := tx.QueryRow(ctx, "SELECT pg_backend_pid()::text").Scan(&bpid); err != nil {
+		t.Fatal(err)
+	}
+	if bpid != pid1 {
+		// The pool has one idle connection then, a's: b must get it.
+		t.Fatalf("b got server connection %s, want a's idle %s", bpid, pid1)
+	}
+	res = a.ExecStatement(ctx, sd, [][]byte{[]byte("21")}, nil, nil).Read()
+	if res.Err != nil {
+		t.Fatalf("Bind of the unnamed statement on another server connection: %v", res.Err)
+	}
+	if got := string(res.Rows[0][0]); got != "42" || string(res.Rows[0][1]) == pid1 {
+		t.Fatalf("got %s on %s, want 42 on another connection than %s", got, res.Rows[0][1], pid1)
+	}
+}

@@ -43,12 +43,14 @@ type Conn struct {
 	guard    chan Outcome      // set by Guard, cleared by the pump when resolved
 	idleWait chan struct{}     // closed when pending reaches 0 (WaitIdle)
 
-	reqs     []request         // requests the server owes answers to, from rhead on
-	rhead    int               //
-	stmts    map[string]uint64 // server-side statements prepared by pgswitch, by name: last use
-	tick     uint64            // use counter for stmts
-	sets     map[string]string // session state applied here; owned by the linked session
-	sqlNames map[string]string // SQL PREPARE names here → their text; owned by the linked session
+	reqs       []request         // requests the server owes answers to, from rhead on
+	rhead      int               //
+	stmts      map[string]uint64 // server-side statements prepared by pgswitch, by name: last use
+	tick       uint64            // use counter for stmts
+	sets       map[string]string // session state applied here; owned by the linked session
+	sqlNames   map[string]string // SQL PREPARE names here → their text; owned by the linked session
+	unnamedBy  *Client           // whose unnamed statement the server has (SetUnnamed)
+	unnamedSeq uint64
 
 	refusing bool    // pump-owned: discarding a refused unit's answer
 	refusal  Outcome // pump-owned: Refused or Stale, while refusing
@@ -294,6 +296,7 @@ func forgetReset(c *Conn, resetQuery string) {
 	if strings.Contains(q, "DISCARD ALL") || strings.Contains(q, "DEALLOCATE ALL") {
 		c.stmts, c.sqlNames = nil, nil
 	}
+	c.unnamedBy = nil // any query destroys the unnamed statement
 	if strings.Contains(q, "DISCARD ALL") || strings.Contains(q, "RESET ALL") {
 		c.sets = nil
 	}

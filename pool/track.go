@@ -263,3 +263,19 @@ func (c *Conn) SQLNames() map[string]string {
 	}
 	return c.sqlNames
 }
+
+// HasUnnamed reports whether the server's unnamed statement is the one
+// client parsed as its seq-th.
+func (c *Conn) HasUnnamed(client *Client, seq uint64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.unnamedBy == client && c.unnamedSeq == seq
+}
+
+// SetUnnamed records whose unnamed statement the server has (nil: none or
+// unknown).
+func (c *Conn) SetUnnamed(client *Client, seq uint64) {
+	c.mu.Lock()
+	c.unnamedBy, c.unnamedSeq = client, seq
+	c.mu.Unlock()
+}

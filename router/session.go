@@ -9,6 +9,7 @@ import (
 
 	"github.com/pgswitch/pgswitch/config"
 	"github.com/pgswitch/pgswitch/pool"
+	"github.com/pgswitch/pgswitch/router/classify"
 	"github.com/pgswitch/pgswitch/wire"
 )
 
@@ -45,25 +46,28 @@ type Session struct {
 	out    *[]byte                   // claimed messages not yet written to cur
 	skip   bool                      // discarding until Sync after a failed extended-protocol unit
 
-	dbs       *dbState                 // classifier and balancer of the database
-	prepared  map[string]*stmtDef      // named statements, by client name (transaction mode)
-	sets      map[string]string        // session settings to replay, by parameter name
-	cands     []*config.Server         // pickReplica's scratch, session-owned
-	loadFn    func(*config.Server) int // s.load, made once: a method value allocates
-	waiting   atomic.Bool              // queued in acquire, for SHOW CLIENTS
-	pinned    atomic.Bool              // kept on its server connection for good
-	staleable bool                     // the unit in out may run again if its statement's plan is stale
-	orig      []byte                   // the client's messages since the last flush, as sent, for a retry
-	origOK    bool                     // orig holds all of them (not COPY data, not too large)
-	unitDefs  []*stmtDef               // named statements the messages since the last flush use
-	rerunning bool                     // claiming orig again: no second retry
-	forcePri  bool                     // while rerunning: the primary, whatever the classification
-	renewed   map[string]int           // statements whose plans went stale: server name base → generation
-	sqlPrep   map[string]sqlStmt       // statements prepared with SQL PREPARE, by name
-	heldParse int                      // named Parses answered by pgswitch, their ParseComplete still owed
-	extOpen   bool                     // extended-protocol messages since the last Sync
-	curRead   bool                     // cur is a replica serving reads
-	guardable bool                     // the unit in out may be retried on the primary
+	dbs        *dbState                 // classifier and balancer of the database
+	prepared   map[string]*stmtDef      // named statements, by client name (transaction mode)
+	sets       map[string]string        // session settings to replay, by parameter name
+	cands      []*config.Server         // pickReplica's scratch, session-owned
+	loadFn     func(*config.Server) int // s.load, made once: a method value allocates
+	waiting    atomic.Bool              // queued in acquire, for SHOW CLIENTS
+	pinned     atomic.Bool              // kept on its server connection for good
+	staleable  bool                     // the unit in out may run again if its statement's plan is stale
+	orig       []byte                   // the client's messages since the last flush, as sent, for a retry
+	origOK     bool                     // orig holds all of them (not COPY data, not too large)
+	unitDefs   []*stmtDef               // named statements the messages since the last flush use
+	rerunning  bool                     // claiming orig again: no second retry
+	forcePri   bool                     // while rerunning: the primary, whatever the classification
+	renewed    map[string]int           // statements whose plans went stale: server name base → generation
+	sqlPrep    map[string]sqlStmt       // statements prepared with SQL PREPARE, by name
+	unnamedMsg []byte                   // the client's unnamed Parse, as sent (transaction mode)
+	unnamedRes classify.Result          // its classification
+	unnamedSeq uint64                   // counts unnamed Parses: which one a server connection has
+	heldParse  int                      // named Parses answered by pgswitch, their ParseComplete still owed
+	extOpen    bool                     // extended-protocol messages since the last Sync
+	curRead    bool                     // cur is a replica serving reads
+	guardable  bool                     // the unit in out may be retried on the primary
 }
 
 func newSession(r *Router, conn net.Conn, cfg *config.Config, db *config.Database, u *config.User, startup map[string]string) *Session {

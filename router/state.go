@@ -168,7 +168,7 @@ func (s *Session) send(c *pool.Conn, typ byte, start int, def *stmtDef, res clas
 		}
 	}
 	if def == nil {
-		return c.Send(s.client, typ, pool.Pass, "")
+		return s.sendUnnamed(c, typ, start)
 	}
 	st := &s.dbs.counters.stats
 	switch typ {
@@ -232,6 +232,7 @@ func (s *Session) syncState(c *pool.Conn, start int) (int, error) {
 		}
 		pre = appendHeader(pre, 'Q', len(q)+1)
 		pre = append(append(pre, q...), 0)
+		c.SetUnnamed(nil, 0) // a simple Query destroys the unnamed statement
 		sets := c.Sets()
 		clear(sets)
 		maps.Copy(sets, s.sets)
@@ -591,6 +592,7 @@ func (s *Session) prepareSQL(c *pool.Conn, start int) (int, error) {
 		pre = append(append(pre, q...), 0)
 		s.insertAt(start, pre)
 		start += len(pre)
+		c.SetUnnamed(nil, 0)
 	}
 	have[name] = st.text
 	return start, nil
@@ -663,4 +665,72 @@ func startupValue(startup map[string]string, name string) string {
 		}
 	}
 	return ""
+}
+
+// refersUnnamed reports whether a Bind or Describe names the unnamed
+// statement.
+func refersUnnamed(typ byte, msg []byte) bool {
+	body := msg[wire.HeaderSize:]
+	switch typ {
+	case 'B':
+		_, rest := splitCString(body)
+		return len(rest) > 0 && rest[0] == 0
+	case 'D':
+		return len(body) >= 2 && body[0] == 'S' && body[1] == 0
+	}
+	return false
+}
+
+// noteUnnamed keeps the client's unnamed statement, which PostgreSQL keeps
+// until the next unnamed Parse or simple Query: a driver that describes in
+// one round trip and executes in the next (pgx's describe-exec mode) may get
+// another server connection in between.
+func (s *Session) noteUnnamed(typ byte, start int, def *stmtDef, res classify.Result) {
+	switch {
+	case typ == 'P' && def == nil:
+		msg := (*s.out)[start:]
+		if name, _ := splitCString(msg[wire.HeaderSize:]); len(name) == 0 {
+			s.unnamedSeq++
+			s.unnamedMsg = append(s.unnamedMsg[:0], msg...) // reused: no allocation once grown
+			s.unnamedRes = res
+		}
+	case typ == 'Q':
+		s.unnamedMsg = s.unnamedMsg[:0]
+	}
+}
+
+// sendUnnamed sends a message that names no statement pgswitch renames; a
+// Bind or Describe of the client's unnamed statement gets it prepared first
+// where c does not have it.
+func (s *Session) sendUnnamed(c *pool.Conn, typ byte, start int) error {
+	switch typ {
+	case 'P':
+		if err := c.Send(s.client, typ, pool.Pass, ""); err != nil {
+			return err
+		}
+		if len(s.unnamedMsg) > 0 && refersUnnamedParse((*s.out)[start:]) {
+			c.SetUnnamed(s.client, s.unnamedSeq)
+		}
+		return nil
+	case 'Q':
+		if err := c.Send(s.client, typ, pool.Pass, ""); err != nil {
+			return err
+		}
+		c.SetUnnamed(nil, 0) // a simple Query destroys the unnamed statement
+		return nil
+	case 'B', 'D':
+		if len(s.unnamedMsg) > 0 && refersUnnamed(typ, (*s.out)[start:]) && !c.HasUnnamed(s.client, s.unnamedSeq) {
+			if err := c.Send(s.client, 'P', pool.Swallow, ""); err != nil {
+				return err
+			}
+			s.insertAt(start, s.unnamedMsg)
+			c.SetUnnamed(s.client, s.unnamedSeq)
+		}
+	}
+	return c.Send(s.client, typ, pool.Pass, "")
+}
+
+func refersUnnamedParse(msg []byte) bool {
+	name, _ := splitCString(msg[wire.HeaderSize:])
+	return len(name) == 0
 }

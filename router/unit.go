@@ -56,6 +56,7 @@ func (s *Session) claim(typ byte, start int) error {
 				return err
 			}
 		}
+		s.noteUnnamed(typ, start, def, res)
 	}
 	if s.cur != nil {
 		if unitStart && s.curRead && s.mode == config.PoolModeTransaction && !s.pinned.Load() {
@@ -301,6 +302,10 @@ func (s *Session) classifyMessage(typ byte, msg []byte) classify.Result {
 	case 'P':
 		_, rest := splitCString(body)
 		return s.dbs.classifier.Classify(cstring(rest))
+	case 'B', 'D':
+		if refersUnnamed(typ, msg) && len(s.unnamedMsg) > 0 {
+			return s.unnamedRes // classified at its Parse
+		}
 	}
 	return classify.Result{Route: classify.Write, Reason: "write: not a statement pgswitch has seen"}
 }
