@@ -322,7 +322,21 @@ func startupSets(startup map[string]string) map[string]string {
 // that its later units see it on any server connection, and notes it as
 // applied on c.
 func (s *Session) recordSet(c *pool.Conn, res classify.Result, text string) {
-	if !res.Kind.Has(classify.KindSet) || res.Kind.Has(classify.KindSetLocal) || res.Route != classify.Read || len(res.Params) != 1 {
+	if !res.Kind.Has(classify.KindSet) || res.Route != classify.Read {
+		return
+	}
+	if strings.Contains(strings.TrimRight(text, "; \t\r\n"), ";") {
+		// Several statements ("SET a = 1; SET b = 2"): each SET on its own,
+		// so that a replay runs nothing else.
+		for _, stmt := range classify.Split(text) {
+			if r := s.dbs.classifier.Classify(stmt); r.Kind.Has(classify.KindSet) && r.Route == classify.Read &&
+				!strings.Contains(strings.TrimRight(stmt, "; \t\r\n"), ";") {
+				s.recordSet(c, r, stmt)
+			}
+		}
+		return
+	}
+	if len(res.Params) != 1 || res.Kind.Has(classify.KindSetLocal) {
 		return
 	}
 	name := strings.ToLower(res.Params[0])

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"testing"
 
+	"github.com/pgswitch/pgswitch/pool"
+	"github.com/pgswitch/pgswitch/router/classify"
 	"github.com/pgswitch/pgswitch/wire"
 )
 
@@ -169,5 +171,45 @@ func TestSetsDiffEqualAllocatesNothing(t *testing.T) {
 	b := map[string]string{"application_name": a["application_name"]}
 	if n := testing.AllocsPerRun(100, func() { setsDiff(a, b) }); n != 0 {
 		t.Fatalf("setsDiff of equal states allocates %v times, want 0", n)
+	}
+}
+
+func TestRecordSet(t *testing.T) {
+	tests := []struct {
+		sql  string
+		want map[string]string
+	}{
+		{"SET search_path TO s1", map[string]string{"search_path": "SET search_path TO s1"}},
+		{"SET a.b = 1; SET statement_timeout = 5", map[string]string{"a.b": "SET a.b = 1", "statement_timeout": "SET statement_timeout = 5"}},
+		{"SET statement_timeout = 5; SELECT 1", map[string]string{"statement_timeout": "SET statement_timeout = 5"}},
+		{"SET LOCAL statement_timeout = 5", map[string]string{}},
+		{"SET work_mem = '64MB'; SET LOCAL statement_timeout = 5", map[string]string{"work_mem": "SET work_mem = '64MB'"}},
+	}
+	for _, tt := range tests {
+		s := &Session{dbs: &dbState{classifier: classify.New(classify.Options{CacheSize: 64})}}
+		c := &pool.Conn{}
+		s.recordSet(c, s.dbs.classifier.Classify(tt.sql), tt.sql)
+		if len(s.sets) != len(tt.want) {
+			t.Errorf("%q: recorded %v, want %v", tt.sql, s.sets, tt.want)
+			continue
+		}
+		for k, v := range tt.want {
+			if s.sets[k] != v || c.Sets()[k] != v {
+				t.Errorf("%q: %s recorded as %q (connection %q), want %q", tt.sql, k, s.sets[k], c.Sets()[k], v)
+			}
+		}
+	}
+	// RESET and RESET ALL forget.
+	s := &Session{dbs: &dbState{classifier: classify.New(classify.Options{CacheSize: 64})}}
+	c := &pool.Conn{}
+	for _, sql := range []string{"SET a.x = 1", "SET a.y = 2", "RESET a.x"} {
+		s.recordSet(c, s.dbs.classifier.Classify(sql), sql)
+	}
+	if _, ok := s.sets["a.x"]; ok || s.sets["a.y"] != "SET a.y = 2" {
+		t.Errorf("after RESET a.x: %v", s.sets)
+	}
+	s.recordSet(c, s.dbs.classifier.Classify("RESET ALL"), "RESET ALL")
+	if len(s.sets) != 0 || len(c.Sets()) != 0 {
+		t.Errorf("after RESET ALL: session %v, connection %v", s.sets, c.Sets())
 	}
 }

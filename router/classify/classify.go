@@ -168,6 +168,16 @@ func (c *Classifier) Stats() CacheStats {
 }
 
 // Fingerprint returns pg_query's fingerprint of sql: equal for queries that
+// Split returns the statements of a multi-statement text, as PostgreSQL's
+// parser splits them; nil when it cannot parse the text.
+func Split(sql string) []string {
+	stmts, err := pg_query.SplitWithParser(sql, true)
+	if err != nil {
+		return nil
+	}
+	return stmts
+}
+
 // differ only in literals, whitespace and comments.
 func Fingerprint(sql string) (uint64, error) {
 	fp, err := pg_query.FingerprintToUInt64(sql)
