@@ -140,7 +140,7 @@ users:
 }
 
 // A server's unset health fields take the global health values, each one on
-// its own: a server that sets inter still takes health.downinter, not its inter.
+// its own: a server that sets inter still takes an explicit health.downinter.
 func TestServerHealthInheritsGlobal(t *testing.T) {
 	cfg := mustParse(t, `health:
   inter: 2s
@@ -490,5 +490,26 @@ func TestLoad(t *testing.T) {
 	_, err = Load(missing)
 	if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), missing) {
 		t.Errorf("Load(missing): got %v, want fs.ErrNotExist naming %s", err, missing)
+	}
+}
+
+// Without health.downinter, a server that sets its own inter also checks at
+// that pace while down, as HAProxy does.
+func TestServerDownInterFollowsItsInter(t *testing.T) {
+	cfg := mustParse(t, `health:
+  inter: 2s
+databases:
+  app:
+    servers:
+      - {host: 127.0.0.1}
+      - {host: 127.0.0.1, port: 5433, inter: 300ms}
+users:
+  app:
+    password: secret
+`)
+	for i, want := range []time.Duration{2 * time.Second, 300 * time.Millisecond} {
+		if got := cfg.Databases["app"].Servers[i].DownInter; got != want {
+			t.Errorf("servers[%d].downinter: got %s, want %s", i, got, want)
+		}
 	}
 }

@@ -54,6 +54,9 @@ func (c *Config) setDefaults() {
 	defDur(&c.Routing.VolatileRefresh, time.Minute)
 	h := &c.Health
 	defDur(&h.Inter, time.Second)
+	// As HAProxy: without a downinter of its own, a server checks at its own
+	// inter while down, unless health.downinter says otherwise.
+	globalDownInter := h.DownInter != 0
 	defDur(&h.DownInter, h.Inter)
 	defInt(&h.Fall, 3)
 	defInt(&h.Rise, 2)
@@ -86,7 +89,11 @@ func (c *Config) setDefaults() {
 			s.addr = joinHostPort(s.Host, s.Port)
 			defInt(&s.Weight, 1)
 			defDur(&s.Inter, h.Inter)
-			defDur(&s.DownInter, h.DownInter)
+			if globalDownInter || s.Inter <= 0 {
+				defDur(&s.DownInter, h.DownInter)
+			} else {
+				defDur(&s.DownInter, s.Inter)
+			}
 			defInt(&s.Fall, h.Fall)
 			defInt(&s.Rise, h.Rise)
 		}
