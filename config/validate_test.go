@@ -78,6 +78,9 @@ func TestValidationErrors(t *testing.T) {
 		{"routing.cache_size negative", minimal + "routing: {cache_size: -1}\n", []string{"routing.cache_size: must not be negative, got -1"}},
 
 		// health, and the servers that inherit it
+		{"health.user unknown", minimal + "health: {user: monitor}\n", []string{
+			`health.user: "monitor" is not a configured user: give health.password too`,
+		}},
 		{"health.fall", minimal + "health: {fall: -1}\n", []string{
 			"health.fall: must be at least 1, got -1",
 			"databases.app.servers[0].fall: must be at least 1, got -1",
