@@ -120,3 +120,23 @@ func lastLines(s string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// TestClientEncoding: a client's client_encoding other than UTF8 is applied
+// on the server connections it uses, so text arrives converted.
+func TestClientEncoding(t *testing.T) {
+	t.Parallel()
+	db := newDatabase(t)
+	p := startProxy(t, proxyOptions{Mode: config.PoolModeTransaction, PoolSize: 2, DBs: []string{db}, Primary: true})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, clientTool(t, "psql"), "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+		"-c", "SHOW client_encoding", "-c", "SELECT length(convert_to(chr(233), current_setting('client_encoding')))")
+	cmd.Env = append(toolEnv(p, db), "PGCLIENTENCODING=LATIN1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("psql: %v\n%s", err, out)
+	}
+	if got := strings.Fields(string(out)); len(got) != 2 || got[0] != "LATIN1" || got[1] != "1" {
+		t.Fatalf("psql with PGCLIENTENCODING=LATIN1 through pgswitch: %q, want LATIN1 and a 1-byte é", out)
+	}
+}

@@ -97,8 +97,12 @@ func startupSets(startup map[string]string) map[string]string {
 	}
 	for k, v := range startup {
 		switch k {
-		case "user", "database", "options", "replication", "client_encoding":
+		case "user", "database", "options", "replication":
 			continue
+		case "client_encoding":
+			if strings.EqualFold(strings.ReplaceAll(v, "-", ""), "UTF8") {
+				continue // what server connections use already
+			}
 		case "application_name":
 			if v == "" {
 				continue
