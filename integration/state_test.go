@@ -259,6 +259,34 @@ func TestSetPersistsAcrossServerConnections(t *testing.T) {
 			t.Fatalf("search_path still %q after RESET", path)
 		}
 	}
+
+	// A SET in a transaction that rolls back is gone, as in PostgreSQL; one
+	// that commits stays, on whichever server connection comes next.
+	for _, end := range []string{"ROLLBACK", "COMMIT"} {
+		for _, sql := range []string{"BEGIN", "SET statement_timeout = 4321", end} {
+			if _, err := a.Exec(ctx, sql); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// b holds one connection now and then, so that a moves between them.
+		tx, err := b.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 3; i++ {
+			var timeout string
+			var pid int
+			if err := a.QueryRow(ctx, "SELECT current_setting('statement_timeout'), pg_backend_pid()").Scan(&timeout, &pid); err != nil {
+				t.Fatal(err)
+			}
+			if want := map[string]bool{"ROLLBACK": false, "COMMIT": true}[end]; (timeout == "4321ms") != want {
+				t.Fatalf("after BEGIN; SET; %s: statement_timeout %q on connection %d", end, timeout, pid)
+			}
+		}
+		if err := tx.Rollback(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // TestPinnedSessionState: LISTEN, temp tables and advisory locks keep the

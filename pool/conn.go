@@ -155,6 +155,17 @@ func (c *Conn) claimLocked(typ byte) {
 	// CopyData/CopyDone/CopyFail belong to a Query or Sync already counted.
 }
 
+// TxStatus is the server's transaction status ('I', 'T' or 'E') as its last
+// ReadyForQuery said, or 'T' while answers are still owed: not at rest.
+func (c *Conn) TxStatus() byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.status == 'I' && (c.pending > 0 || c.unsynced) {
+		return 'T'
+	}
+	return c.status
+}
+
 // InTransaction reports whether the server is inside a transaction block or
 // has work in flight for the client.
 func (c *Conn) InTransaction() bool {

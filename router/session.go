@@ -49,6 +49,7 @@ type Session struct {
 	dbs        *dbState                 // classifier and balancer of the database
 	prepared   map[string]*stmtDef      // named statements, by client name (transaction mode)
 	sets       map[string]string        // session settings to replay, by parameter name
+	txSets     []txSet                  // SETs of the open transaction block, applied at COMMIT
 	cands      []*config.Server         // pickReplica's scratch, session-owned
 	loadFn     func(*config.Server) int // s.load, made once: a method value allocates
 	waiting    atomic.Bool              // queued in acquire, for SHOW CLIENTS

@@ -237,3 +237,10 @@ func startupValue(startup map[string]string, name string) string {
 	}
 	return ""
 }
+
+// txSet is a SET sent inside a transaction block: it lasts only if the
+// transaction commits.
+type txSet struct {
+	res  classify.Result
+	text string
+}

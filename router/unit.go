@@ -150,12 +150,31 @@ func (s *Session) sendOn(c *pool.Conn, typ byte, start int, def *stmtDef, res cl
 		}
 		return c.Claim(s.client, typ)
 	}
+	// A SET inside a transaction block takes effect only if it commits.
+	txStatus := byte('I')
+	if (typ == 'Q' || typ == 'P') && res.Kind&(classify.KindSet|classify.KindCommit|classify.KindRollback) != 0 {
+		txStatus = c.TxStatus()
+	}
 	if err := s.send(c, typ, start, def, res, unitStart); err != nil {
 		return err
 	}
 	if typ == 'Q' || typ == 'P' {
 		if res.Kind.Has(classify.KindSet) {
-			s.recordSet(c, res, s.unitText(typ, (*s.out)[min(start, len(*s.out)):]))
+			text := s.unitText(typ, (*s.out)[min(start, len(*s.out)):])
+			if txStatus == 'I' {
+				s.recordSet(c, res, text)
+			} else {
+				s.txSets = append(s.txSets, txSet{res, text})
+			}
+		}
+		switch {
+		case res.Kind.Has(classify.KindCommit) && txStatus == 'T':
+			for _, ts := range s.txSets {
+				s.recordSet(c, ts.res, ts.text)
+			}
+			s.txSets = s.txSets[:0]
+		case res.Kind.Has(classify.KindCommit), res.Kind.Has(classify.KindRollback):
+			s.txSets = s.txSets[:0] // rolled back: the server reverts them
 		}
 		if res.Kind.Has(classify.KindDiscardAll) {
 			c.ForgetReset("DISCARD ALL")
