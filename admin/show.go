@@ -2,6 +2,7 @@ package admin
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"slices"
 	"sort"
@@ -92,7 +93,7 @@ func (con *Console) showDatabases() *table {
 	for _, c := range con.r.Clients() {
 		clients[c.Database]++
 	}
-	for _, name := range sortedKeys(cfg.Databases) {
+	for _, name := range slices.Sorted(maps.Keys(cfg.Databases)) {
 		db := cfg.Databases[name]
 		primary := db.Servers[0]
 		var servers []string
@@ -325,7 +326,7 @@ func (con *Console) dbStats() []dbStat {
 	var out []dbStat
 	cfg := con.r.Config()
 	secs := uint64(con.uptime() / time.Second)
-	for _, name := range sortedKeys(cfg.Databases) {
+	for _, name := range slices.Sorted(maps.Keys(cfg.Databases)) {
 		st := con.r.Stats(name)
 		var wait, busy, query time.Duration
 		var releases, batches uint64
@@ -417,7 +418,7 @@ func (con *Console) showHealth() *table {
 	snap := con.r.Topology()
 	dbsOf := map[string][]string{}
 	var addrs []string
-	for _, name := range sortedKeys(cfg.Databases) {
+	for _, name := range slices.Sorted(maps.Keys(cfg.Databases)) {
 		for _, srv := range cfg.Databases[name].Servers {
 			if dbsOf[srv.Addr()] == nil {
 				addrs = append(addrs, srv.Addr())
@@ -449,13 +450,4 @@ func (con *Console) showRoutes() *table {
 		t.add(rs.Database, rs.Fingerprint, rs.Query, rs.Route, rs.Rule, rs.Count)
 	}
 	return t
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

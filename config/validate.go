@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"regexp"
@@ -62,12 +63,7 @@ func (c *Config) setDefaults() {
 	defInt(&h.Rise, 2)
 	defDur(&h.Timeout, 2*time.Second)
 	if h.User == "" && len(c.Users) > 0 {
-		names := make([]string, 0, len(c.Users))
-		for n := range c.Users {
-			names = append(names, n)
-		}
-		slices.Sort(names)
-		h.User = names[0]
+		h.User = slices.Sorted(maps.Keys(c.Users))[0]
 	}
 	if h.Password == "" && c.Users[h.User] != nil {
 		h.Password = c.Users[h.User].ServerPasswordValue()
@@ -196,7 +192,7 @@ func (c *Config) validate(errs *[]error) {
 	if len(c.Databases) == 0 {
 		bad("databases", "at least one database is required")
 	}
-	for _, name := range sortedKeys(c.Databases) {
+	for _, name := range slices.Sorted(maps.Keys(c.Databases)) {
 		db := c.Databases[name]
 		key := "databases." + name
 		if db == nil {
@@ -247,7 +243,7 @@ func (c *Config) validate(errs *[]error) {
 	if len(c.Users) == 0 {
 		bad("users", "at least one user is required")
 	}
-	for _, name := range sortedKeys(c.Users) {
+	for _, name := range slices.Sorted(maps.Keys(c.Users)) {
 		u := c.Users[name]
 		key := "users." + name
 		if u == nil {
@@ -287,15 +283,6 @@ func quoteAll(s []string) []string {
 		out[i] = strconv.Quote(v)
 	}
 	return out
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 // PasswordKind says what a configured password is.

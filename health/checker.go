@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -206,12 +207,7 @@ func (c *Checker) logEvent(ev event) {
 // reportExclusions logs servers newly excluded or readmitted and tells the
 // owner about servers that can no longer take traffic.
 func (c *Checker) reportExclusions(prev, snap *Snapshot) {
-	addrs := make([]string, 0, len(snap.Servers))
-	for a := range snap.Servers {
-		addrs = append(addrs, a)
-	}
-	slices.Sort(addrs)
-	for _, a := range addrs {
+	for _, a := range slices.Sorted(maps.Keys(snap.Servers)) {
 		was, now := prev.Get(a), snap.Servers[a]
 		if _, known := prev.Servers[a]; !known {
 			was = Status{Up: true}
@@ -234,12 +230,7 @@ func (c *Checker) checkDatabase(addr string) (*config.Config, *config.Server, st
 	c.mu.Lock()
 	cfg := c.cfg
 	c.mu.Unlock()
-	names := make([]string, 0, len(cfg.Databases))
-	for n := range cfg.Databases {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	for _, n := range names {
+	for _, n := range slices.Sorted(maps.Keys(cfg.Databases)) {
 		for _, srv := range cfg.Databases[n].Servers {
 			if srv.Addr() == addr {
 				return cfg, srv, cfg.Databases[n].DBName, nil

@@ -2,6 +2,7 @@ package health
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -21,12 +22,7 @@ type judge struct {
 func newJudge(cfg *config.Config) *judge {
 	j := &judge{routing: cfg.Routing, cluster: map[string]int64{}}
 	seen := map[string]bool{}
-	names := make([]string, 0, len(cfg.Databases))
-	for name := range cfg.Databases {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	for _, name := range names {
+	for _, name := range slices.Sorted(maps.Keys(cfg.Databases)) {
 		var g []string
 		for _, srv := range cfg.Databases[name].Servers {
 			if !slices.Contains(g, srv.Addr()) {

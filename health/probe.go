@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
+	"github.com/pgswitch/pgswitch/wire"
 	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
@@ -88,7 +88,7 @@ func (p *pgxProber) close() {
 // uses it for checks and catalog reads, never for client traffic.
 func Connect(ctx context.Context, cfg *config.Config, srv *config.Server, dbname, app string) (*pgx.Conn, error) {
 	pc, err := pgx.ParseConfig(fmt.Sprintf("host=%s port=%d dbname=%s sslmode=%s application_name=%s",
-		quoteDSN(srv.Host), srv.Port, quoteDSN(dbname), quoteDSN(tlsMode(cfg)), quoteDSN(app)))
+		wire.QuoteConnValue(srv.Host), srv.Port, wire.QuoteConnValue(dbname), wire.QuoteConnValue(tlsMode(cfg)), wire.QuoteConnValue(app)))
 	if err != nil {
 		return nil, err
 	}
@@ -103,8 +103,4 @@ func tlsMode(cfg *config.Config) string {
 		return "disable"
 	}
 	return cfg.ServerTLSMode
-}
-
-func quoteDSN(s string) string {
-	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
 }

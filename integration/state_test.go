@@ -339,8 +339,8 @@ func TestPinnedSessionState(t *testing.T) {
 		t.Fatalf("temp table: %d rows, %v", count, err)
 	}
 	pinned := 0
-	for _, s := range p.R.Sessions() {
-		if s.Pinned() {
+	for _, ci := range p.R.Clients() {
+		if ci.Pinned {
 			pinned++
 		}
 	}

@@ -3,6 +3,7 @@ package pool
 import (
 	"bufio"
 	"errors"
+	"github.com/pgswitch/pgswitch/wire"
 	"maps"
 	"net"
 	"strings"
@@ -205,11 +206,11 @@ func (c *Conn) Detach(client *Client, resetQuery string) {
 	}
 	var q []byte
 	if c.status != 'I' {
-		q = appendQuery(q, "ROLLBACK")
+		q = wire.AppendQuery(q, "ROLLBACK")
 		c.pending++
 	}
 	if resetQuery != "" {
-		q = appendQuery(q, resetQuery)
+		q = wire.AppendQuery(q, resetQuery)
 		c.pending++
 		forgetReset(c, resetQuery)
 	}
@@ -262,13 +263,6 @@ func (c *Conn) setParam(name, value string) {
 	p[name] = value
 	c.params = p
 	c.mu.Unlock()
-}
-
-func appendQuery(dst []byte, sql string) []byte {
-	n := len(sql) + 5
-	dst = append(dst, 'Q', byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
-	dst = append(dst, sql...)
-	return append(dst, 0)
 }
 
 // Release gives an unlinked connection back to its pool.

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"github.com/pgswitch/pgswitch/wire"
 	"net"
 	"strconv"
 	"time"
@@ -44,7 +45,7 @@ func (p *Pool) connect(ctx context.Context) (*Conn, error) {
 	// Keyword/value form with the password set afterwards, so no quoting of
 	// secrets is ever needed and they never appear in a string.
 	dsn := fmt.Sprintf("host=%s port=%d dbname=%s user=%s sslmode=%s",
-		quoteDSN(t.Host), t.Port, quoteDSN(t.Database), quoteDSN(t.User), mode)
+		wire.QuoteConnValue(t.Host), t.Port, wire.QuoteConnValue(t.Database), wire.QuoteConnValue(t.User), mode)
 	cfg, err := pgconn.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("connect %s: %w", p.key, err)
@@ -112,18 +113,6 @@ func (c *Conn) Cancel(ctx context.Context) error {
 	var b [1]byte
 	nc.Read(b[:])
 	return nil
-}
-
-func quoteDSN(s string) string {
-	out := make([]byte, 0, len(s)+2)
-	out = append(out, '\'')
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\'' || s[i] == '\\' {
-			out = append(out, '\\')
-		}
-		out = append(out, s[i])
-	}
-	return string(append(out, '\''))
 }
 
 func (p *Pool) currentTarget() Target {

@@ -3,6 +3,7 @@ package pool
 import (
 	"context"
 	"errors"
+	"github.com/pgswitch/pgswitch/wire"
 	"net"
 	"runtime"
 	"testing"
@@ -47,7 +48,7 @@ func (tc *testClient) expect() (rows []string, status byte) {
 	}
 }
 
-func query(sql string) []byte { return appendQuery(nil, sql) }
+func query(sql string) []byte { return wire.AppendQuery(nil, sql) }
 
 func send(t *testing.T, c *Conn, tc *testClient, msgs ...[]byte) {
 	t.Helper()

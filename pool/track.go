@@ -206,13 +206,6 @@ func (c *Conn) useStmtLocked(name string) {
 	c.stmts[name] = c.tick
 }
 
-// Stmts returns how many statements pgswitch keeps prepared on the connection.
-func (c *Conn) Stmts() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.stmts)
-}
-
 // Sets is the session state (SET statements by parameter name) applied on
 // the connection. Only the linked session reads or changes it.
 func (c *Conn) Sets() map[string]string {

@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"github.com/pgswitch/pgswitch/pool"
 	"slices"
 	"time"
 
@@ -66,23 +67,31 @@ func (r *Router) Pause(ctx context.Context, names []string) error {
 func (r *Router) drain(ctx context.Context, dbs []string, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	return r.waitPools(ctx, dbs, (*pool.Pool).Open, func(open int) error {
+		return wire.Errorf(wire.CodeQueryCanceled,
+			"%d server connections still in use after %s (timeouts.pause); nothing was paused", open, timeout).
+			WithHint("Transactions in flight, or session-mode clients, hold them.")
+	})
+}
+
+// waitPools polls the pools of dbs until count sums to 0 over them; when
+// ctx ends first it returns late(the sum).
+func (r *Router) waitPools(ctx context.Context, dbs []string, count func(*pool.Pool) int, late func(n int) error) error {
 	t := time.NewTicker(drainPoll)
 	defer t.Stop()
 	for {
-		open := 0
+		n := 0
 		for _, db := range dbs {
 			for _, p := range r.pools.DatabasePools(db) {
-				open += p.Open()
+				n += count(p)
 			}
 		}
-		if open == 0 {
+		if n == 0 {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return wire.Errorf(wire.CodeQueryCanceled,
-				"%d server connections still in use after %s (timeouts.pause); nothing was paused", open, timeout).
-				WithHint("Transactions in flight, or session-mode clients, hold them.")
+			return late(n)
 		case <-r.ctx.Done():
 			return wire.Errorf(wire.CodeAdminShutdown, "pgswitch is shutting down")
 		case <-t.C:
@@ -130,26 +139,9 @@ func (r *Router) WaitClose(ctx context.Context, names []string) error {
 	if err != nil {
 		return err
 	}
-	t := time.NewTicker(drainPoll)
-	defer t.Stop()
-	for {
-		n := 0
-		for _, db := range dbs {
-			for _, p := range r.pools.DatabasePools(db) {
-				n += p.Reconnecting()
-			}
-		}
-		if n == 0 {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return wire.Errorf(wire.CodeQueryCanceled, "%d server connections still wait to close", n)
-		case <-r.ctx.Done():
-			return wire.Errorf(wire.CodeAdminShutdown, "pgswitch is shutting down")
-		case <-t.C:
-		}
-	}
+	return r.waitPools(ctx, dbs, (*pool.Pool).Reconnecting, func(n int) error {
+		return wire.Errorf(wire.CodeQueryCanceled, "%d server connections still wait to close", n)
+	})
 }
 
 // Kill disconnects every client and server connection of database db at

@@ -5,6 +5,7 @@ package router
 
 import (
 	"encoding/binary"
+	"github.com/pgswitch/pgswitch/config"
 
 	"github.com/pgswitch/pgswitch/pool"
 	"github.com/pgswitch/pgswitch/router/classify"
@@ -17,8 +18,8 @@ const origMax = 64 << 10
 // record keeps a copy of a client message until the next flush, so that a
 // unit refused before any answer reached the client can run again.
 func (s *Session) record(typ byte, msg []byte) {
-	if s.rerunning || !s.origOK {
-		return
+	if s.rerunning || !s.origOK || s.mode != config.PoolModeTransaction {
+		return // only transaction-mode units are retried
 	}
 	switch {
 	case typ == 'd' || typ == 'c' || typ == 'f', len(s.orig)+len(msg) > origMax:

@@ -231,14 +231,3 @@ func (r *Router) cancel(k wire.CancelKey) {
 		r.log.Info("cancel failed", "server", c.Addr(), "err", err)
 	}
 }
-
-// Sessions returns the logged-in client sessions, for stats and tests.
-func (r *Router) Sessions() []*Session {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make([]*Session, 0, len(r.sessions))
-	for _, s := range r.sessions {
-		out = append(out, s)
-	}
-	return out
-}

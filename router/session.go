@@ -72,7 +72,7 @@ type Session struct {
 }
 
 func newSession(r *Router, conn net.Conn, cfg *config.Config, db *config.Database, u *config.User, startup map[string]string) *Session {
-	return &Session{
+	s := &Session{
 		r:       r,
 		cfg:     cfg,
 		db:      db,
@@ -86,11 +86,9 @@ func newSession(r *Router, conn net.Conn, cfg *config.Config, db *config.Databas
 		cands:   make([]*config.Server, 0, max(8, len(db.Servers))),
 		origOK:  true,
 	}
+	s.loadFn = s.load
+	return s
 }
-
-// Pinned reports whether the client keeps its server connection for good
-// (session state that cannot be replayed), for the admin console.
-func (s *Session) Pinned() bool { return s.pinned.Load() }
 
 // run reads the client's messages until it leaves.
 func (s *Session) run() {

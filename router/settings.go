@@ -4,6 +4,7 @@
 package router
 
 import (
+	"github.com/pgswitch/pgswitch/wire"
 	"maps"
 	"slices"
 	"strings"
@@ -23,12 +24,12 @@ func (s *Session) syncState(c *pool.Conn, start int) (int, error) {
 			if err := c.Send(s.client, 'C', pool.Swallow, ""); err != nil {
 				return start, err
 			}
-			pre = appendHeader(pre, 'C', 1+len(name)+1)
+			pre = wire.AppendHeader(pre, 'C', 1+len(name)+1)
 			pre = append(append(append(pre, 'S'), name...), 0)
 		}
 		c.Forget(evict)
 		c.Send(s.client, 'S', pool.Swallow, "")
-		pre = appendHeader(pre, 'S', 0)
+		pre = wire.AppendHeader(pre, 'S', 0)
 	}
 	if q := setsDiff(s.sets, c.Sets()); q != "" {
 		if err := c.Send(s.client, 'Q', pool.Swallow, ""); err != nil {
@@ -39,8 +40,7 @@ func (s *Session) syncState(c *pool.Conn, start int) (int, error) {
 			}
 			return start, err
 		}
-		pre = appendHeader(pre, 'Q', len(q)+1)
-		pre = append(append(pre, q...), 0)
+		pre = wire.AppendQuery(pre, q)
 		c.SetUnnamed(nil, 0) // a simple Query destroys the unnamed statement
 		sets := c.Sets()
 		clear(sets)

@@ -3,6 +3,7 @@
 package router
 
 import (
+	"github.com/pgswitch/pgswitch/wire"
 	"strings"
 
 	"github.com/pgswitch/pgswitch/pool"
@@ -44,8 +45,7 @@ func (s *Session) prepareSQL(c *pool.Conn, start int) (int, error) {
 		if err := c.Send(s.client, 'Q', pool.Swallow, ""); err != nil {
 			return start, err
 		}
-		pre := appendHeader(nil, 'Q', len(q)+1)
-		pre = append(append(pre, q...), 0)
+		pre := wire.AppendQuery(nil, q)
 		s.insertAt(start, pre)
 		start += len(pre)
 		c.SetUnnamed(nil, 0)

@@ -123,7 +123,7 @@ func (s *Session) renameStatement(typ byte, start int) *stmtDef {
 			delete(s.prepared, string(name))
 		}
 		var m []byte
-		m = appendHeader(m, typ, 1+len(def.server)+1)
+		m = wire.AppendHeader(m, typ, 1+len(def.server)+1)
 		m = append(m, 'S')
 		m = append(m, def.server...)
 		m = append(m, 0)
@@ -131,12 +131,6 @@ func (s *Session) renameStatement(typ byte, start int) *stmtDef {
 		return def
 	}
 	return nil
-}
-
-func appendHeader(dst []byte, typ byte, bodyLen int) []byte {
-	var n [4]byte
-	binary.BigEndian.PutUint32(n[:], uint32(bodyLen+4))
-	return append(append(dst, typ), n[:]...)
 }
 
 // send hands the message at (*s.out)[start:] to c: named statements are
@@ -150,8 +144,6 @@ func (s *Session) send(c *pool.Conn, typ byte, start int, def *stmtDef, res clas
 			return err
 		}
 		defer c.Unhold()
-	}
-	if unitStart {
 		var err error
 		if start, err = s.syncState(c, start); err != nil {
 			return err

@@ -29,7 +29,7 @@ func FuzzRenameStatement(f *testing.F) {
 		s.prepared = map[string]*stmtDef{"s": newStmtDef("SELECT 1", nil, classify.Result{})}
 		out = append(out, "prev"...)
 		start := len(out)
-		out = appendHeader(out, typ, len(body))
+		out = wire.AppendHeader(out, typ, len(body))
 		out = append(out, body...)
 		s.renameStatement(typ, start)
 		msg := (*s.out)[start:]

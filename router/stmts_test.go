@@ -109,13 +109,13 @@ func bind(params [][]byte, resultFormats int) []byte {
 	for range resultFormats {
 		b = binary.BigEndian.AppendUint16(b, 1)
 	}
-	return append(appendHeader(nil, 'B', len(b)), b...)
+	return append(wire.AppendHeader(nil, 'B', len(b)), b...)
 }
 
 func TestDescribesResult(t *testing.T) {
-	describe := append(appendHeader(nil, 'D', 2), 'P', 0)
-	execute := append(appendHeader(nil, 'E', 5), 0, 0, 0, 0, 0)
-	sync := appendHeader(nil, 'S', 0)
+	describe := append(wire.AppendHeader(nil, 'D', 2), 'P', 0)
+	execute := append(wire.AppendHeader(nil, 'E', 5), 0, 0, 0, 0, 0)
+	sync := wire.AppendHeader(nil, 'S', 0)
 	unit := func(parts ...[]byte) []byte {
 		var b []byte
 		for _, p := range parts {
@@ -156,7 +156,7 @@ func TestReplaceNameInPlace(t *testing.T) {
 	}
 	run()
 	got := (*s.out)[len("prefix"):]
-	want := append(appendHeader(nil, 'B', len(msg)-wire.HeaderSize+len(server)-1), 0)
+	want := append(wire.AppendHeader(nil, 'B', len(msg)-wire.HeaderSize+len(server)-1), 0)
 	want = append(append(append(want, server...), 0), msg[wire.HeaderSize+1+2:]...)
 	if string(got) != string(want) {
 		t.Fatalf("renamed Bind:\n got %q\nwant %q", got, want)

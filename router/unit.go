@@ -232,14 +232,13 @@ func (s *Session) sessionCommand(res *classify.Result, start int) error {
 			if name == "all" {
 				tag = "DEALLOCATE ALL"
 			}
-			buf := appendHeader(nil, 'C', len(tag)+1)
+			buf := wire.AppendHeader(nil, 'C', len(tag)+1)
 			buf = append(append(buf, tag...), 0)
 			s.client.Write(wire.AppendReadyForQuery(buf, idleStatus))
 			*s.out = (*s.out)[:start]
 			return errAnswered
 		}
-		s.replaceTail(start, appendHeader(nil, 'Q', len("DEALLOCATE ALL")+1))
-		*s.out = append(append(*s.out, "DEALLOCATE ALL"...), 0)
+		s.replaceTail(start, wire.AppendQuery(nil, "DEALLOCATE ALL"))
 	}
 	return nil
 }
@@ -249,9 +248,6 @@ func (s *Session) sessionCommand(res *classify.Result, start int) error {
 func (s *Session) decide(res classify.Result) decision {
 	if s.mode == config.PoolModeSession && s.db.Route != config.RouteReplica {
 		return decision{server: primaryOf(s.db, s.r.topology()), why: "session mode: the primary"}
-	}
-	if s.loadFn == nil {
-		s.loadFn = s.load
 	}
 	return decide(res, s.db, s.r.topology(), s.dbs.lb, s.loadFn, s.cands)
 }

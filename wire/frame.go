@@ -42,6 +42,19 @@ func PutHeader(b []byte, typ byte, n int) {
 	binary.BigEndian.PutUint32(b[1:5], uint32(n+4))
 }
 
+// AppendHeader appends a header for a message with body length n.
+func AppendHeader(dst []byte, typ byte, n int) []byte {
+	var h [HeaderSize]byte
+	PutHeader(h[:], typ, n)
+	return append(dst, h[:]...)
+}
+
+// AppendQuery appends a simple Query message for sql.
+func AppendQuery(dst []byte, sql string) []byte {
+	dst = AppendHeader(dst, 'Q', len(sql)+1)
+	return append(append(dst, sql...), 0)
+}
+
 // AppendReadyForQuery appends a ReadyForQuery message with status to dst.
 func AppendReadyForQuery(dst []byte, status byte) []byte {
 	return append(dst, 'Z', 0, 0, 0, 5, status)

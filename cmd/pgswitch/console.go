@@ -89,6 +89,18 @@ type console struct {
 	ctx  context.Context
 }
 
+// run connects to the console for one command, runs fn and disconnects.
+func (f *consoleFlags) run(cmd *cobra.Command, fn func(ctx context.Context, c *console) error) error {
+	ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
+	defer cancel()
+	c, err := f.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.conn.Close(context.Background())
+	return fn(ctx, c)
+}
+
 func (f *consoleFlags) connect(ctx context.Context) (*console, error) {
 	s, err := f.connString()
 	if err != nil {
@@ -220,22 +232,17 @@ $` + adminURLEnv + ` or the address and first admin user of --config.
 		Example: "  PGSWITCH_ADMIN_URL=postgres://admin:secret@127.0.0.1:6432/pgswitch pgswitch " + use,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
-			defer cancel()
-			c, err := f.connect(ctx)
-			if err != nil {
-				return err
-			}
-			defer c.conn.Close(context.Background())
-			a, err := c.show(what)
-			if err != nil {
-				return err
-			}
-			if f.json {
-				return printJSON(cmd.OutOrStdout(), a.records())
-			}
-			printTable(cmd.OutOrStdout(), a, cols)
-			return nil
+			return f.run(cmd, func(ctx context.Context, c *console) error {
+				a, err := c.show(what)
+				if err != nil {
+					return err
+				}
+				if f.json {
+					return printJSON(cmd.OutOrStdout(), a.records())
+				}
+				printTable(cmd.OutOrStdout(), a, cols)
+				return nil
+			})
 		},
 	}
 	f.register(cmd)
@@ -275,34 +282,29 @@ func actionCommand(verb, short, long string, maxArgs int) *cobra.Command {
 		Long:  long,
 		Args:  cobra.MaximumNArgs(maxArgs),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
-			defer cancel()
-			c, err := f.connect(ctx)
-			if err != nil {
-				return err
-			}
-			defer c.conn.Close(context.Background())
-			sql := verb
-			for _, a := range args {
-				sql += " " + pgx.Identifier{a}.Sanitize()
-			}
-			if _, err := c.conn.Exec(ctx, sql); err != nil {
-				return fmt.Errorf("%s: %s", verb, oneLine(err))
-			}
-			target := "all databases"
-			if len(args) > 0 {
-				target = args[0]
-			}
-			if f.json {
-				return printJSON(cmd.OutOrStdout(), map[string]any{"command": verb, "databases": args, "ok": true})
-			}
-			switch verb {
-			case "RELOAD":
-				fmt.Fprintln(cmd.OutOrStdout(), "configuration reloaded")
-			default:
-				fmt.Fprintf(cmd.OutOrStdout(), "%s: %s\n", strings.ToLower(verb)+"d", target)
-			}
-			return nil
+			return f.run(cmd, func(ctx context.Context, c *console) error {
+				sql := verb
+				for _, a := range args {
+					sql += " " + pgx.Identifier{a}.Sanitize()
+				}
+				if _, err := c.conn.Exec(ctx, sql); err != nil {
+					return fmt.Errorf("%s: %s", verb, oneLine(err))
+				}
+				target := "all databases"
+				if len(args) > 0 {
+					target = args[0]
+				}
+				if f.json {
+					return printJSON(cmd.OutOrStdout(), map[string]any{"command": verb, "databases": args, "ok": true})
+				}
+				switch verb {
+				case "RELOAD":
+					fmt.Fprintln(cmd.OutOrStdout(), "configuration reloaded")
+				default:
+					fmt.Fprintf(cmd.OutOrStdout(), "%s: %s\n", strings.ToLower(verb)+"d", target)
+				}
+				return nil
+			})
 		},
 	}
 	f.register(cmd)
@@ -337,39 +339,34 @@ health and lag, each database's clients, server connections and whether it
 is paused or disabled. It connects with --admin-url, $` + adminURLEnv + ` or --config.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
-			defer cancel()
-			c, err := f.connect(ctx)
-			if err != nil {
-				return err
-			}
-			defer c.conn.Close(context.Background())
-			ver, err := c.show("VERSION")
-			if err != nil {
-				return err
-			}
-			health, err := c.show("HEALTH")
-			if err != nil {
-				return err
-			}
-			dbs, err := c.show("DATABASES")
-			if err != nil {
-				return err
-			}
-			version := ""
-			if len(ver.rows) > 0 {
-				version = ver.value(ver.rows[0], "version")
-			}
-			out := cmd.OutOrStdout()
-			if f.json {
-				return printJSON(out, map[string]any{"version": version, "servers": health.records(), "databases": dbs.records()})
-			}
-			fmt.Fprintln(out, version)
-			fmt.Fprintln(out)
-			printTable(out, health, []string{"server", "role", "state", "lag_bytes", "connections", "reads_routed", "writes_routed", "reason"})
-			fmt.Fprintln(out)
-			printTable(out, dbs, []string{"name", "host", "port", "route", "current_client_connections", "current_connections", "paused", "disabled"})
-			return nil
+			return f.run(cmd, func(ctx context.Context, c *console) error {
+				ver, err := c.show("VERSION")
+				if err != nil {
+					return err
+				}
+				health, err := c.show("HEALTH")
+				if err != nil {
+					return err
+				}
+				dbs, err := c.show("DATABASES")
+				if err != nil {
+					return err
+				}
+				version := ""
+				if len(ver.rows) > 0 {
+					version = ver.value(ver.rows[0], "version")
+				}
+				out := cmd.OutOrStdout()
+				if f.json {
+					return printJSON(out, map[string]any{"version": version, "servers": health.records(), "databases": dbs.records()})
+				}
+				fmt.Fprintln(out, version)
+				fmt.Fprintln(out)
+				printTable(out, health, []string{"server", "role", "state", "lag_bytes", "connections", "reads_routed", "writes_routed", "reason"})
+				fmt.Fprintln(out)
+				printTable(out, dbs, []string{"name", "host", "port", "route", "current_client_connections", "current_connections", "paused", "disabled"})
+				return nil
+			})
 		},
 	}
 	f.register(cmd)

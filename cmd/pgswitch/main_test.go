@@ -13,8 +13,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-
-	"github.com/pgswitch/pgswitch/integration/cluster"
 )
 
 var binary string
@@ -86,12 +84,7 @@ func TestCheckConfig(t *testing.T) {
 }
 
 func TestDemo(t *testing.T) {
-	if _, err := cluster.Available(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("demo needs PostgreSQL: %v", err)
-		}
-		t.Skipf("PostgreSQL not installed: %v", err)
-	}
+	needPostgres(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binary, "demo", "--listen", "127.0.0.1:0", "--log-level", "warn")

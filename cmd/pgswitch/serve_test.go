@@ -23,8 +23,9 @@ import (
 	"github.com/pgswitch/pgswitch/integration/cluster"
 )
 
-// startCluster starts a primary with replicas for one test.
-func startCluster(t *testing.T) *cluster.Cluster {
+// needPostgres fails the test in CI, and skips it elsewhere, when no
+// PostgreSQL server binaries are installed.
+func needPostgres(t *testing.T) {
 	t.Helper()
 	if _, err := cluster.Available(); err != nil {
 		if os.Getenv("CI") == "true" {
@@ -32,6 +33,12 @@ func startCluster(t *testing.T) *cluster.Cluster {
 		}
 		t.Skipf("PostgreSQL not installed: %v", err)
 	}
+}
+
+// startCluster starts a primary with replicas for one test.
+func startCluster(t *testing.T) *cluster.Cluster {
+	t.Helper()
+	needPostgres(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cl, err := cluster.Start(ctx, cluster.Options{})
