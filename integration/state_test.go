@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgswitch/pgswitch/config"
 )
@@ -650,4 +651,55 @@ func TestUnnamedStatementOnAnotherConnection(t *testing.T) {
 	if got := string(res.Rows[0][0]); got != "42" || string(res.Rows[0][1]) == pid1 {
 		t.Fatalf("got %s on %s, want 42 on another connection than %s", got, res.Rows[0][1], pid1)
 	}
+}
+
+// TestParseFlushAnsweredByPgswitch: inside a transaction, a Parse of a text
+// the server connection has prepared already is answered by pgswitch; with
+// Flush (no Sync) its ParseComplete must still come.
+func TestParseFlushAnsweredByPgswitch(t *testing.T) {
+	t.Parallel()
+	db := newDatabase(t)
+	p := startProxy(t, proxyOptions{Mode: config.PoolModeTransaction, PoolSize: 1, DBs: []string{db}, Primary: true})
+	ctx := testCtx(t)
+	conn := p.Connect(t, db, pgx.QueryExecModeSimpleProtocol)
+	if _, err := conn.Exec(ctx, "BEGIN"); err != nil {
+		t.Fatal(err)
+	}
+	hj, err := conn.PgConn().Hijack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hj.Conn.Close()
+	fe := hj.Frontend
+	expect := func(what string, want ...pgproto3.BackendMessage) {
+		t.Helper()
+		hj.Conn.SetReadDeadline(time.Now().Add(15 * time.Second))
+		for _, w := range want {
+			m, err := fe.Receive()
+			if err != nil {
+				t.Fatalf("%s: waiting for %T: %v", what, w, err)
+			}
+			if fmt.Sprintf("%T", m) != fmt.Sprintf("%T", w) {
+				t.Fatalf("%s: got %T, want %T", what, m, w)
+			}
+		}
+	}
+	fe.Send(&pgproto3.Parse{Name: "a", Query: "SELECT 1"})
+	fe.Send(&pgproto3.Sync{})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	expect("Parse a, Sync", &pgproto3.ParseComplete{}, &pgproto3.ReadyForQuery{})
+	// The same text under another name: already prepared on the server.
+	fe.Send(&pgproto3.Parse{Name: "b", Query: "SELECT 1"})
+	fe.Send(&pgproto3.Flush{})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	expect("Parse b, Flush", &pgproto3.ParseComplete{})
+	fe.Send(&pgproto3.Sync{})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	expect("Sync", &pgproto3.ReadyForQuery{})
 }

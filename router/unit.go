@@ -72,6 +72,11 @@ func (s *Session) claim(typ byte, start int) error {
 			}
 		}
 		if s.sendOn(s.cur, typ, start, def, res, unitStart) == nil {
+			if typ == 'H' {
+				// Answers pgswitch owes (a Parse of a statement already
+				// prepared there) go out now if nothing is owed before them.
+				s.cur.AnswerFakes(s.client)
+			}
 			if unitStart {
 				s.count(s.cur.Addr(), s.curRead)
 			}
