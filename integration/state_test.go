@@ -217,6 +217,7 @@ func TestSetPersistsAcrossServerConnections(t *testing.T) {
 	if err := a.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid1); err != nil {
 		t.Fatal(err)
 	}
+	waitIdleConns(t, p, 1) // the lease ends just after the answer went out
 	// b holds that server connection in a transaction: a must use another.
 	tx, err := b.Begin(ctx)
 	if err != nil {
@@ -631,6 +632,7 @@ func TestUnnamedStatementOnAnotherConnection(t *testing.T) {
 	if sd, err = a.Prepare(ctx, "", "SELECT $1::int * 2, pg_backend_pid()", nil); err != nil {
 		t.Fatal(err)
 	}
+	waitIdleConns(t, p, 1)
 	tx, err := b.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -702,4 +704,19 @@ func TestParseFlushAnsweredByPgswitch(t *testing.T) {
 		t.Fatal(err)
 	}
 	expect("Sync", &pgproto3.ReadyForQuery{})
+}
+
+// waitIdleConns waits until the proxy's pools hold n idle server connections.
+func waitIdleConns(t *testing.T, p *proxy, n int) {
+	t.Helper()
+	eventually(t, 30*time.Second, "idle server connections", func() error {
+		idle := 0
+		for _, pl := range p.R.Pools().Pools() {
+			idle += pl.Stats().Idle
+		}
+		if idle != n {
+			return fmt.Errorf("%d idle, want %d", idle, n)
+		}
+		return nil
+	})
 }

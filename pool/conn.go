@@ -3,60 +3,55 @@ package pool
 import (
 	"bufio"
 	"errors"
-	"github.com/pgswitch/pgswitch/wire"
 	"maps"
 	"net"
-	"strings"
 	"sync"
 	"time"
+
+	"github.com/pgswitch/pgswitch/wire"
 )
 
-// ErrUnlinked is returned by Claim when the server connection is no longer
-// linked to the client: the unit of work it served is over.
+// ErrUnlinked is returned when the server connection no longer serves the
+// client: the unit of work it served is over, or the connection closed.
 var ErrUnlinked = errors.New("server connection not linked to this client")
 
-// Conn is one authenticated server connection. Its pump goroutine reads the
-// server for the connection's whole life; a session links its client to it
-// for a unit of work (transaction mode) or for good (session mode, pinning).
+// Conn is one authenticated server connection: a lease that a session
+// takes for a unit of work (transaction mode) or for good (session mode,
+// pinned), and the pump that forwards the server's answers to the linked
+// client and ends the lease when the server is at rest.
+//
+// The session is the only writer of nc while linked (Detach writes its
+// cleanup after unlinking); the pump is its only reader.
 type Conn struct {
 	pool    *Pool
-	nc      net.Conn      // reads: the pump only; writes: the linked session, or Detach
-	br      *bufio.Reader // owned by the pump
+	nc      net.Conn
+	br      *bufio.Reader // the pump's
 	pid     uint32
 	secret  []byte
 	created time.Time
 	done    chan struct{} // closed when the pump has exited
+	answers Answers       // asked by the pump about every answer while linked
 
 	mu       sync.Mutex
 	client   *Client           // linked client, nil when idle or being cleaned up
-	keep     bool              // stay linked at ReadyForQuery 'I' (session mode, pinned)
+	released chan struct{}     // closed when the client's link ends (WaitReleased)
+	keep     bool              // stay linked at rest (session mode, pinned)
 	holding  bool              // the session is preparing a unit here (Hold): not released
-	pending  int               // Query/Sync sent whose ReadyForQuery has not arrived
+	writing  bool              // the pump is writing an answer that may end the lease
+	cancels  int               // cancel requests in flight for the client: not released
+	pending  int               // Query/Sync/FunctionCall sent whose ReadyForQuery has not come
 	unsynced bool              // extended-protocol messages sent since the last Sync
 	status   byte              // last ReadyForQuery status
 	closed   bool              // no further use; the pump is exiting or has exited
-	killed   string            // why pgswitch closed it (Kill), told to the client
+	killed   *wire.Error       // what to tell the linked client when pgswitch closes it (Kill)
+	fatal    bool              // the server's FATAL went to the client: it needs no second
 	cleaning bool              // detached with ROLLBACK/reset queries in flight
 	params   map[string]string // server's ParameterStatus values, replaced whole on change
 	served   uint64            // units of work served, for stats
 	linked   time.Time         // when Link gave it to a client, for stats (waits.go)
 	qstart   time.Time         // when the batch being answered was sent, for stats (waits.go)
-	guard    chan Outcome      // set by Guard, cleared by the pump when resolved
-	idleWait chan struct{}     // closed when pending reaches 0 (WaitIdle)
 
-	reqs       []request         // requests the server owes answers to, from rhead on
-	rhead      int               //
-	stmts      map[string]uint64 // server-side statements prepared by pgswitch, by name: last use
-	tick       uint64            // use counter for stmts
-	sets       map[string]string // session state applied here; owned by the linked session
-	sqlNames   map[string]string // SQL PREPARE names here → their text; owned by the linked session
-	unnamedBy  *Client           // whose unnamed statement the server has (SetUnnamed)
-	unnamedSeq uint64
-
-	refusing bool    // pump-owned: discarding a refused unit's answer
-	refusal  Outcome // pump-owned: Refused or Stale, while refusing
-	fakeBuf  []byte  // pump-owned: answers to fake requests being written
-	held     []byte  // pump-owned: answers held back while guarded
+	out []byte // the pump's output buffer
 
 	// Fields below are guarded by pool.mu.
 	idleSince time.Time
@@ -72,6 +67,10 @@ func (c *Conn) Addr() string { return c.pool.key.Server }
 // Pool returns the pool the connection belongs to.
 func (c *Conn) Pool() *Pool { return c.pool }
 
+// Answers returns what the connection's answers are decided by: the
+// router's record of the connection's session state.
+func (c *Conn) Answers() Answers { return c.answers }
+
 // Params returns the server's current ParameterStatus values. Callers must not
 // modify the map.
 func (c *Conn) Params() map[string]string {
@@ -81,24 +80,28 @@ func (c *Conn) Params() map[string]string {
 	return p
 }
 
-// Link gives the connection to client for a unit of work. With keep, it stays
-// linked when the server becomes idle until Detach.
+// Link gives the connection to client for a unit of work, held (see Hold).
+// With keep, it stays linked at rest until Detach. From now on the pump
+// writes to the client, until the link ends.
 func (c *Conn) Link(client *Client, keep bool) {
 	c.mu.Lock()
 	c.client = client
+	c.released = make(chan struct{})
 	c.keep = keep
+	c.holding = true
 	c.pending = 0
 	c.unsynced = false
+	c.fatal = false
 	c.qstart = time.Time{}
-	c.resetRequestsLocked()
 	c.served++
 	c.linked = c.pool.now()
 	c.mu.Unlock()
 }
 
-// Hold keeps the connection with client while the session reads the
-// connection's session state and prepares a unit; Unhold ends that. It
-// fails with ErrUnlinked when the connection no longer serves client.
+// Hold keeps the connection with client while the session prepares and
+// sends a unit (it reads and changes the connection's session state);
+// Unhold ends that. It fails with ErrUnlinked when the connection no
+// longer serves client.
 func (c *Conn) Hold(client *Client) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -109,12 +112,16 @@ func (c *Conn) Hold(client *Client) error {
 	return nil
 }
 
-// Unhold ends Hold. The unit the session sent keeps the connection busy
-// until its answer, so nothing is released here.
+// Unhold ends Hold. A connection left at rest (the session sent nothing)
+// goes back to its pool.
 func (c *Conn) Unhold() {
 	c.mu.Lock()
 	c.holding = false
+	release := c.unlinkIfIdleLocked()
 	c.mu.Unlock()
+	if release {
+		c.pool.release(c)
+	}
 }
 
 // SetKeep pins (or unpins) the client to the connection.
@@ -133,47 +140,105 @@ func (c *Conn) LinkedTo(client *Client) bool {
 }
 
 // Claim records that the client is about to send a message of type typ on
-// this connection, so the pump cannot release it before the server answers.
+// this connection, so that the lease cannot end before the server answers.
 // It fails with ErrUnlinked when the connection no longer serves client.
 func (c *Conn) Claim(client *Client, typ byte) error {
-	return c.Send(client, typ, Pass, "")
-}
-
-// claimLocked counts a message toward the answers the server owes.
-func (c *Conn) claimLocked(typ byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.client != client || c.closed {
+		return ErrUnlinked
+	}
 	switch typ {
-	case 'Q':
+	case 'Q', 'F':
+		// FunctionCall (fastpath) is answered with ReadyForQuery, as a Query.
+		c.startQueryLocked()
 		c.pending++
 	case 'S':
+		c.startQueryLocked()
 		c.pending++
 		c.unsynced = false
-	case 'F':
-		// FunctionCall (fastpath) is answered with ReadyForQuery, as a Query.
-		c.pending++
 	case 'P', 'B', 'D', 'E', 'C', 'H':
+		c.startQueryLocked()
 		c.unsynced = true
 	}
 	// CopyData/CopyDone/CopyFail belong to a Query or Sync already counted.
+	return nil
 }
 
-// TxStatus is the server's transaction status ('I', 'T' or 'E') as its last
-// ReadyForQuery said, or 'T' while answers are still owed: not at rest.
-func (c *Conn) TxStatus() byte {
+// unlinkIfIdleLocked ends the link when the server is at rest and nothing
+// keeps the client; the caller then releases the connection. c.mu is held.
+func (c *Conn) unlinkIfIdleLocked() bool {
+	if c.client == nil || c.closed || c.keep || c.holding || c.writing || c.cancels > 0 ||
+		c.pending > 0 || c.unsynced || c.status != 'I' {
+		return false
+	}
+	c.client = nil
+	c.unlinkedLocked()
+	return true
+}
+
+// unlinkedLocked wakes WaitReleased; c.mu is held.
+func (c *Conn) unlinkedLocked() {
+	if c.released != nil {
+		close(c.released)
+		c.released = nil
+	}
+}
+
+// AtRest reports whether the server has answered everything sent and is
+// outside a transaction: the client's next unit of work may go elsewhere.
+func (c *Conn) AtRest() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.status == 'I' && (c.pending > 0 || c.unsynced) {
-		return 'T'
-	}
-	return c.status
+	return c.pending == 0 && !c.unsynced && c.status == 'I' && c.cancels == 0
 }
 
-// InTransaction reports whether the server is inside a transaction block or
-// has work in flight for the client.
-func (c *Conn) InTransaction() bool {
+// WaitReleased blocks until the connection no longer serves client: the
+// server answered everything the client sent and the lease ended, or the
+// connection closed. The pump has written the client's last answer then.
+func (c *Conn) WaitReleased(client *Client) {
 	c.mu.Lock()
-	busy := c.pending > 0 || c.unsynced || c.status != 'I'
+	ch := c.released
+	if c.client != client || ch == nil {
+		c.mu.Unlock()
+		return
+	}
 	c.mu.Unlock()
-	return busy
+	select {
+	case <-ch:
+	case <-c.done:
+	}
+}
+
+// BeginCancel notes a cancel request of client for this connection: until
+// EndCancel, the connection is not handed to another client, so that a
+// cancel that arrives late cannot stop someone else's query. It reports
+// false when the connection does not serve client (nothing to cancel).
+func (c *Conn) BeginCancel(client *Client) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.client != client || c.closed {
+		return false
+	}
+	c.cancels++
+	return true
+}
+
+// EndCancel ends BeginCancel. settled reports whether the server confirmed
+// the cancel request (it closed the cancel connection after signalling the
+// backend); if not, nobody can tell when it lands, so the connection is
+// closed rather than handed on.
+func (c *Conn) EndCancel(settled bool) {
+	if !settled {
+		c.Close()
+	}
+	c.mu.Lock()
+	c.cancels--
+	release := c.unlinkIfIdleLocked()
+	c.mu.Unlock()
+	if release {
+		c.pool.release(c)
+	}
 }
 
 // Write sends bytes the session has claimed. A failed write closes the
@@ -190,19 +255,23 @@ func (c *Conn) Write(p []byte) error {
 // back to its pool (after resetQuery, if any); one in a transaction is rolled
 // back first; one with an answer still in flight is closed, because waiting
 // for an unknown amount of output to discard is worse than a new connection.
-func (c *Conn) Detach(client *Client, resetQuery string) {
+// It returns whether the connection may be used again (false: it closes).
+func (c *Conn) Detach(client *Client, resetQuery string) bool {
 	c.mu.Lock()
 	if c.client != client || c.closed {
 		c.mu.Unlock()
-		return
+		return false
 	}
 	c.client = nil
-	c.resetRequestsLocked()
-	if c.pending > 0 || c.unsynced {
+	c.unlinkedLocked()
+	// Still under c.mu: nobody can take the connection before its record
+	// forgets the client.
+	c.answers.Detached(resetQuery != "")
+	if c.pending > 0 || c.unsynced || c.cancels > 0 {
 		c.closed = true
 		c.mu.Unlock()
 		c.nc.Close()
-		return
+		return false
 	}
 	var q []byte
 	if c.status != 'I' {
@@ -212,18 +281,19 @@ func (c *Conn) Detach(client *Client, resetQuery string) {
 	if resetQuery != "" {
 		q = wire.AppendQuery(q, resetQuery)
 		c.pending++
-		forgetReset(c, resetQuery)
 	}
 	if len(q) == 0 {
 		c.mu.Unlock()
 		c.pool.release(c)
-		return
+		return true
 	}
 	c.cleaning = true
 	c.mu.Unlock()
 	if _, err := c.nc.Write(q); err != nil {
 		c.nc.Close()
+		return false
 	}
+	return true
 }
 
 // Close closes the connection; the pump removes it from its pool.
@@ -235,13 +305,30 @@ func (c *Conn) Close() {
 }
 
 // Kill closes the connection on pgswitch's own decision; a linked client is
-// told reason instead of "connection lost".
-func (c *Conn) Kill(reason string) {
+// told e (FATAL) instead of "connection lost".
+func (c *Conn) Kill(e *wire.Error) {
 	c.mu.Lock()
-	c.killed = reason
+	c.killed = e
 	c.closed = true
 	c.mu.Unlock()
 	c.nc.Close()
+}
+
+// KillFor kills the connection (see Kill) if it still serves client, and
+// waits until its pump, the client's writer, has told the client e. It
+// reports whether it did.
+func (c *Conn) KillFor(client *Client, e *wire.Error) bool {
+	c.mu.Lock()
+	if c.client != client || c.closed {
+		c.mu.Unlock()
+		return false
+	}
+	c.killed = e
+	c.closed = true
+	c.mu.Unlock()
+	c.nc.Close()
+	<-c.done
+	return true
 }
 
 // Closed reports whether the connection is closed or closing.
@@ -268,41 +355,5 @@ func (c *Conn) setParam(name, value string) {
 // Release gives an unlinked connection back to its pool.
 func (c *Conn) Release() { c.pool.release(c) }
 
-// WaitIdle blocks until every Query and Sync the client sent on the
-// connection has been answered, or the connection stops serving the client.
-func (c *Conn) WaitIdle(client *Client) {
-	c.mu.Lock()
-	if c.client != client || c.closed || c.pending == 0 {
-		c.mu.Unlock()
-		return
-	}
-	if c.idleWait == nil {
-		c.idleWait = make(chan struct{})
-	}
-	ch := c.idleWait
-	c.mu.Unlock()
-	select {
-	case <-ch:
-	case <-c.done:
-	}
-}
-
-// notifyIdleLocked wakes WaitIdle; c.mu is held.
-func (c *Conn) notifyIdleLocked() {
-	if c.idleWait != nil && (c.pending == 0 || c.client == nil) {
-		close(c.idleWait)
-		c.idleWait = nil
-	}
-}
-
-// forgetReset forgets the statements and settings resetQuery drops.
-func forgetReset(c *Conn, resetQuery string) {
-	q := strings.ToUpper(resetQuery)
-	if strings.Contains(q, "DISCARD ALL") || strings.Contains(q, "DEALLOCATE ALL") {
-		c.stmts, c.sqlNames = nil, nil
-	}
-	c.unnamedBy = nil // any query destroys the unnamed statement
-	if strings.Contains(q, "DISCARD ALL") || strings.Contains(q, "RESET ALL") {
-		c.sets = nil
-	}
-}
+// Done is closed when the connection is fully closed.
+func (c *Conn) Done() <-chan struct{} { return c.done }

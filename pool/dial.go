@@ -3,8 +3,10 @@ package pool
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"github.com/pgswitch/pgswitch/wire"
+	"io"
 	"net"
 	"strconv"
 	"time"
@@ -23,6 +25,9 @@ type Target struct {
 	TLSMode string
 	// ConnectTimeout bounds the connection and its authentication.
 	ConnectTimeout time.Duration
+	// Answers makes, for each new connection, what decides its answers
+	// (nil: everything is forwarded).
+	Answers func() Answers
 }
 
 // readBufSize is a server connection's read buffer: large enough to batch
@@ -69,7 +74,12 @@ func (p *Pool) connect(ctx context.Context) (*Conn, error) {
 		tc.SetNoDelay(true)
 		tc.SetKeepAlive(true)
 	}
+	var answers Answers = passAll{}
+	if t.Answers != nil {
+		answers = t.Answers()
+	}
 	c := &Conn{
+		answers: answers,
 		pool:    p,
 		nc:      hj.Conn,
 		br:      bufio.NewReaderSize(hj.Conn, readBufSize),
@@ -108,10 +118,12 @@ func (c *Conn) Cancel(ctx context.Context) error {
 	if _, err := nc.Write(msg); err != nil {
 		return fmt.Errorf("cancel on %s: %w", c.Addr(), err)
 	}
-	// The server closes the connection when done; wait for it briefly so the
-	// cancel has been read before we return.
+	// The server closes the connection once it has signalled the backend:
+	// only then is the cancel's outcome settled.
 	var b [1]byte
-	nc.Read(b[:])
+	if _, err := nc.Read(b[:]); !errors.Is(err, io.EOF) {
+		return fmt.Errorf("cancel on %s: not confirmed: %w", c.Addr(), err)
+	}
 	return nil
 }
 

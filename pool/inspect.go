@@ -46,7 +46,7 @@ func (p *Pool) Conns() []ConnInfo {
 		c := e.c
 		c.mu.Lock()
 		ci := ConnInfo{Key: p.key, PID: c.pid, Created: c.created, LocalAddr: c.nc.LocalAddr(),
-			Client: c.client, CloseNeeded: e.stale, Served: c.served, Prepared: len(c.stmts)}
+			Client: c.client, CloseNeeded: e.stale, Served: c.served}
 		switch {
 		case c.client != nil:
 			ci.State = ConnActive
@@ -58,13 +58,13 @@ func (p *Pool) Conns() []ConnInfo {
 			ci.State = ConnNew
 		}
 		c.mu.Unlock()
+		if st, ok := c.answers.(interface{ Statements() int }); ok {
+			ci.Prepared = st.Statements()
+		}
 		out = append(out, ci)
 	}
 	return out
 }
-
-// Conn returns the client's connection, for its addresses.
-func (c *Client) Conn() net.Conn { return c.conn }
 
 // MaxWait is how long the oldest waiter has been waiting (0 when none).
 func (p *Pool) MaxWait() time.Duration {

@@ -307,8 +307,8 @@ func (p *Pool) CloseIdle() {
 }
 
 // CloseAll closes every connection of the pool, busy ones included: their
-// clients get FATAL 08006 naming reason, as when the server went away.
-func (p *Pool) CloseAll(reason string) {
+// clients get e (FATAL), as when the server went away.
+func (p *Pool) CloseAll(e *wire.Error) {
 	p.CloseIdle()
 	p.mu.Lock()
 	all := make([]*Conn, 0, len(p.conns))
@@ -317,7 +317,7 @@ func (p *Pool) CloseAll(reason string) {
 	}
 	p.mu.Unlock()
 	for _, c := range all {
-		c.Kill(reason)
+		c.Kill(e)
 	}
 }
 

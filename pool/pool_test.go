@@ -60,6 +60,7 @@ func send(t *testing.T, c *Conn, tc *testClient, msgs ...[]byte) {
 			t.Fatal(err)
 		}
 	}
+	c.Unhold() // Link holds the connection until the session has sent
 }
 
 func newTestPool(t *testing.T, fs *fakeServer, size int) (*Set, *Pool) {
@@ -133,6 +134,7 @@ func TestPipelinedQueriesKeepTheLink(t *testing.T) {
 	if err := c.Write(append(query("one"), query("two")...)); err != nil {
 		t.Fatal(err)
 	}
+	c.Unhold()
 	if rows, _ := tc.expect(); len(rows) != 1 || rows[0] != "one" {
 		t.Fatalf("got %q, want [one]", rows)
 	}
@@ -158,6 +160,7 @@ func TestExtendedBatchNotReleasedBeforeSync(t *testing.T) {
 	if err := c.Write(query("x")); err != nil {
 		t.Fatal(err)
 	}
+	c.Unhold()
 	tc.expect()
 	if !c.LinkedTo(tc.c) {
 		t.Fatal("released with an unsynced Parse claimed")

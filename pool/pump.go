@@ -9,18 +9,18 @@ import (
 	"github.com/pgswitch/pgswitch/wire"
 )
 
-// errConsumed tells callers of message that it was read out of the buffer.
-var errConsumed = errors.New("message consumed")
-
 // maxServerMessage bounds a server message; PostgreSQL's own limit is 1 GB.
 const maxServerMessage = 1 << 30
 
+// errLinkEnded stops forwarding: the client's lease ended.
+var errLinkEnded = errors.New("link ended")
+
 // pump reads the server for the connection's whole life. While a client is
-// linked it forwards every message undecoded but for ReadyForQuery, ErrorResponse
-// and ParameterStatus; it flushes when the answer is complete or the server's
-// read buffer is drained, and it releases the connection at ReadyForQuery 'I'
-// in transaction mode. Unlinked, it keeps the connection's state current and
-// notices a server that goes away while the connection sits idle.
+// linked it asks Answers what the client gets for each message, writes that
+// when the answer is complete or the server's read buffer is drained, and
+// ends the lease at a ReadyForQuery that leaves the server at rest.
+// Unlinked, it keeps the connection's state current and notices a server
+// that goes away while the connection sits idle.
 func (c *Conn) pump() {
 	defer close(c.done)
 	defer c.pool.removed(c)
@@ -34,19 +34,13 @@ func (c *Conn) pump() {
 		client := c.client
 		c.mu.Unlock()
 		if client == nil {
-			if err := c.unlinkedMessage(h); err != nil {
-				c.fail(err)
-				return
-			}
-			continue
+			err = c.unlinkedMessage(h)
+		} else {
+			err = c.forward(client, h)
 		}
-		release, err := c.forwardBatch(client, h)
-		if err != nil {
+		if err != nil && err != errLinkEnded {
 			c.fail(err)
 			return
-		}
-		if release {
-			c.pool.release(c)
 		}
 	}
 }
@@ -59,205 +53,149 @@ func (c *Conn) peekHeader() (wire.Header, error) {
 	return wire.ParseHeader(b, maxServerMessage)
 }
 
-// forwardBatch forwards messages to client, starting with the one whose header
-// is h, for as long as they are already buffered. It reports whether the
-// connection must go back to the pool.
-func (c *Conn) forwardBatch(client *Client, h wire.Header) (release bool, err error) {
-	client.Lock()
-	defer client.Unlock()
+// forward handles the server's messages to client, starting with the one
+// whose header is h, for as long as they are already buffered, and writes
+// what the client gets.
+func (c *Conn) forward(client *Client, h wire.Header) error {
+	out := c.out[:0]
+	defer func() { c.out = out[:0] }()
 	for {
-		c.mu.Lock()
-		still := c.client == client
-		g := c.guard
-		var before, after []byte
-		swallow := false
-		if still && len(c.reqs) > c.rhead {
-			// Answers to fake requests go out in their turn: those due
-			// before this message, and those it makes due by ending an answer.
-			before = c.fakesLocked(c.fakeBuf[:0])
-			swallow = c.trackLocked(h.Type)
-			all := c.fakesLocked(before)
-			before, after = all[:len(before)], all[len(before):]
-			c.fakeBuf = all[:0]
-		}
-		c.mu.Unlock()
-		if !still {
-			return false, nil
-		}
-		if len(before) > 0 {
-			c.emitFakes(client, g, before)
-		}
+		n := wire.HeaderSize + h.Len
+		var msg []byte
+		var err error
 		consumed := false
-		if g != nil && !swallow {
-			// pgswitch's own requests are not the client's answer: they
-			// neither lift nor trip the guard.
-			consumed, release, err = c.guarded(client, h, g)
-			if err != nil || release {
-				return release, err
+		switch {
+		case n <= c.br.Size():
+			msg, err = c.br.Peek(n)
+		case h.Type != 'D' && h.Type != 'd':
+			// Too large to peek, and not rows: read it whole.
+			msg = make([]byte, n)
+			_, err = io.ReadFull(c.br, msg)
+			consumed = true
+		}
+		if err != nil {
+			return err
+		}
+		switch h.Type {
+		case 'S':
+			if name, value, ok := splitParameterStatus(msg[wire.HeaderSize:]); ok {
+				c.setParam(name, value)
+			}
+		case 'E':
+			if isFatal(msg) {
+				// The server closes the connection after it: it is the
+				// client's last word, whoever's request it answers.
+				out = append(out, msg...)
+				c.br.Discard(n)
+				c.mu.Lock()
+				c.closed, c.fatal = true, true
+				c.mu.Unlock()
+				client.Write(out)
+				out = out[:0]
+				return nil
 			}
 		}
-		if !consumed {
-			switch {
-			case h.Type == 'Z':
-				release, err = c.readyForQuery(client, h, swallow)
-				if err != nil || release {
-					return release, err
-				}
-			case h.Type == 'E':
-				if err := c.errorResponse(client, h, swallow); err != nil {
-					return false, err
-				}
-			case h.Type == 'S':
-				if err := c.parameterStatus(client, h); err != nil {
-					return false, err
-				}
-			case swallow:
-				if _, err := c.br.Discard(wire.HeaderSize + h.Len); err != nil {
-					return false, err
-				}
-			default:
-				if err := c.copyMessage(client, h); err != nil {
-					return false, err
-				}
+		var v Verdict
+		out, v = c.answers.Answer(out, h.Type, msg)
+		switch {
+		case msg == nil && v.Stream:
+			client.Write(out)
+			out = out[:0]
+			if err := c.stream(client, n); err != nil {
+				return err
+			}
+		case msg == nil:
+			if _, err := c.br.Discard(n); err != nil {
+				return err
+			}
+		case !consumed:
+			c.br.Discard(n)
+		}
+		if h.Type == 'Z' {
+			if len(msg) != wire.HeaderSize+1 {
+				return wire.Fatalf(wire.CodeProtocolViolation, "server sent ReadyForQuery of length %d", h.Len)
+			}
+			ended := c.ready(client, msg[wire.HeaderSize], v.Keep, out)
+			out = out[:0]
+			if ended {
+				c.pool.release(c)
+				return errLinkEnded
+			}
+			if !c.LinkedTo(client) {
+				return errLinkEnded
 			}
 		}
-		if len(after) > 0 {
-			c.mu.Lock()
-			g = c.guard
-			c.mu.Unlock()
-			c.emitFakes(client, g, after)
+		if len(out) >= flushAt {
+			client.Write(out)
+			out = out[:0]
 		}
 		if c.br.Buffered() < wire.HeaderSize {
-			return false, nil
+			client.Write(out)
+			out = out[:0]
+			return nil
 		}
 		if h, err = c.peekHeader(); err != nil {
-			return false, err
+			return err
 		}
 	}
 }
 
-// emitFakes writes answers to fake requests, or holds them back with the
-// rest of a guarded answer (a retried unit answers them again).
-func (c *Conn) emitFakes(client *Client, g chan Outcome, b []byte) {
-	if g != nil {
-		c.held = append(c.held, b...)
-		return
-	}
-	client.WriteLocked(b)
-}
-
-// message returns a whole small message (header included) without consuming it.
-func (c *Conn) message(h wire.Header) ([]byte, error) {
-	n := wire.HeaderSize + h.Len
-	if n <= c.br.Size() {
-		return c.br.Peek(n)
-	}
-	// Too large to peek: read it whole; the caller must not discard it again.
-	buf := make([]byte, n)
-	if _, err := io.ReadFull(c.br, buf); err != nil {
-		return nil, err
-	}
-	return buf, errConsumed
-}
-
-// copyMessage forwards one message of any size without decoding it.
-func (c *Conn) copyMessage(client *Client, h wire.Header) error {
-	n := wire.HeaderSize + h.Len
+// stream forwards a message of n bytes too large to hold, as it arrives.
+func (c *Conn) stream(client *Client, n int) error {
 	for n > 0 {
 		k := min(n, c.br.Size())
 		b, err := c.br.Peek(k)
 		if err != nil {
 			return err
 		}
-		client.WriteLocked(b)
+		client.Write(b)
 		c.br.Discard(k)
 		n -= k
 	}
 	return nil
 }
 
-func (c *Conn) readyForQuery(client *Client, h wire.Header, swallow bool) (release bool, err error) {
-	if h.Len != 1 {
-		return false, wire.Fatalf(wire.CodeProtocolViolation, "server sent ReadyForQuery of length %d", h.Len)
-	}
-	b, err := c.br.Peek(wire.HeaderSize + 1)
-	if err != nil {
-		return false, err
-	}
-	status := b[5]
+// ready accounts for a ReadyForQuery with status, writes out (the answer
+// so far), and then ends the lease if the server is at rest and nothing
+// keeps the client (keep: Answers says its state is pinned here). The
+// accounting comes first, so that whatever the client does once it has the
+// answer finds the connection's state current; the lease ends last, so that
+// the client's next writer comes after this one. It reports whether the
+// lease ended.
+func (c *Conn) ready(client *Client, status byte, keep bool, out []byte) bool {
 	c.mu.Lock()
 	if c.pending > 0 {
 		c.pending--
 	}
 	c.endQueryLocked()
 	c.status = status
-	linked := c.client == client
-	if linked && c.pending == 0 && !c.unsynced && status == 'I' && !c.keep && !c.holding {
-		c.client = nil
-		release = true
+	if keep {
+		c.keep = true
 	}
-	c.notifyIdleLocked()
+	c.writing = true
 	c.mu.Unlock()
-	if linked && !swallow {
-		client.WriteLocked(b)
-	}
-	c.br.Discard(len(b))
-	return release, nil
-}
-
-func (c *Conn) errorResponse(client *Client, h wire.Header, swallow bool) error {
-	b, err := c.message(h)
-	consumed := err == errConsumed
-	if err != nil && !consumed {
-		return err
-	}
-	if !swallow {
-		client.WriteLocked(b)
-	}
-	if !consumed {
-		c.br.Discard(len(b))
-	}
-	if sev := errorField(b[wire.HeaderSize:], 'V'); bytes.Equal(sev, []byte("FATAL")) || bytes.Equal(sev, []byte("PANIC")) {
-		// The server closes the connection after a FATAL; stop using it now.
-		c.mu.Lock()
-		c.closed = true
-		c.mu.Unlock()
-	}
-	return nil
-}
-
-func (c *Conn) parameterStatus(client *Client, h wire.Header) error {
-	b, err := c.message(h)
-	consumed := err == errConsumed
-	if err != nil && !consumed {
-		return err
-	}
-	if name, value, ok := splitParameterStatus(b[wire.HeaderSize:]); ok {
-		c.setParam(name, value)
-	}
-	if client != nil {
-		client.WriteLocked(b)
-	}
-	if !consumed {
-		c.br.Discard(len(b))
-	}
-	return nil
+	client.Write(out)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.writing = false
+	return c.client == client && c.unlinkIfIdleLocked()
 }
 
 // unlinkedMessage handles what a server says with no client linked: answers
 // to cleanup queries, parameter changes, notices, or its goodbye.
 func (c *Conn) unlinkedMessage(h wire.Header) error {
+	n := wire.HeaderSize + h.Len
 	switch h.Type {
 	case 'Z':
 		if h.Len != 1 {
 			return wire.Fatalf(wire.CodeProtocolViolation, "server sent ReadyForQuery of length %d", h.Len)
 		}
-		b, err := c.br.Peek(wire.HeaderSize + 1)
+		b, err := c.br.Peek(n)
 		if err != nil {
 			return err
 		}
-		status := b[5]
-		c.br.Discard(len(b))
+		status := b[wire.HeaderSize]
+		c.br.Discard(n)
 		c.mu.Lock()
 		if c.pending > 0 {
 			c.pending--
@@ -276,65 +214,73 @@ func (c *Conn) unlinkedMessage(h wire.Header) error {
 			c.pool.release(c)
 		}
 		return nil
-	case 'S':
-		return c.parameterStatus(nil, h)
-	case 'E':
-		b, err := c.message(h)
-		consumed := err == errConsumed
-		if err != nil && !consumed {
+	case 'S', 'E':
+		if n > c.br.Size() {
+			_, err := c.br.Discard(n)
 			return err
 		}
-		sev := errorField(b[wire.HeaderSize:], 'V')
-		fatal := bytes.Equal(sev, []byte("FATAL")) || bytes.Equal(sev, []byte("PANIC"))
-		if fatal || !c.isCleaning() {
-			slog.Debug("server error on unlinked connection", "server", c.Addr(), "code", string(errorField(b[wire.HeaderSize:], 'C')))
+		b, err := c.br.Peek(n)
+		if err != nil {
+			return err
 		}
-		if !consumed {
-			c.br.Discard(len(b))
+		if h.Type == 'S' {
+			if name, value, ok := splitParameterStatus(b[wire.HeaderSize:]); ok {
+				c.setParam(name, value)
+			}
+		} else {
+			fatal := isFatal(b)
+			c.mu.Lock()
+			cleaning := c.cleaning
+			c.mu.Unlock()
+			if fatal || !cleaning {
+				slog.Debug("server error on unlinked connection", "server", c.Addr(), "code", string(errorField(b[wire.HeaderSize:], 'C')))
+			}
+			if fatal {
+				c.Close()
+			}
 		}
-		if fatal {
-			c.Close()
-		}
+		c.br.Discard(n)
 		return nil
 	default:
-		_, err := c.br.Discard(wire.HeaderSize + h.Len)
+		_, err := c.br.Discard(n)
 		return err
 	}
 }
 
-func (c *Conn) isCleaning() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.cleaning
-}
-
 // fail ends the connection after a read error. A linked client loses its
-// unit of work: it gets a FATAL 08006 and is disconnected, as it would be if
-// its own server connection had dropped.
+// unit of work: unless the server's own FATAL reached it already, it gets a
+// FATAL 08006 (or why pgswitch closed the connection) and is disconnected,
+// as it would be if its own server connection had dropped.
 func (c *Conn) fail(err error) {
 	c.mu.Lock()
 	client := c.client
 	wasClosed := c.closed
-	g := c.guard
-	c.guard = nil
 	c.client = nil
 	c.closed = true
-	killed := c.killed
+	c.unlinkedLocked()
+	killed, fatal := c.killed, c.fatal
 	c.mu.Unlock()
 	c.nc.Close()
-	if g != nil {
-		g <- Failed
-	}
 	if client != nil {
-		e := wire.Fatalf(wire.CodeConnectionFailure, "server connection to %s lost", c.Addr())
-		if killed != "" {
-			e = wire.Fatalf(wire.CodeConnectionFailure, "server connection to %s closed by pgswitch: %s", c.Addr(), killed)
+		c.answers.Lost()
+		switch {
+		case fatal:
+			client.Close()
+		case killed != nil:
+			client.SendError(killed.WithCause(err))
+		default:
+			client.SendError(wire.Fatalf(wire.CodeConnectionFailure, "server connection to %s lost", c.Addr()).WithCause(err))
 		}
-		client.SendError(e.WithCause(err))
 	}
 	if !wasClosed {
 		slog.Info("server connection closed", "server", c.Addr(), "pid", c.pid, "reason", err.Error())
 	}
+}
+
+// isFatal reports whether an ErrorResponse message is FATAL or PANIC.
+func isFatal(msg []byte) bool {
+	sev := errorField(msg[wire.HeaderSize:], 'V')
+	return bytes.Equal(sev, []byte("FATAL")) || bytes.Equal(sev, []byte("PANIC"))
 }
 
 // errorField returns the value of field code of an ErrorResponse body.

@@ -1,6 +1,7 @@
 package pool
 
 import (
+	"github.com/pgswitch/pgswitch/wire"
 	"sync"
 	"time"
 )
@@ -152,7 +153,7 @@ func (s *Set) CloseServer(server string) {
 func (s *Set) DisconnectServer(server, reason string) {
 	for _, p := range s.Pools() {
 		if p.key.Server == server {
-			p.CloseAll(reason)
+			p.CloseAll(wire.Fatalf(wire.CodeConnectionFailure, "server connection to %s closed by pgswitch: %s", server, reason))
 		}
 	}
 }

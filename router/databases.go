@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -20,6 +21,57 @@ type dbState struct {
 	classifier *classify.Classifier
 	lb         balancer
 	counters   *dbCounters // statistics, kept across reloads
+
+	// epoch counts catalog changes seen through pgswitch (or noticed as
+	// stale plans): server statement names include it, so that a Parse
+	// after a schema change never reuses a statement prepared before it.
+	epoch atomic.Uint64
+	// parsed are server statement names some server accepted a Parse of
+	// in this epoch: a client's Parse of one is answered without a server.
+	parsed knownNames
+}
+
+// Parsed implements track.DB.
+func (d *dbState) Parsed(name string) { d.parsed.add(name) }
+
+// CatalogChanged implements track.DB.
+func (d *dbState) CatalogChanged() {
+	d.epoch.Add(1)
+	d.parsed.clear()
+}
+
+// known reports whether a server accepted the Parse of server statement name.
+func (d *dbState) known(name string) bool { return d.parsed.has(name) }
+
+// maxKnown bounds knownNames; past it the set starts again.
+const maxKnown = 100000
+
+// knownNames is a bounded set of names.
+type knownNames struct {
+	mu sync.Mutex
+	m  map[string]struct{}
+}
+
+func (k *knownNames) add(name string) {
+	k.mu.Lock()
+	if k.m == nil || len(k.m) >= maxKnown {
+		k.m = map[string]struct{}{}
+	}
+	k.m[name] = struct{}{}
+	k.mu.Unlock()
+}
+
+func (k *knownNames) has(name string) bool {
+	k.mu.Lock()
+	_, ok := k.m[name]
+	k.mu.Unlock()
+	return ok
+}
+
+func (k *knownNames) clear() {
+	k.mu.Lock()
+	k.m = nil
+	k.mu.Unlock()
 }
 
 // ServerCounters count the units of work routed to one server.

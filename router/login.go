@@ -1,13 +1,18 @@
 package router
 
 import (
+	"errors"
 	"net"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/pgswitch/pgswitch/config"
+
 	"github.com/pgswitch/pgswitch/pool"
+	"github.com/pgswitch/pgswitch/router/classify"
+	"github.com/pgswitch/pgswitch/router/track"
 	"github.com/pgswitch/pgswitch/wire"
 )
 
@@ -134,21 +139,27 @@ func authenticate(conn net.Conn, cfg *config.Config, u *config.User, secret wire
 }
 
 // serverParams returns the ParameterStatus values a client is told at login:
-// those of a real server of its database, with the client's own
-// application_name. Any server will do, the primary first, so that clients
-// can still log in to read while the primary is down; a database whose
-// pools never connected connects once to learn them.
+// those of a real server of its database, with the client's own startup
+// settings as the server would report them. Any server will do, the
+// primary first, so that clients can still log in to read while the
+// primary is down; a database whose pools never connected connects once to
+// learn them. Startup settings are checked on a server first, so that an
+// unknown parameter or a bad value fails the login as PostgreSQL's would.
 func (s *Session) serverParams() (map[string]string, error) {
 	servers := s.db.Servers
 	if p := primaryOf(s.db, s.r.topology()); p != nil {
 		servers = append([]*config.Server{p}, servers...)
 	}
+	check := s.startupToCheck()
 	var params map[string]string
-	for _, srv := range servers {
-		if params = s.poolFor(srv).Params(); params != nil {
-			break
+	if !check {
+		for _, srv := range servers {
+			if params = s.poolFor(srv).Params(); params != nil {
+				break
+			}
 		}
 	}
+	var values map[string]string
 	var firstErr *wire.Error
 	for _, srv := range servers {
 		if params != nil {
@@ -166,7 +177,14 @@ func (s *Session) serverParams() (map[string]string, error) {
 			continue
 		}
 		params = c.Params()
-		c.Release()
+		if !check {
+			c.Release()
+			break
+		}
+		var e *wire.Error
+		if values, e = s.checkStartup(c); e != nil {
+			return nil, e
+		}
 	}
 	if params == nil {
 		if firstErr == nil {
@@ -181,13 +199,67 @@ func (s *Session) serverParams() (map[string]string, error) {
 	out["application_name"] = s.startup["application_name"]
 	// What the client asked for at startup is in force once its first unit
 	// runs (the settings are replayed); report it as the server would.
-	for name := range s.sets {
-		v := startupValue(s.startup, name)
-		for k := range out {
-			if v != "" && strings.EqualFold(k, name) {
-				out[k] = v
-			}
+	for k := range out {
+		name := strings.ToLower(k)
+		if v, ok := values[name]; ok {
+			out[k] = v
+		} else if v := startupValue(s.startup, name); v != "" && s.state.Startup(name) != "" {
+			out[k] = v
 		}
 	}
 	return out, nil
+}
+
+// startupToCheck reports whether the client gave startup settings a
+// server must vouch for: any but application_name, which takes any value.
+func (s *Session) startupToCheck() bool {
+	for name := range s.state.Settings() {
+		if name != "application_name" {
+			return true
+		}
+	}
+	return false
+}
+
+// checkStartup applies the client's startup settings on c, which it then
+// releases, and returns each setting's value as the server reports it
+// (DateStyle "iso" is "ISO, MDY"). If the server refuses one, the login
+// fails with the server's error, as a direct login would.
+func (s *Session) checkStartup(c *pool.Conn) (map[string]string, *wire.Error) {
+	q, effects := s.state.StartupFix([]track.Effect{{Kind: classify.KindReset, Name: "all"}})
+	reply := make(chan track.Reply, 1)
+	t := c.Answers().(*track.Server)
+	c.Link(s.client, false)
+	t.Link(s.state)
+	err := c.Claim(s.client, 'Q')
+	if err == nil {
+		t.Push(track.Request{Type: 'Q', Edit: track.Capture, Replay: true, Effects: effects, Reply: reply})
+		err = c.Write(wire.AppendQuery(nil, q))
+	}
+	c.Unhold()
+	var r track.Reply
+	if err == nil {
+		select {
+		case r = <-reply:
+		case <-c.Done():
+			err = errors.New("server connection lost")
+		}
+	}
+	if err != nil {
+		return nil, wire.Fatalf(wire.CodeConnectionFailure, "server connection to %s lost while applying startup settings", c.Addr()).WithCause(err)
+	}
+	if r.Err != nil {
+		var er pgproto3.ErrorResponse
+		if er.Decode(r.Err[wire.HeaderSize:]) != nil {
+			return nil, wire.Fatalf(wire.CodeInternalError, "startup settings refused")
+		}
+		return nil, &wire.Error{Severity: wire.SeverityFatal, Code: er.Code, Message: er.Message, Detail: er.Detail, Hint: er.Hint}
+	}
+	values := map[string]string{}
+	for i, row := range r.Rows {
+		if i < len(effects) && len(row) == 1 {
+			values[effects[i].Name] = row[0]
+		}
+	}
+	return values, nil
 }

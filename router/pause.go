@@ -161,11 +161,15 @@ func (r *Router) Kill(db string) error {
 		}
 	}
 	r.mu.Unlock()
-	for _, s := range victims {
-		s.client.SendError(wire.Fatalf(wire.CodeAdminShutdown, "terminating connection due to administrator command (KILL %s)", db))
-	}
+	e := wire.Fatalf(wire.CodeAdminShutdown, "terminating connection due to administrator command (KILL %s)", db)
 	for _, p := range r.pools.DatabasePools(db) {
-		p.CloseAll("database killed by an administrator")
+		p.CloseAll(e) // a linked client hears it from its connection's pump
+	}
+	for _, s := range victims {
+		s.kick(e)
+	}
+	for _, s := range victims {
+		<-s.done // each tells its client and leaves, all at once
 	}
 	r.log.Info("killed", "database", db, "clients", len(victims))
 	return nil

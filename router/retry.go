@@ -1,119 +1,126 @@
-// Retries of a unit refused before any answer reached the client: on the
-// primary after 25006, with statements prepared afresh after 0A000.
+// Retries of a unit refused before any of its answer reached the client:
+// on the primary after a replica refused it as read-only (25006), with its
+// statements prepared afresh after a schema change made their plans stale
+// (0A000). Whether to retry is router policy: the tracker holds the answer
+// back and asks policy about the first error.
 
 package router
 
 import (
+	"bytes"
 	"encoding/binary"
-	"github.com/pgswitch/pgswitch/config"
 
-	"github.com/pgswitch/pgswitch/pool"
 	"github.com/pgswitch/pgswitch/router/classify"
+	"github.com/pgswitch/pgswitch/router/track"
 	"github.com/pgswitch/pgswitch/wire"
 )
 
-// origMax bounds the client messages kept for a retry.
-const origMax = 64 << 10
-
-// record keeps a copy of a client message until the next flush, so that a
-// unit refused before any answer reached the client can run again.
-func (s *Session) record(typ byte, msg []byte) {
-	if s.rerunning || !s.origOK || s.mode != config.PoolModeTransaction {
-		return // only transaction-mode units are retried
-	}
-	switch {
-	case typ == 'd' || typ == 'c' || typ == 'f', len(s.orig)+len(msg) > origMax:
-		s.origOK = false
-		s.orig = s.orig[:0]
-	default:
-		s.orig = append(s.orig, msg...)
-	}
+// retryState is what a batch's handling learned about whether its unit may
+// run again.
+type retryState struct {
+	fresh        bool // the batch's only unit took a new lease from its first message
+	streamed     bool // Flush or COPY data: the answer is not one unit's
+	describes    bool // it asks for a statement's description
+	pinned       bool // it pinned the client
+	rerunning    bool // this is the retry: no second one
+	forcePrimary bool // while rerunning: the primary, whatever the classification
 }
 
-// retry runs the unit just answered with a refusal again: on the primary
-// after a replica refused it as read-only, or with its statements prepared
-// afresh after the server found their plans stale. Nothing of the refused
-// answer reached the client.
-func (s *Session) retry(outcome pool.Outcome, buf []byte) {
-	s.cur = nil // the pump gave it back to its pool, or closed it
-	s.server.Store(nil)
-	if !s.origOK || len(s.orig) == 0 {
-		if outcome == pool.Refused {
-			s.retryOnPrimary(buf)
-			return
-		}
-		e := wire.Errorf(wire.CodeFeatureNotSupported, "cached plan must not change result type")
-		s.client.Write(wire.AppendReadyForQuery(e.AppendResponse(nil), idleStatus))
-		return
+// guardable reports whether the batch's unit may be retried, so that its
+// answer must be held back until it is known to pass.
+func (r *retryState) guardable(s *Session) bool {
+	if !r.fresh || r.streamed || r.pinned || r.rerunning || s.units != 1 || !unitComplete(s.msgs) {
+		return false
 	}
-	if outcome == pool.Stale {
-		for _, d := range s.unitDefs {
-			d.renew()
-			if s.renewed == nil {
-				s.renewed = map[string]int{}
+	return s.curRead || len(s.used) > 0
+}
+
+// unitComplete reports whether msgs end a unit: the server answers them in
+// full without waiting for more from the client.
+func unitComplete(msgs []span) bool {
+	if len(msgs) == 0 {
+		return false
+	}
+	last := msgs[len(msgs)-1].typ
+	return last == 'Q' || last == 'S'
+}
+
+// staleMessage is the start of PostgreSQL's message for a stale plan; 0A000
+// alone also means other unsupported features.
+var staleMessage = []byte("cached plan must not change result type")
+
+// policy decides about a guarded unit's first error: a replica's read-only
+// refusal of a read is retried on the primary, a stale plan with the
+// statement prepared afresh.
+func (s *Session) policy(code, message []byte) track.Outcome {
+	switch {
+	case s.curRead && string(code) == wire.CodeReadOnlySQLTransaction:
+		return track.Refused
+	case len(s.used) > 0 && string(code) == wire.CodeCachedPlanMustNotChangeResultType && bytes.HasPrefix(message, staleMessage):
+		return track.Stale
+	}
+	return track.Passed
+}
+
+// rerun runs the batch just refused again. Nothing of the refused answer
+// reached the client.
+func (s *Session) rerun(outcome track.Outcome) {
+	for _, name := range s.added {
+		s.state.DropStmt(name) // its Parse comes again
+	}
+	if outcome == track.Stale {
+		for _, u := range s.used {
+			if cur := s.state.Stmt(u.name); cur == u.st {
+				s.state.AddStmt(u.name, s.renew(u.st))
 			}
-			s.renewed[d.base] = d.gen
 		}
-		if !describesResult(s.orig) {
+		if !describesResult(s.batch, s.msgs) {
 			// The client decodes rows with a description it cached: rows of
 			// the new shape would break it. Tell it, as PostgreSQL would; its
 			// next Parse prepares the statement afresh.
-			e := wire.Errorf(wire.CodeFeatureNotSupported, "cached plan must not change result type").
+			e := wire.Errorf(wire.CodeCachedPlanMustNotChangeResultType, "cached plan must not change result type").
 				WithHint("The table changed; prepare the statement again.")
-			s.client.Write(wire.AppendReadyForQuery(e.AppendResponse(nil), idleStatus))
+			s.client.Write(wire.AppendReadyForQuery(e.AppendResponse(nil), 'I'))
 			return
 		}
 		s.r.log.Info("statement plan stale after a schema change; preparing it again", "database", s.db.Name)
 	} else {
 		write := classify.Result{Route: classify.Write, Reason: "write: a replica refused it as read-only (25006)"}
-		for _, d := range s.unitDefs {
-			d.res = write
-		}
-		if h, err := wire.ParseHeader(buf, len(buf)); err == nil {
-			if sql := s.unitText(h.Type, buf); sql != "" {
-				s.dbs.classifier.Remember(sql, write)
+		for _, u := range s.used {
+			if cur := s.state.Stmt(u.name); cur == u.st {
+				st := *u.st
+				st.Res = write
+				s.state.AddStmt(u.name, &st)
 			}
+		}
+		if first := s.msgs[0]; first.typ == 'Q' {
+			s.dbs.classifier.Remember(cstring(s.batch[first.start+wire.HeaderSize:first.end]), write)
+		} else if first.typ == 'P' {
+			_, text, _ := parseBody(s.batch[first.start:first.end])
+			s.dbs.classifier.Remember(text, write)
 		}
 		s.r.log.Info("replica refused a read as read-only; retrying on the primary", "database", s.db.Name)
 	}
-	orig := s.orig
-	s.orig = nil
-	s.rerunning, s.forcePri = true, outcome == pool.Refused
-	defer func() { s.rerunning, s.forcePri = false, false }()
+	s.used, s.added = s.used[:0], s.added[:0]
+	s.units = 0
 	s.extOpen = false
-	for len(orig) >= wire.HeaderSize {
-		h, err := wire.ParseHeader(orig, len(orig))
-		if err != nil || wire.HeaderSize+h.Len > len(orig) {
+	s.retry = retryState{rerunning: true, forcePrimary: outcome == track.Refused}
+	for _, m := range s.msgs {
+		if err := s.handle(m); err != nil {
 			break
 		}
-		msg := orig[:wire.HeaderSize+h.Len]
-		orig = orig[len(msg):]
-		if s.out == nil {
-			s.out = outBufs.Get().(*[]byte)
-		}
-		start := len(*s.out)
-		*s.out = append(*s.out, msg...)
-		if err := s.claim(h.Type, start); err != nil {
-			*s.out = (*s.out)[:start]
-			s.unitFailed(h.Type, err)
-		}
 	}
-	s.flush()
+	s.write()
 }
 
-// describesResult reports whether a unit asks for its rows' description
+// describesResult reports whether a batch asks for its rows' description
 // (Describe) and leaves result formats to one code for all columns, so that
 // rows of a new shape after a schema change are what the client expects.
-func describesResult(msgs []byte) bool {
+func describesResult(batch []byte, msgs []span) bool {
 	described := false
-	for len(msgs) >= wire.HeaderSize {
-		h, err := wire.ParseHeader(msgs, len(msgs))
-		if err != nil || wire.HeaderSize+h.Len > len(msgs) {
-			return false
-		}
-		body := msgs[wire.HeaderSize : wire.HeaderSize+h.Len]
-		msgs = msgs[wire.HeaderSize+h.Len:]
-		switch h.Type {
+	for _, m := range msgs {
+		body := batch[m.start+wire.HeaderSize : m.end]
+		switch m.typ {
 		case 'D':
 			described = true
 		case 'B':

@@ -181,8 +181,9 @@ func (r *Router) Close() {
 		ln.Close()
 	}
 	r.stop()
+	e := wire.Fatalf(wire.CodeAdminShutdown, "pgswitch is shutting down")
 	for _, s := range sessions {
-		s.client.SendError(wire.Fatalf(wire.CodeAdminShutdown, "pgswitch is shutting down"))
+		s.kick(e) // each tells its client itself, all at once
 	}
 	r.pools.Close()
 	r.wg.Wait()
@@ -205,29 +206,36 @@ func (r *Router) register(s *Session) bool {
 	}
 }
 
+// unregister forgets s, which has ended (or failed its login).
 func (r *Router) unregister(s *Session) {
 	r.mu.Lock()
 	delete(r.sessions, s.key)
 	r.mu.Unlock()
+	close(s.done)
 }
 
 // cancel relays a client's CancelRequest to the server connection its
-// session is using right now, if any. Unknown keys are ignored, as
-// PostgreSQL does, so that keys cannot be probed.
+// session is using right now, if any; a session still waiting for one
+// stops waiting with 57014. Unknown keys are ignored, as PostgreSQL does,
+// so that keys cannot be probed. The server connection is not handed to
+// another client until the server confirmed the cancel, so that it cannot
+// land on someone else's query.
 func (r *Router) cancel(k wire.CancelKey) {
 	r.mu.Lock()
 	s := r.sessions[k]
 	r.mu.Unlock()
-	if s == nil {
+	if s == nil || s.cancelWait() {
 		return
 	}
 	c := s.server.Load()
-	if c == nil || !c.LinkedTo(s.client) {
+	if c == nil || !c.BeginCancel(s.client) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.ctx, 10*time.Second)
 	defer cancel()
-	if err := c.Cancel(ctx); err != nil {
+	err := c.Cancel(ctx)
+	if err != nil {
 		r.log.Info("cancel failed", "server", c.Addr(), "err", err)
 	}
+	c.EndCancel(err == nil)
 }

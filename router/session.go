@@ -1,74 +1,106 @@
 package router
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/pgswitch/pgswitch/config"
 	"github.com/pgswitch/pgswitch/pool"
 	"github.com/pgswitch/pgswitch/router/classify"
+	"github.com/pgswitch/pgswitch/router/track"
 	"github.com/pgswitch/pgswitch/wire"
 )
 
-// idleStatus is the ReadyForQuery status a session reports itself. It only
-// answers on its own while no server connection is linked, which in
-// transaction mode means the last server said 'I', and in session mode means
-// no server has been used yet.
-const idleStatus = 'I'
+// batchFlushAt bounds what a session reads from its client before it sends
+// it on, e.g. during a large COPY FROM STDIN.
+const batchFlushAt = 64 << 10
 
-// outFlushAt bounds what a session buffers for its server before writing,
-// e.g. during a large COPY FROM STDIN.
-const outFlushAt = 64 << 10
-
-// outBufs lends server-bound buffers to sessions between batches.
+// outBufs lend sessions their server-bound buffers between batches.
 var outBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
-// Session is one logged-in client. Its goroutine (run) is the only reader of
-// the client connection and the only writer of the linked server connection.
+// span is one client message of a batch: its type and where it lies.
+type span struct {
+	typ        byte
+	start, end int
+}
+
+// phase is where a session stands between units of work.
+type phase uint8
+
+const (
+	// idle: no server connection is linked; the session is the client's
+	// writer and answers what needs no server itself.
+	idle phase = iota
+	// leased: a server connection is linked for the units in flight; its
+	// pump is the client's writer.
+	leased
+	// skipping: pgswitch answered an extended-protocol message with an
+	// error and no server is linked; the client's messages are discarded
+	// up to Sync, as PostgreSQL would.
+	skipping
+)
+
+// Session is one logged-in client. Its goroutine (run) is the only reader
+// of the client connection, the only writer of the linked server
+// connection, and the client's writer while no server connection is linked
+// (phase idle or skipping).
 type Session struct {
 	r       *Router
-	cfg     *config.Config // as of login
+	cfg     *config.Config // as of login, or of the last unit (reload)
 	db      *config.Database
 	user    *config.User
 	mode    config.PoolMode
 	startup map[string]string
 	key     wire.CancelKey
 
-	pools  map[*config.Server]*pool.Pool // looked up pools, session-owned
-	client *pool.Client                  // everything written to the client
+	pools  map[*config.Server]*pool.Pool // looked up pools
+	client *pool.Client                  // the client's output
 	in     clientReader
+	dbs    *dbState
+	state  *track.Client // what the client asked for: settings, statements, pins
 
-	cur    *pool.Conn                // linked server connection, or nil; session-owned
-	server atomic.Pointer[pool.Conn] // cur, for cancel requests from other goroutines
-	out    *[]byte                   // claimed messages not yet written to cur
-	skip   bool                      // discarding until Sync after a failed extended-protocol unit
+	phase   phase
+	cur     *pool.Conn                // linked server connection (phase leased)
+	curT    *track.Server             // its record
+	server  atomic.Pointer[pool.Conn] // cur, for cancel requests from other goroutines
+	curRead bool                      // cur is a replica serving reads
+	held    bool                      // cur is held for the batch being sent
 
-	dbs        *dbState                 // classifier and balancer of the database
-	prepared   map[string]*stmtDef      // named statements, by client name (transaction mode)
-	sets       map[string]string        // session settings to replay, by parameter name
-	txSets     []txSet                  // SETs of the open transaction block, applied at COMMIT
-	cands      []*config.Server         // pickReplica's scratch, session-owned
-	loadFn     func(*config.Server) int // s.load, made once: a method value allocates
-	waiting    atomic.Bool              // queued in acquire, for SHOW CLIENTS
-	pinned     atomic.Bool              // kept on its server connection for good
-	staleable  bool                     // the unit in out may run again if its statement's plan is stale
-	orig       []byte                   // the client's messages since the last flush, as sent, for a retry
-	origOK     bool                     // orig holds all of them (not COPY data, not too large)
-	unitDefs   []*stmtDef               // named statements the messages since the last flush use
-	rerunning  bool                     // claiming orig again: no second retry
-	forcePri   bool                     // while rerunning: the primary, whatever the classification
-	renewed    map[string]int           // statements whose plans went stale: server name base → generation
-	sqlPrep    map[string]sqlStmt       // statements prepared with SQL PREPARE, by name
-	unnamedMsg []byte                   // the client's unnamed Parse, as sent (transaction mode)
-	unnamedRes classify.Result          // its classification
-	unnamedSeq uint64                   // counts unnamed Parses: which one a server connection has
-	heldParse  int                      // named Parses answered by pgswitch, their ParseComplete still owed
-	extOpen    bool                     // extended-protocol messages since the last Sync
-	curRead    bool                     // cur is a replica serving reads
-	guardable  bool                     // the unit in out may be retried on the primary
+	batch []byte  // the client's messages read since the last send, as sent
+	msgs  []span  // where they lie in batch
+	out   *[]byte // what the batch sends to cur, in the order of the requests pushed
+	local []byte  // answers pgswitch owes the client while no server is linked
+
+	extOpen bool        // extended-protocol messages since the last Sync
+	units   int         // units of work the batch started
+	unnamed unnamedStmt // the client's unnamed statement (transaction mode)
+	portal  portalInfo  // what the unnamed portal runs
+	portals map[string]portalInfo
+	// sessionStmts: in session mode, what the client's statements with
+	// tracked effects run, by the client's name.
+	sessionStmts map[string]portalInfo
+	after        afterSync        // what pgswitch sends after the client's next Sync
+	renewed      map[string]int   // statements whose plans went stale: base server name → generation
+	used         []usedStmt       // named statements the batch runs (a stale plan renews them)
+	added        []string         // client names the batch's Parses added (a retry adds them again)
+	retry        retryState       // whether the batch's unit may run again, and how
+	cands        []*config.Server // pickReplica's scratch
+	loadFn       func(*config.Server) int
+	policyFn     func(code, message []byte) track.Outcome
+
+	waiting    atomic.Bool // queued for a server connection, for SHOW CLIENTS
+	waitMu     sync.Mutex  // guards the four fields below
+	waitCtx    context.Context
+	waitCancel context.CancelFunc
+	waitingNow bool // in Acquire: a cancel request ends the wait
+	cancelled  bool // a cancel request ended the wait
+	kicked     atomic.Pointer[wire.Error]
+	done       chan struct{} // closed when the session has ended and is unregistered
 }
 
 func newSession(r *Router, conn net.Conn, cfg *config.Config, db *config.Database, u *config.User, startup map[string]string) *Session {
@@ -82,15 +114,17 @@ func newSession(r *Router, conn net.Conn, cfg *config.Config, db *config.Databas
 		client:  pool.NewClient(conn),
 		in:      newClientReader(conn),
 		dbs:     r.database(db.Name),
-		sets:    startupSets(startup),
+		state:   track.NewClient(startupSets(startup)),
 		cands:   make([]*config.Server, 0, max(8, len(db.Servers))),
-		origOK:  true,
+		done:    make(chan struct{}),
 	}
 	s.loadFn = s.load
+	s.policyFn = s.policy
 	return s
 }
 
-// run reads the client's messages until it leaves.
+// run reads the client's messages until it leaves, and sends them on in
+// batches: what the client wrote before waiting for an answer.
 func (s *Session) run() {
 	defer s.end()
 	maxMsg := s.cfg.Limits.MaxMessageSize
@@ -102,100 +136,135 @@ func (s *Session) run() {
 		}
 		switch h.Type {
 		case 'X':
+			s.sendBatch()
 			return
 		case 'Q', 'P', 'B', 'D', 'E', 'C', 'S', 'H', 'F', 'd', 'c', 'f':
 		default:
-			s.client.SendError(wire.Fatalf(wire.CodeProtocolViolation, "invalid frontend message type %d", h.Type))
+			s.sendBatch()
+			s.fatal(wire.Fatalf(wire.CodeProtocolViolation, "invalid frontend message type %d", h.Type))
 			return
 		}
-		if s.skip {
-			if err := s.in.skip(h); err != nil {
-				return
-			}
-			if h.Type == 'S' {
-				s.skip = false
-				s.client.Write(wire.AppendReadyForQuery(nil, idleStatus))
-			}
-			continue
-		}
-		if s.out == nil {
-			s.out = outBufs.Get().(*[]byte)
-		}
-		start := len(*s.out)
-		if *s.out, err = s.in.appendMessage(*s.out, h); err != nil {
+		start := len(s.batch)
+		if s.batch, err = s.in.appendMessage(s.batch, h); err != nil {
+			s.readFailed(err)
 			return
 		}
-		s.record(h.Type, (*s.out)[start:])
-		if err := s.claim(h.Type, start); err != nil {
-			*s.out = (*s.out)[:start]
-			s.unitFailed(h.Type, err)
-			continue
-		}
-		if s.in.buffered() == 0 || len(*s.out) >= outFlushAt {
-			s.flush()
+		s.msgs = append(s.msgs, span{typ: h.Type, start: start, end: len(s.batch)})
+		if s.in.buffered() == 0 || len(s.batch) >= batchFlushAt {
+			s.sendBatch()
 		}
 	}
 }
 
-// unitFailed answers a message that could not reach any server.
-func (s *Session) unitFailed(typ byte, err error) {
-	if errors.Is(err, errAnswered) {
-		if typ == 'S' {
-			s.client.Write(wire.AppendReadyForQuery(nil, idleStatus))
-		}
+// sendBatch sends the messages read since the last batch: each is handed
+// to the server connection of its unit of work, renamed, prepared for, or
+// answered by pgswitch; then the server-bound bytes are written at once.
+func (s *Session) sendBatch() {
+	if len(s.msgs) == 0 {
 		return
 	}
-	e := wire.AsError(err)
-	s.r.log.Info("unit of work failed", "user", s.user.Name, "database", s.db.Name, "code", e.Code, "err", err)
-	buf := e.AppendResponse(nil)
-	switch typ {
-	case 'Q', 'S':
-		buf = wire.AppendReadyForQuery(buf, idleStatus)
-	default:
-		// Extended protocol: the server would discard until Sync; so do we.
-		s.skip = true
-	}
-	s.client.Write(buf)
-}
-
-// flush writes the claimed messages to the server connection. A guarded
-// unit (an autocommit read on a replica) waits for the server's first answer
-// and runs again on the primary if the replica refused it as read-only.
-func (s *Session) flush() {
-	if s.out == nil {
-		return
-	}
-	buf := *s.out
-	outcome := pool.Passed
-	if len(buf) > 0 && s.cur != nil {
-		// A failed write closes the server connection; its pump then tells
-		// the client, and the next read here fails.
-		if (s.guardable || s.staleable) && unitComplete(buf) {
-			guard := s.cur.Guard()
-			s.cur.Write(buf)
-			outcome = <-guard
+	s.units = 0
+	s.retry = retryState{}
+	for _, m := range s.msgs {
+		var err error
+		if s.mode == config.PoolModeTransaction {
+			err = s.handle(m)
 		} else {
-			s.cur.Write(buf)
+			err = s.handleSession(m)
+		}
+		if err != nil {
+			break // the server connection was lost: its pump told the client
 		}
 	}
-	s.guardable, s.staleable = false, false
-	b := s.out
-	s.out = nil
-	switch outcome {
-	case pool.Refused, pool.Stale:
-		s.retry(outcome, buf)
+	outcome := s.write()
+	if outcome == track.Refused || outcome == track.Stale {
+		s.rerun(outcome)
 	}
-	s.orig, s.origOK, s.unitDefs = s.orig[:0], true, s.unitDefs[:0]
-	if cap(*b) <= 4*outFlushAt {
-		*b = (*b)[:0]
-		outBufs.Put(b)
+	s.batch = s.batch[:0]
+	s.msgs = s.msgs[:0]
+	s.used = s.used[:0]
+	s.added = s.added[:0]
+	if cap(s.batch) > 4*batchFlushAt {
+		s.batch = nil
 	}
+}
+
+// write writes what the batch owes: its server-bound bytes to cur (a
+// guarded unit waits for how its answer begins), or pgswitch's own answers
+// to the client when no server is linked.
+func (s *Session) write() track.Outcome {
+	outcome := track.Passed
+	if s.cur != nil && s.out != nil && len(*s.out) > 0 {
+		var guard <-chan track.Outcome
+		if s.retry.guardable(s) {
+			guard = s.curT.Guard(s.policyFn)
+		}
+		// A failed write closes the server connection; its pump then
+		// tells the client, and the next read here fails.
+		s.cur.Write(*s.out)
+		s.unhold()
+		if guard != nil {
+			if outcome = <-guard; outcome != track.Passed {
+				s.dropLease() // the pump gave it back to its pool, or closed it
+			}
+		}
+	} else {
+		s.unhold()
+	}
+	if s.out != nil {
+		b := s.out
+		s.out = nil
+		if cap(*b) <= 4*batchFlushAt {
+			*b = (*b)[:0]
+			outBufs.Put(b)
+		}
+	}
+	if len(s.local) > 0 {
+		// No server is linked (a linked one took them as a Substitute).
+		s.client.Write(s.local)
+		s.local = s.local[:0]
+	}
+	return outcome
+}
+
+// unhold lets cur go back to its pool once its server is at rest.
+func (s *Session) unhold() {
+	if s.held {
+		s.held = false
+		s.cur.Unhold()
+	}
+}
+
+// dropLease forgets cur: its lease ended.
+func (s *Session) dropLease() {
+	s.cur, s.curT = nil, nil
+	s.server.Store(nil)
+	s.held = false
+	s.curRead = false
+	s.phase = idle
+}
+
+// fatal ends the session with e. While a server connection is linked its
+// pump is the client's writer: closing that connection makes it send e.
+func (s *Session) fatal(e *wire.Error) {
+	if s.cur != nil {
+		killed := s.cur.KillFor(s.client, e)
+		s.dropLease()
+		if killed {
+			return
+		}
+	}
+	s.client.SendError(e)
 }
 
 func (s *Session) readFailed(err error) {
+	if e := s.kicked.Load(); e != nil {
+		s.fatal(e)
+		return
+	}
 	var we *wire.Error
 	if errors.As(err, &we) {
-		s.client.SendError(we)
+		s.fatal(we)
 		return
 	}
 	if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
@@ -203,17 +272,29 @@ func (s *Session) readFailed(err error) {
 	}
 }
 
-// end gives the server connection back: reset in session mode, rolled back
-// if the client left inside a transaction.
+// kick ends the session from another goroutine (KILL, shutdown): its read
+// returns and the session itself tells the client e.
+func (s *Session) kick(e *wire.Error) {
+	s.kicked.CompareAndSwap(nil, e)
+	s.client.Conn().SetReadDeadline(time.Unix(1, 0))
+}
+
+// end gives the server connection back: reset in session mode and when
+// pinned, rolled back if the client left inside a transaction.
 func (s *Session) end() {
-	s.flush()
-	if s.cur != nil {
-		reset := ""
-		if s.mode == config.PoolModeSession || s.pinned.Load() {
-			reset = s.cfg.Pool.ResetQuery
-		}
-		s.cur.Detach(s.client, reset)
-		s.cur = nil
-		s.server.Store(nil)
+	s.stopWaits()
+	if s.cur == nil {
+		return
 	}
+	reset := ""
+	if s.mode == config.PoolModeSession || s.state.Pinned() != "" {
+		reset = s.cfg.Pool.ResetQuery
+	}
+	s.cur.Detach(s.client, reset) // nothing, if the lease ended already
+	s.dropLease()
+}
+
+// classifyText classifies SQL text with the database's classifier.
+func (s *Session) classifyText(text string) classify.Result {
+	return s.dbs.classifier.Classify(text)
 }

@@ -1,99 +1,96 @@
-// Session settings under transaction pooling: SETs and startup parameters
-// follow the client to every server connection; some state pins it.
+// Session settings under transaction pooling: each unit runs on a server
+// connection brought to the client's settings and SQL-level statements
+// first; what the client changes is recorded from what the server confirms.
 
 package router
 
 import (
-	"github.com/pgswitch/pgswitch/wire"
-	"maps"
-	"slices"
 	"strings"
 
-	"github.com/pgswitch/pgswitch/pool"
 	"github.com/pgswitch/pgswitch/router/classify"
+	"github.com/pgswitch/pgswitch/router/track"
+	"github.com/pgswitch/pgswitch/wire"
 )
 
-// syncState brings c to the client's session state before the unit whose
-// first message is at (*s.out)[start:]: statements beyond the per-connection
-// bound are closed, and the client's settings replayed where c's differ. It
-// returns where that message starts now.
-func (s *Session) syncState(c *pool.Conn, start int) (int, error) {
-	var pre []byte
-	if evict := c.EvictCandidates(s.cfg.Pool.MaxPreparedStatements); len(evict) > 0 {
-		for _, name := range evict {
-			if err := c.Send(s.client, 'C', pool.Swallow, ""); err != nil {
-				return start, err
-			}
-			pre = wire.AppendHeader(pre, 'C', 1+len(name)+1)
-			pre = append(append(append(pre, 'S'), name...), 0)
-		}
-		c.Forget(evict)
-		c.Send(s.client, 'S', pool.Swallow, "")
-		pre = wire.AppendHeader(pre, 'S', 0)
-	}
-	if q := setsDiff(s.sets, c.Sets()); q != "" {
-		if err := c.Send(s.client, 'Q', pool.Swallow, ""); err != nil {
-			if len(pre) > 0 {
-				// Closes were counted: they must go out.
-				s.insertAt(start, pre)
-				start += len(pre)
-			}
-			return start, err
-		}
-		pre = wire.AppendQuery(pre, q)
-		c.SetUnnamed(nil, 0) // a simple Query destroys the unnamed statement
-		sets := c.Sets()
-		clear(sets)
-		maps.Copy(sets, s.sets)
-	}
-	if len(pre) > 0 {
-		s.insertAt(start, pre)
-		start += len(pre)
-	}
-	return start, nil
+// afterSync is what pgswitch sends after the client's next Query or Sync:
+// a read-back of the settings when the unit may have changed them in ways
+// only the server knows, and the startup values of parameters it reset.
+type afterSync struct {
+	capture bool
+	resets  []track.Effect
 }
 
-// setsDiff returns the statements that turn a connection with settings
-// have into one with want ("" when they agree).
-func setsDiff(want, have map[string]string) string {
-	if len(want) == len(have) {
-		same := true
-		for k, v := range want {
-			if hv, ok := have[k]; !ok || hv != v {
-				same = false
-				break
+// syncUnit brings cur to the client's state before a unit: statements
+// beyond the per-connection bound are closed, settings and SQL-level
+// statements replayed where cur's differ, and answers pgswitch owes from
+// before the lease are queued in their turn.
+func (s *Session) syncUnit() error {
+	if names := s.curT.Evict(s.cfg.Pool.MaxPreparedStatements); len(names) > 0 {
+		for _, name := range names {
+			if err := s.emit(track.Request{Type: 'C', Edit: track.Swallow}, appendCloseStmt(nil, name)); err != nil {
+				return err
 			}
 		}
-		if same {
-			return "" // the usual case: no allocation
+		if err := s.emit(track.Request{Type: 'S', Edit: track.Swallow}, syncMsg); err != nil {
+			return err
 		}
 	}
-	var b strings.Builder
-	for _, name := range slices.Sorted(maps.Keys(have)) {
-		if _, ok := want[name]; !ok {
-			b.WriteString("RESET " + quoteIdent(name) + ";")
+	if q, effects := s.curT.Sync(s.state); q != "" {
+		if err := s.emit(track.Request{Type: 'Q', Edit: track.Swallow, Replay: true, Effects: effects}, wire.AppendQuery(nil, q)); err != nil {
+			return err
 		}
 	}
-	for _, name := range slices.Sorted(maps.Keys(want)) {
-		if have[name] != want[name] {
-			b.WriteString(want[name] + ";")
-		}
+	if len(s.local) > 0 {
+		owed := append([]byte(nil), s.local...)
+		s.local = s.local[:0]
+		return s.emit(track.Request{Type: 'C', Edit: track.Substitute, Subst: owed}, closeNone)
 	}
-	return b.String()
+	return nil
 }
 
-func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
+// noteAfter notes what a statement of the client (classified as res, with
+// effects) needs pgswitch to send after the unit.
+func (s *Session) noteAfter(res classify.Result, effects []track.Effect) {
+	if track.NeedsCapture(res) {
+		s.after.capture = true
+	}
+	if effects != nil && s.state.ResetsStartup(effects) {
+		s.after.resets = append(s.after.resets, effects...)
+	}
+}
 
-func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+// sendAfter sends what noteAfter noted, after the client's Query or Sync.
+func (s *Session) sendAfter() error {
+	if len(s.after.resets) > 0 {
+		q, effects := s.state.StartupFix(s.after.resets)
+		s.after.resets = s.after.resets[:0]
+		if q != "" {
+			if err := s.emit(track.Request{Type: 'Q', Edit: track.Swallow, Replay: true, Effects: effects}, wire.AppendQuery(nil, q)); err != nil {
+				return err
+			}
+		}
+	}
+	if s.after.capture {
+		s.after.capture = false
+		return s.emit(track.Request{Type: 'Q', Edit: track.Capture}, captureMsg)
+	}
+	return nil
+}
+
+var captureMsg = wire.AppendQuery(nil, track.CaptureQuery)
 
 // startupSets returns the settings a client asked for at login, as
-// statements to replay: parameters other than the ones the protocol itself
-// uses, and -c name=value in options.
+// statements that set them: parameters other than the ones the protocol
+// itself uses, and -c name=value in options. An explicit parameter wins
+// over the same one in options, as in PostgreSQL.
 func startupSets(startup map[string]string) map[string]string {
 	sets := map[string]string{}
 	add := func(name, value string) {
 		name = strings.ToLower(name)
-		sets[name] = "SELECT pg_catalog.set_config(" + quoteLiteral(name) + ", " + quoteLiteral(value) + ", false)"
+		sets[name] = track.SetConfig(name, value)
+	}
+	for name, value := range startupOptions(startup["options"]) {
+		add(name, value)
 	}
 	for k, v := range startup {
 		switch k {
@@ -101,16 +98,27 @@ func startupSets(startup map[string]string) map[string]string {
 			continue
 		case "client_encoding":
 			if strings.EqualFold(strings.ReplaceAll(v, "-", ""), "UTF8") {
-				continue // what server connections use already
+				delete(sets, "client_encoding") // what server connections use already
+				continue
 			}
 		case "application_name":
 			if v == "" {
 				continue
 			}
 		}
+		if strings.HasPrefix(k, "_pq_.") {
+			continue // protocol options, not settings
+		}
 		add(k, v)
 	}
-	f := strings.Fields(startup["options"])
+	return sets
+}
+
+// startupOptions returns the -c name=value (and --name=value) settings of
+// a startup options string.
+func startupOptions(options string) map[string]string {
+	out := map[string]string{}
+	f := strings.Fields(options)
 	for i := 0; i < len(f); i++ {
 		opt := f[i]
 		switch {
@@ -125,122 +133,19 @@ func startupSets(startup map[string]string) map[string]string {
 			continue
 		}
 		if name, value, ok := strings.Cut(opt, "="); ok {
-			add(strings.ReplaceAll(name, "-", "_"), value)
+			out[strings.ToLower(strings.ReplaceAll(name, "-", "_"))] = value
 		}
 	}
-	return sets
-}
-
-// recordSet remembers a session-level SET or RESET the client sends, so
-// that its later units see it on any server connection, and notes it as
-// applied on c.
-func (s *Session) recordSet(c *pool.Conn, res classify.Result, text string) {
-	if !res.Kind.Has(classify.KindSet) || res.Route != classify.Read {
-		return
-	}
-	if strings.Contains(strings.TrimRight(text, "; \t\r\n"), ";") {
-		// Several statements ("SET a = 1; SET b = 2"): each SET on its own,
-		// so that a replay runs nothing else.
-		for _, stmt := range classify.Split(text) {
-			if r := s.dbs.classifier.Classify(stmt); r.Kind.Has(classify.KindSet) && r.Route == classify.Read &&
-				!strings.Contains(strings.TrimRight(stmt, "; \t\r\n"), ";") {
-				s.recordSet(c, r, stmt)
-			}
-		}
-		return
-	}
-	if len(res.Params) != 1 || res.Kind.Has(classify.KindSetLocal) {
-		return
-	}
-	name := strings.ToLower(res.Params[0])
-	if s.sets == nil {
-		s.sets = map[string]string{}
-	}
-	have := c.Sets()
-	switch {
-	case name == "all":
-		clear(s.sets)
-		clear(have)
-	case firstWord(text) == "RESET":
-		delete(s.sets, name)
-		delete(have, name)
-	default:
-		stmt := strings.TrimRight(strings.TrimSpace(text), "; \t\n")
-		s.sets[name] = stmt
-		have[name] = stmt
-	}
-}
-
-// firstWord returns the first keyword of SQL text, upper-cased, after
-// leading blanks and comments.
-func firstWord(text string) string {
-	for {
-		text = strings.TrimLeft(text, " \t\r\n;(")
-		switch {
-		case strings.HasPrefix(text, "--"):
-			if i := strings.IndexByte(text, '\n'); i >= 0 {
-				text = text[i+1:]
-				continue
-			}
-			return ""
-		case strings.HasPrefix(text, "/*"):
-			if i := strings.Index(text, "*/"); i >= 0 {
-				text = text[i+2:]
-				continue
-			}
-			return ""
-		}
-		end := strings.IndexFunc(text, func(r rune) bool {
-			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r == '_')
-		})
-		if end < 0 {
-			end = len(text)
-		}
-		return strings.ToUpper(text[:end])
-	}
-}
-
-// pins reports whether a unit leaves state on its server connection that
-// cannot be replayed elsewhere.
-func pins(res classify.Result) bool {
-	return res.Kind&(classify.KindListen|classify.KindAdvisoryLock|classify.KindTempTable|classify.KindDeclareWithHold) != 0
-}
-
-// pin keeps the client on c for the rest of its session.
-func (s *Session) pin(c *pool.Conn, res classify.Result) {
-	if s.pinned.Swap(true) {
-		return
-	}
-	c.SetKeep(true)
-	s.r.log.Debug("client pinned to its server connection", "user", s.user.Name, "database", s.db.Name,
-		"server", c.Addr(), "pid", c.PID(), "because", res.Kind.String())
+	return out
 }
 
 // startupValue returns the value a client gave parameter name (lower case)
-// at startup, directly or in options ("" if none).
+// at startup, directly or in options ("" if none); the direct one wins.
 func startupValue(startup map[string]string, name string) string {
 	for k, v := range startup {
 		if strings.EqualFold(k, name) {
 			return v
 		}
 	}
-	f := strings.Fields(startup["options"])
-	for i := 0; i < len(f); i++ {
-		opt := strings.TrimPrefix(strings.TrimPrefix(f[i], "--"), "-c")
-		if opt == "" && i+1 < len(f) {
-			i++
-			opt = f[i]
-		}
-		if n, v, ok := strings.Cut(opt, "="); ok && strings.EqualFold(strings.ReplaceAll(n, "-", "_"), name) {
-			return v
-		}
-	}
-	return ""
-}
-
-// txSet is a SET sent inside a transaction block: it lasts only if the
-// transaction commits.
-type txSet struct {
-	res  classify.Result
-	text string
+	return startupOptions(startup["options"])[name]
 }

@@ -69,23 +69,13 @@ func (s *Session) count(addr string, read bool) {
 	}
 }
 
-// routed records a unit of work that took server connection c, decided by d:
-// its counts and its line in SHOW ROUTES.
-func (s *Session) routed(c *pool.Conn, d decision, typ byte, start int, def *stmtDef) {
+// routed records a unit of work that took server connection c, decided by
+// d, starting with sql: its counts and its line in SHOW ROUTES.
+func (s *Session) routed(c *pool.Conn, d decision, sql string) {
 	s.count(c.Addr(), d.read)
 	s.dbs.counters.stats.Assignments.Add(1)
-	var sql string
-	body := (*s.out)[start+wire.HeaderSize:]
-	switch {
-	case def != nil:
-		sql = def.text // a named statement's Bind or Describe
-	case typ == 'Q':
-		sql = cstring(body)
-	case typ == 'P':
-		_, rest := splitCString(body)
-		sql = cstring(rest)
-	default:
-		return // an unnamed statement's Bind: its Parse was routed
+	if sql == "" {
+		return // a unit that names no statement pgswitch knows
 	}
 	s.dbs.counters.routes.add(s.dbs.classifier, sql, s.curRead, d.why)
 }
@@ -291,8 +281,8 @@ func (r *Router) Clients() []ClientInfo {
 			ci.ServerPID = c.PID()
 			ci.Pinned = s.mode == config.PoolModeSession
 		}
-		// Pinned by session state that cannot be replayed (state.go).
-		ci.Pinned = ci.Pinned || s.pinned.Load()
+		// Pinned by session state that cannot be replayed elsewhere.
+		ci.Pinned = ci.Pinned || s.state.Pinned() != ""
 		out = append(out, ci)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Connected.Before(out[j].Connected) })

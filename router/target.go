@@ -3,6 +3,7 @@ package router
 import (
 	"github.com/pgswitch/pgswitch/config"
 	"github.com/pgswitch/pgswitch/pool"
+	"github.com/pgswitch/pgswitch/router/track"
 )
 
 // poolFor returns the pool of the session's database and user on srv,
@@ -30,6 +31,7 @@ func (s *Session) lookupPool(srv *config.Server) *pool.Pool {
 		Password:       s.user.ServerPasswordValue(),
 		TLSMode:        cfg.ServerTLSMode,
 		ConnectTimeout: cfg.Timeouts.ServerConnect,
+		Answers:        s.answersFor(),
 	}
 	settings := pool.Settings{
 		Size:        cfg.PoolSizeFor(s.db, s.user),
@@ -38,4 +40,11 @@ func (s *Session) lookupPool(srv *config.Server) *pool.Pool {
 		Lifetime:    cfg.Timeouts.ServerLifetime,
 	}
 	return s.r.pools.Get(key, target, settings)
+}
+
+// answersFor returns what makes the record of each new server connection
+// of the session's database and user.
+func (s *Session) answersFor() func() pool.Answers {
+	db, user := s.dbs, s.user.Name
+	return func() pool.Answers { return track.NewServer(db, user) }
 }

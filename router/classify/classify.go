@@ -59,6 +59,12 @@ var emptyResults = [...]Result{
 // allocates nothing.
 func (c *Classifier) Classify(sql string) Result {
 	key, length, hint, empty := keyOf(c.seed, sql)
+	res := c.classify(sql, key, length, hint, empty)
+	res.Shape = key
+	return res
+}
+
+func (c *Classifier) classify(sql string, key uint64, length uint32, hint HintKind, empty bool) Result {
 	if empty {
 		return emptyResults[hint]
 	}

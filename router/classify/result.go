@@ -21,7 +21,7 @@ func (r Route) String() string {
 
 // Kind flags the statements the router must notice for transactions and
 // session state, whatever their route. A multi-statement text ORs the kinds of
-// its statements. It is a uint32, not a uint8: there are more than 8 flags.
+// its statements; Stmts keeps them apart.
 type Kind uint32
 
 const (
@@ -30,31 +30,41 @@ const (
 	KindSetTransactionReadOnly                  // SET TRANSACTION … READ ONLY (not SERIALIZABLE)
 	KindCommit                                  // COMMIT, END
 	KindRollback                                // ROLLBACK, ABORT; not ROLLBACK TO SAVEPOINT
-	KindSet                                     // session SET, RESET, RESET ALL (Params names them; RESET ALL is "ALL")
+	KindSet                                     // session SET name = value (Stmt.Name names it)
 	KindSetLocal                                // SET LOCAL, SET TRANSACTION
 	KindListen                                  // LISTEN
 	KindAdvisoryLock                            // a call to a session-level advisory lock or unlock function
-	KindTempTable                               // CREATE TEMP TABLE/VIEW/SEQUENCE, CREATE TEMP TABLE AS, SELECT INTO TEMP
+	KindTemp                                    // creates a temporary object of any kind (table, view, sequence, type, function, …)
 	KindDeclareWithHold                         // DECLARE … WITH HOLD
-	KindPrepare                                 // PREPARE (Route is the prepared statement's)
-	KindExecute                                 // EXECUTE
-	KindDeallocate                              // DEALLOCATE name / ALL
+	KindPrepare                                 // PREPARE (Route is the prepared statement's; Stmt.Name its name)
+	KindExecute                                 // EXECUTE (Stmt.Name)
+	KindDeallocate                              // DEALLOCATE name (Stmt.Name), or ALL ("")
 	KindDiscardAll                              // DISCARD ALL
 	KindCopyFrom                                // COPY … FROM
 	KindCopyTo                                  // COPY … TO
 	KindEmpty                                   // empty text, or only comments and semicolons
 	KindCursor                                  // DECLARE, FETCH, MOVE, CLOSE
+	KindReset                                   // RESET name, SET name TO DEFAULT, RESET ALL (Stmt.Name "all")
+	KindSetUnknown                              // may change session settings in a way only the server can tell: set_config(…, not true), DO, CALL, SET … FROM CURRENT, SET SESSION CHARACTERISTICS
+	KindRole                                    // SET or RESET of ROLE or SESSION AUTHORIZATION
+	KindSavepoint                               // SAVEPOINT (Stmt.Name)
+	KindRelease                                 // RELEASE SAVEPOINT (Stmt.Name)
+	KindRollbackTo                              // ROLLBACK TO SAVEPOINT (Stmt.Name)
+	KindDDL                                     // changes the catalog: plans of statements prepared before it may be stale
 )
 
 var kindNames = [...]string{
 	"begin", "begin-read-only", "set-transaction-read-only", "commit", "rollback",
-	"set", "set-local", "listen", "advisory-lock", "temp-table", "declare-with-hold",
+	"set", "set-local", "listen", "advisory-lock", "temp", "declare-with-hold",
 	"prepare", "execute", "deallocate", "discard-all", "copy-from", "copy-to", "empty",
-	"cursor",
+	"cursor", "reset", "set-unknown", "role", "savepoint", "release", "rollback-to", "ddl",
 }
 
 // Has reports whether all flags of f are set in k.
 func (k Kind) Has(f Kind) bool { return k&f == f }
+
+// Any reports whether any flag of f is set in k.
+func (k Kind) Any(f Kind) bool { return k&f != 0 }
 
 func (k Kind) String() string {
 	var b strings.Builder
@@ -69,14 +79,38 @@ func (k Kind) String() string {
 	return b.String()
 }
 
+// Stmt is one statement of a text, as far as session state goes. Names are
+// identifiers, never literals, so a Stmt holds for every text of the same
+// literal-free shape (the cache key).
+type Stmt struct {
+	Kind  Kind
+	Route Route
+	// Name is what the statement names: the parameter of SET/RESET (lower
+	// case; "all" for RESET ALL), the statement of PREPARE, EXECUTE and
+	// DEALLOCATE ("" for DEALLOCATE ALL), the savepoint of SAVEPOINT,
+	// RELEASE and ROLLBACK TO.
+	Name string
+}
+
 // Result is the classification of one query text. Results come from a cache
-// shared by all sessions: treat Params as read-only.
+// shared by all sessions: treat Stmts as read-only.
 type Result struct {
 	Route  Route
 	Kind   Kind
 	Reason string   // "read: SELECT", "write: nextval() is on the write list", "hint: replica", …
 	Hint   HintKind // the hint the text carried, if any
-	Params []string // parameters named by SET/RESET/SET LOCAL, in order; "ALL" for RESET ALL
+	Stmts  []Stmt   // the text's statements in order; nil when it has none or cannot be parsed
+	// Shape is the hash of the text's literal-free form (see Classifier.ShapeKey),
+	// set on every call: equal for texts that differ only in literals.
+	Shape uint64
+}
+
+// Single returns the text's only statement, and false when it has more or none.
+func (r Result) Single() (Stmt, bool) {
+	if len(r.Stmts) != 1 {
+		return Stmt{}, false
+	}
+	return r.Stmts[0], true
 }
 
 // Reasons that are not built from a name.

@@ -63,7 +63,7 @@ func decideText(sql string, fs funcSets) verdict {
 			}
 		}
 		out.Kind |= s.Kind
-		out.Params = append(out.Params, s.Params...)
+		out.Stmts = append(out.Stmts, Stmt{Kind: s.Kind, Route: s.Route, Name: s.name})
 		out.exact = out.exact || s.exact
 		switch {
 		case s.Route == Write && out.Route == Read:
@@ -78,7 +78,8 @@ func decideText(sql string, fs funcSets) verdict {
 // stmtVerdict is the outcome for one statement.
 type stmtVerdict struct {
 	verdict
-	plainBegin bool // BEGIN or START TRANSACTION that is not READ ONLY
+	plainBegin bool   // BEGIN or START TRANSACTION that is not READ ONLY
+	name       string // Stmt.Name
 }
 
 func read(reason string) stmtVerdict {
@@ -119,7 +120,10 @@ func classifyNode(n *pg_query.Node, f *findings, fs funcSets) stmtVerdict {
 		ran |= KindAdvisoryLock
 	}
 	if f.tempInto {
-		ran |= KindTempTable
+		ran |= KindTemp | KindDDL
+	}
+	if f.setUnknown {
+		ran |= KindSetUnknown
 	}
 	var v stmtVerdict
 	switch s := n.Node.(type) {
@@ -138,7 +142,7 @@ func classifyNode(n *pg_query.Node, f *findings, fs funcSets) stmtVerdict {
 			if inner.Route == Write {
 				v = write(inner.Reason)
 			}
-			v.Kind = inner.Kind & (KindAdvisoryLock | KindTempTable)
+			v.Kind = inner.Kind & (KindAdvisoryLock | KindTemp | KindSetUnknown | KindDDL)
 		}
 		v.exact = exact
 	case *pg_query.Node_CopyStmt:
@@ -153,7 +157,7 @@ func classifyNode(n *pg_query.Node, f *findings, fs funcSets) stmtVerdict {
 			if inner.Route == Write {
 				v = write(inner.Reason)
 			}
-			v.Kind = KindCopyTo | inner.Kind&(KindAdvisoryLock|KindTempTable)
+			v.Kind = KindCopyTo | inner.Kind&(KindAdvisoryLock|KindTemp|KindSetUnknown)
 		default:
 			v = read("read: COPY TO")
 			v.Kind = KindCopyTo
@@ -176,16 +180,20 @@ func classifyNode(n *pg_query.Node, f *findings, fs funcSets) stmtVerdict {
 		inner := classifyStmt(s.PrepareStmt.GetQuery(), fs)
 		v = inner
 		v.Kind = KindPrepare
-		v.Params = nil
+		v.name = s.PrepareStmt.Name
 		if inner.Route == Read {
 			v.Reason = "read: PREPARE of a read"
 		}
 	case *pg_query.Node_ExecuteStmt:
 		v = write("write: EXECUTE of a statement the classifier cannot see")
 		v.Kind = KindExecute
+		v.name = s.ExecuteStmt.Name
 	case *pg_query.Node_DeallocateStmt:
 		v = write("write: DEALLOCATE")
 		v.Kind = KindDeallocate
+		if !s.DeallocateStmt.Isall {
+			v.name = s.DeallocateStmt.Name
+		}
 	case *pg_query.Node_DiscardStmt:
 		v = write("write: DISCARD")
 		if s.DiscardStmt.Target == pg_query.DiscardMode_DISCARD_ALL {
@@ -204,27 +212,34 @@ func classifyNode(n *pg_query.Node, f *findings, fs funcSets) stmtVerdict {
 	case *pg_query.Node_ListenStmt:
 		v = write("write: LISTEN")
 		v.Kind = KindListen
-	case *pg_query.Node_CreateStmt:
-		v = write("write: CREATE TABLE")
-		v.Kind = ran | tempIf(s.CreateStmt.GetRelation())
-	case *pg_query.Node_ViewStmt:
-		v = write("write: CREATE VIEW")
-		v.Kind = ran | tempIf(s.ViewStmt.GetView())
-	case *pg_query.Node_CreateSeqStmt:
-		v = write("write: CREATE SEQUENCE")
-		v.Kind = ran | tempIf(s.CreateSeqStmt.GetSequence())
 	default:
-		v = write("write: " + tagOf(n))
+		tag := tagOf(n)
+		v = write("write: " + tag)
 		v.Kind = ran
+		if _, ok := notDDL[tag]; !ok {
+			v.Kind |= KindDDL
+			if f.temp {
+				v.Kind |= KindTemp
+			}
+		}
+		switch n.Node.(type) {
+		case *pg_query.Node_DoStmt, *pg_query.Node_CallStmt:
+			// Their code may call set_config.
+			v.Kind |= KindSetUnknown
+		}
 	}
 	return v
 }
 
-func tempIf(rv *pg_query.RangeVar) Kind {
-	if rv.GetRelpersistence() == "t" {
-		return KindTempTable
-	}
-	return 0
+// notDDL are the utility statements (by tagOf) that change no catalog
+// object a prepared statement's plan could depend on. CALL is here: a
+// procedure that changes the schema is rare, and a stale plan is still
+// noticed when the server reports it.
+var notDDL = map[string]struct{}{
+	"TRUNCATE": {}, "VACUUM/ANALYZE": {}, "CLUSTER": {}, "REINDEX": {}, "CHECKPOINT": {},
+	"LOCK": {}, "NOTIFY": {}, "UNLISTEN": {}, "LOAD": {}, "GRANT": {}, "GRANT ROLE": {},
+	"COMMENT": {}, "REFRESH MATERIALIZED VIEW": {}, "SECURITY LABEL": {}, "ALTER SYSTEM": {},
+	"ConstraintsSetStmt": {}, "INSERT": {}, "UPDATE": {}, "DELETE": {}, "MERGE": {}, "CALL": {},
 }
 
 // explainAnalyze reports whether EXPLAIN's options turn ANALYZE on, and
@@ -305,10 +320,13 @@ func transaction(t *pg_query.TransactionStmt) stmtVerdict {
 		v.Kind = KindRollback
 	case pg_query.TransactionStmtKind_TRANS_STMT_SAVEPOINT:
 		v = read("read: SAVEPOINT")
+		v.Kind, v.name = KindSavepoint, t.SavepointName
 	case pg_query.TransactionStmtKind_TRANS_STMT_RELEASE:
 		v = read("read: RELEASE SAVEPOINT")
+		v.Kind, v.name = KindRelease, t.SavepointName
 	case pg_query.TransactionStmtKind_TRANS_STMT_ROLLBACK_TO:
 		v = read("read: ROLLBACK TO SAVEPOINT")
+		v.Kind, v.name = KindRollbackTo, t.SavepointName
 	default: // PREPARE TRANSACTION, COMMIT PREPARED, ROLLBACK PREPARED
 		v = write("write: two-phase commit")
 	}
@@ -319,27 +337,41 @@ func variableSet(s *pg_query.VariableSetStmt) stmtVerdict {
 	// SET is session (or transaction) state that any server accepts: the
 	// router tracks it through the kind, not the route.
 	v := read("read: SET")
-	switch {
-	case s.Kind == pg_query.VariableSetKind_VAR_SET_MULTI && s.Name == "TRANSACTION":
-		v.Reason = "read: SET TRANSACTION"
-		v.Kind = KindSetLocal
-		if readOnly, serializable := transactionMode(s.Args); readOnly && !serializable {
-			v.Kind |= KindSetTransactionReadOnly
+	name := strings.ToLower(s.Name)
+	switch s.Kind {
+	case pg_query.VariableSetKind_VAR_SET_MULTI:
+		if s.Name == "TRANSACTION" {
+			v.Reason = "read: SET TRANSACTION"
+			v.Kind = KindSetLocal
+			if readOnly, serializable := transactionMode(s.Args); readOnly && !serializable {
+				v.Kind |= KindSetTransactionReadOnly
+			}
+			return v
 		}
-	case s.Kind == pg_query.VariableSetKind_VAR_RESET_ALL:
+		// SET SESSION CHARACTERISTICS AS TRANSACTION …: several defaults.
+		v.Kind = KindSetUnknown
+		return v
+	case pg_query.VariableSetKind_VAR_RESET_ALL:
 		v.Reason = "read: RESET ALL"
-		v.Kind = KindSet
-		v.Params = []string{"ALL"}
+		v.Kind, v.name = KindReset, "all"
+		return v
+	}
+	v.name = name
+	switch {
 	case s.IsLocal:
 		v.Reason = "read: SET LOCAL"
 		v.Kind = KindSetLocal
-		v.Params = []string{s.Name}
+		return v
+	case s.Kind == pg_query.VariableSetKind_VAR_RESET, s.Kind == pg_query.VariableSetKind_VAR_SET_DEFAULT:
+		v.Reason = "read: RESET"
+		v.Kind = KindReset
+	case s.Kind == pg_query.VariableSetKind_VAR_SET_CURRENT:
+		v.Kind = KindSetUnknown
 	default:
-		if s.Kind == pg_query.VariableSetKind_VAR_RESET {
-			v.Reason = "read: RESET"
-		}
 		v.Kind = KindSet
-		v.Params = []string{s.Name}
+	}
+	if name == "role" || name == "session_authorization" {
+		v.Kind |= KindRole
 	}
 	return v
 }
@@ -349,6 +381,8 @@ type findings struct {
 	writeReason string // the first thing that makes a query a write
 	advisory    bool   // a session-level advisory lock function is called
 	tempInto    bool   // INTO TEMP
+	temp        bool   // a name in pg_temp, or a relation made TEMP
+	setUnknown  bool   // set_config that may change a session setting
 }
 
 func (f *findings) note(reason string) {
@@ -376,6 +410,10 @@ func (f *findings) walk(m protoreflect.Message, fs funcSets) {
 		}
 	case *pg_query.InsertStmt, *pg_query.UpdateStmt, *pg_query.DeleteStmt, *pg_query.MergeStmt:
 		f.note("write: data-modifying statement in WITH")
+	case *pg_query.RangeVar:
+		if n.Relpersistence == "t" || isTempSchema(n.Schemaname) {
+			f.temp = true
+		}
 	}
 	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
 		if fd.Kind() != protoreflect.MessageKind && fd.Kind() != protoreflect.GroupKind {
@@ -384,6 +422,12 @@ func (f *findings) walk(m protoreflect.Message, fs funcSets) {
 		switch {
 		case fd.IsList():
 			l := v.List()
+			if l.Len() > 1 {
+				// A qualified name (function, type, …) in pg_temp.
+				if nd, ok := l.Get(0).Message().Interface().(*pg_query.Node); ok && isTempSchema(nd.GetString_().GetSval()) {
+					f.temp = true
+				}
+			}
 			for i := 0; i < l.Len(); i++ {
 				f.walk(l.Get(i).Message(), fs)
 			}
@@ -402,6 +446,9 @@ func (f *findings) call(fc *pg_query.FuncCall, fs funcSets) {
 	if _, ok := sessionAdvisory[name]; ok {
 		f.advisory = true
 	}
+	if name == "set_config" && !isLocalSet(fc.Args) {
+		f.setUnknown = true
+	}
 	switch {
 	case isBuiltinWrite(name):
 		f.note("write: " + name + "() is on the write list")
@@ -412,6 +459,21 @@ func (f *findings) call(fc *pg_query.FuncCall, fs funcSets) {
 	}
 }
 
+// isLocalSet reports whether set_config's arguments make its change local to
+// the transaction: a literal true as the third argument.
+func isLocalSet(args []*pg_query.Node) bool {
+	if len(args) != 3 {
+		return false
+	}
+	c := args[2].GetAConst()
+	return c != nil && c.GetBoolval() != nil && c.GetBoolval().Boolval
+}
+
+// isTempSchema reports whether schema names the session's temporary schema.
+func isTempSchema(schema string) bool {
+	return strings.HasPrefix(strings.ToLower(schema), "pg_temp")
+}
+
 func has(set map[string]struct{}, name string) bool {
 	_, ok := set[name]
 	return ok
@@ -419,6 +481,7 @@ func has(set map[string]struct{}, name string) bool {
 
 // tags name statements in reasons; others are named by pg_query's node type.
 var tags = map[string]string{
+	"CreateStmt": "CREATE TABLE", "ViewStmt": "CREATE VIEW", "CreateSeqStmt": "CREATE SEQUENCE",
 	"InsertStmt": "INSERT", "UpdateStmt": "UPDATE", "DeleteStmt": "DELETE", "MergeStmt": "MERGE",
 	"CreateTableAsStmt": "CREATE TABLE AS", "IndexStmt": "CREATE INDEX", "DropStmt": "DROP",
 	"AlterTableStmt": "ALTER TABLE", "TruncateStmt": "TRUNCATE", "CallStmt": "CALL", "DoStmt": "DO",

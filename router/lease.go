@@ -1,0 +1,189 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/pgswitch/pgswitch/config"
+	"github.com/pgswitch/pgswitch/pool"
+	"github.com/pgswitch/pgswitch/router/classify"
+	"github.com/pgswitch/pgswitch/router/track"
+	"github.com/pgswitch/pgswitch/wire"
+)
+
+// errAnswered means the session answered the message itself: no server needed.
+var errAnswered = errors.New("answered by pgswitch")
+
+// lease takes a server connection for a unit of work classified as res,
+// links it to the client (held until the batch is sent) and brings it to
+// the client's session state.
+func (s *Session) lease(res classify.Result, sql string) error {
+	if err := s.beginUnit(); err != nil {
+		return err
+	}
+	if s.retry.forcePrimary {
+		res = classify.Result{Route: classify.Write, Hint: classify.HintPrimary, Reason: "write: a replica refused it as read-only (25006)"}
+	}
+	d, err := s.decideWaiting(res)
+	if err != nil {
+		return err
+	}
+	c, d, err := s.acquire(d)
+	if err != nil {
+		return err
+	}
+	c.Link(s.client, s.mode == config.PoolModeSession)
+	s.cur, s.curT = c, c.Answers().(*track.Server)
+	s.curT.Link(s.state)
+	s.held = true
+	s.phase = leased
+	s.server.Store(c)
+	s.curRead = d.read && d.server != nil && s.r.topology().Get(d.server.Addr()).Role == config.RoleReplica
+	s.routed(c, d, sql)
+	if s.units == 1 && (s.out == nil || len(*s.out) == 0) && len(s.local) == 0 {
+		s.retry.fresh = true
+	}
+	return s.syncUnit()
+}
+
+// switchLease lets cur finish what the client sent it, and ends the lease:
+// the next unit needs another server (a write after reads on a replica).
+func (s *Session) switchLease() {
+	if s.out != nil && len(*s.out) > 0 {
+		s.cur.Write(*s.out)
+		*s.out = (*s.out)[:0]
+	}
+	c := s.cur
+	s.unhold()
+	c.WaitReleased(s.client)
+	s.dropLease()
+}
+
+// decide routes a unit. Session-mode clients keep one server for their whole
+// session, so they follow the database's route alone (auto: the primary).
+func (s *Session) decide(res classify.Result) decision {
+	if s.mode == config.PoolModeSession && s.db.Route != config.RouteReplica {
+		return decision{server: primaryOf(s.db, s.r.topology()), why: "session mode: the primary"}
+	}
+	return decide(res, s.db, s.r.topology(), s.dbs.lb, s.loadFn, s.cands)
+}
+
+// decideWaiting routes a unit; with no server to take it (a write while no
+// primary is up), it waits up to primary_wait for the topology to change.
+func (s *Session) decideWaiting(res classify.Result) (decision, error) {
+	d := s.decide(res)
+	if d.server != nil {
+		return d, nil
+	}
+	wait := s.cfg.Timeouts.PrimaryWait
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for d.server == nil {
+		changed := s.r.topologyChanged()
+		if d = s.decide(res); d.server != nil {
+			break
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			return d, wire.Errorf(wire.CodeCannotConnectNow,
+				"no primary server for database %q within primary_wait (%s): %s", s.db.Name, wait, noPrimaryReason(s.db, s.r.topology())).
+				WithHint("Reads still work; retry the write once a primary is back or promoted.")
+		case <-s.r.ctx.Done():
+			return d, wire.Fatalf(wire.CodeAdminShutdown, "pgswitch is shutting down")
+		}
+		d = s.decide(res)
+	}
+	return d, nil
+}
+
+// load is a server's active connections for least_connections.
+func (s *Session) load(srv *config.Server) int {
+	return s.poolFor(srv).Stats().Active
+}
+
+// acquire takes a server connection for d. A read whose replica cannot be
+// reached goes to the primary instead; a write has nowhere else to go.
+func (s *Session) acquire(d decision) (*pool.Conn, decision, error) {
+	p := s.poolFor(d.server)
+	c, err := s.wait(p)
+	if err == nil {
+		return c, d, nil
+	}
+	if errors.Is(err, errCancelled) {
+		return nil, d, err
+	}
+	primary := primaryOf(s.db, s.r.topology())
+	if d.read && primary != nil && d.server != primary && !errors.Is(err, pool.ErrWaitTimeout) {
+		s.r.log.Info("replica unreachable, reading from the primary", "server", d.server.Addr(), "err", err)
+		d = decision{server: primary, read: true, why: d.why + "; replica unreachable"}
+		p = s.poolFor(primary)
+		if c, err = s.wait(p); err == nil {
+			return c, d, nil
+		}
+		if errors.Is(err, errCancelled) {
+			return nil, d, err
+		}
+	}
+	return nil, d, pool.AcquireError(p.Key(), s.cfg.Timeouts.QueryWait, err)
+}
+
+// errCancelled ends a wait for a server connection that the client's
+// cancel request cut short.
+var errCancelled = wire.Errorf(wire.CodeQueryCanceled, "canceling statement due to user request")
+
+// wait takes a connection from p, queueing up to query_wait; a cancel
+// request from the client ends the wait with 57014. The context it waits
+// on lives as long as the session unless a cancel used it up.
+func (s *Session) wait(p *pool.Pool) (*pool.Conn, error) {
+	s.waitMu.Lock()
+	if s.waitCtx == nil {
+		s.waitCtx, s.waitCancel = context.WithCancel(s.r.ctx)
+	}
+	ctx := s.waitCtx
+	s.waitingNow = true
+	s.waitMu.Unlock()
+	s.waiting.Store(true)
+	c, err := p.Acquire(ctx, s.cfg.Timeouts.QueryWait)
+	s.waiting.Store(false)
+	s.waitMu.Lock()
+	s.waitingNow = false
+	cancelled := s.cancelled
+	if cancelled {
+		s.cancelled, s.waitCtx = false, nil
+	}
+	s.waitMu.Unlock()
+	if cancelled {
+		if c != nil {
+			c.Release() // handed over as the cancel came: the query never ran
+		}
+		return nil, errCancelled
+	}
+	if err != nil && errors.Is(err, context.Canceled) {
+		return nil, wire.Fatalf(wire.CodeAdminShutdown, "pgswitch is shutting down")
+	}
+	return c, err
+}
+
+// cancelWait ends the session's wait for a server connection, if it is
+// waiting; it reports whether it was.
+func (s *Session) cancelWait() bool {
+	s.waitMu.Lock()
+	defer s.waitMu.Unlock()
+	if !s.waitingNow {
+		return false
+	}
+	s.cancelled = true
+	s.waitCancel()
+	return true
+}
+
+// stopWaits frees the session's wait context.
+func (s *Session) stopWaits() {
+	s.waitMu.Lock()
+	if s.waitCancel != nil {
+		s.waitCancel()
+	}
+	s.waitMu.Unlock()
+}

@@ -1,0 +1,182 @@
+package track
+
+import (
+	"hash/maphash"
+	"maps"
+	"slices"
+	"sync"
+
+	"github.com/pgswitch/pgswitch/router/classify"
+)
+
+// Stmt is a prepared statement of a client. Protocol-level statements live
+// on server connections under a name pgswitch derives from their text, types
+// and parse context, so that clients share them; SQL-level ones (PREPARE)
+// keep the client's own name there, which pg_prepared_statements shows.
+type Stmt struct {
+	Server string // name on server connections
+	Base   string // Server of the first generation; renewals after stale plans add a suffix
+	Gen    int    // renewals
+	Text   string // the query (protocol), or the whole PREPARE statement (SQL)
+	Types  []byte // the Parse message's parameter type section (protocol)
+	SQL    bool   // made by SQL PREPARE
+	Res    classify.Result
+}
+
+// Client is what one client asked for: its settings, its prepared
+// statements, and whether it is pinned to its server connection.
+//
+// Invariant: settings holds, for each parameter the client's session has
+// set, the statement that sets it on a server connection; a parameter it
+// never set (or reset to a default that is not a startup value) is absent.
+// Only what a server confirmed changes settings and stmts (Server.Answer).
+//
+// Locking: mu guards every field below it. Server.mu is taken before mu
+// when both are held.
+type Client struct {
+	mu       sync.Mutex
+	startup  map[string]string // the startup parameters, as statements: RESET and RESET ALL return to these
+	settings map[string]string
+	key      uint64           // hash of settings: the parse context of new statements
+	stmts    map[string]*Stmt // by the client's name: protocol and SQL share one namespace, as in PostgreSQL
+	pin      string           // why the client keeps its server connection; "" when it does not
+}
+
+// NewClient returns a client whose session starts with the startup
+// settings (parameter name → statement that sets it).
+func NewClient(startup map[string]string) *Client {
+	c := &Client{startup: startup, settings: maps.Clone(startup)}
+	if c.settings == nil {
+		c.settings = map[string]string{}
+	}
+	c.rekeyLocked()
+	return c
+}
+
+// contextSeed makes parse context keys comparable across the clients of a
+// process, so that clients with equal settings share server statements.
+var contextSeed = maphash.MakeSeed()
+
+// rekeyLocked recomputes the parse context after settings changed.
+func (c *Client) rekeyLocked() {
+	var h maphash.Hash
+	h.SetSeed(contextSeed)
+	for _, name := range slices.Sorted(maps.Keys(c.settings)) {
+		h.WriteString(name)
+		h.WriteByte(0)
+		h.WriteString(c.settings[name])
+		h.WriteByte(0)
+	}
+	c.key = h.Sum64()
+}
+
+// ContextKey identifies the client's settings: statements parsed under
+// different settings (search_path, DateStyle, …) may mean different things,
+// so clients share a server statement only when their keys are equal.
+func (c *Client) ContextKey() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.key
+}
+
+// Settings returns a copy of the client's settings.
+func (c *Client) Settings() map[string]string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.settings)
+}
+
+// Startup returns the statement setting name at startup ("" if none).
+func (c *Client) Startup(name string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.startup[name]
+}
+
+// HasStartup reports whether the client gave any startup parameter.
+func (c *Client) HasStartup() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.startup) > 0
+}
+
+// Stmt returns the client's statement called name, or nil.
+func (c *Client) Stmt(name string) *Stmt {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stmts[name]
+}
+
+// AddStmt records a statement the client is preparing. The Parse that
+// carries it removes it again if the server refuses it (Request.Client).
+func (c *Client) AddStmt(name string, st *Stmt) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stmts == nil {
+		c.stmts = map[string]*Stmt{}
+	}
+	c.stmts[name] = st
+}
+
+// DropStmt forgets the client's statement name (a Close).
+func (c *Client) DropStmt(name string) {
+	c.mu.Lock()
+	delete(c.stmts, name)
+	c.mu.Unlock()
+}
+
+// SQLStmts returns the client's SQL-level statements by name.
+func (c *Client) SQLStmts() map[string]*Stmt {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string]*Stmt{}
+	for name, st := range c.stmts {
+		if st.SQL {
+			out[name] = st
+		}
+	}
+	return out
+}
+
+// Pin keeps the client on its server connection for good; why is kept for
+// logs and SHOW CLIENTS. It reports whether the client was pinned just now.
+func (c *Client) Pin(why string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pin != "" {
+		return false
+	}
+	c.pin = why
+	return true
+}
+
+// Pinned returns why the client is pinned, "" when it is not.
+func (c *Client) Pinned() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.pin
+}
+
+// applyLocked applies a committed settings change to the client.
+func (c *Client) applyLocked(ch change) {
+	switch ch.kind {
+	case changeSet:
+		c.settings[ch.name] = ch.sql
+	case changeReset:
+		if v, ok := c.startup[ch.name]; ok {
+			c.settings[ch.name] = v // RESET returns to the startup value, as in PostgreSQL
+		} else {
+			delete(c.settings, ch.name)
+		}
+	case changeResetAll:
+		c.settings = maps.Clone(c.startup)
+		if c.settings == nil {
+			c.settings = map[string]string{}
+		}
+	case changeSnapshot:
+		c.settings = maps.Clone(ch.snapshot)
+	default:
+		return
+	}
+	c.rekeyLocked()
+}

@@ -1,0 +1,327 @@
+package track
+
+import (
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgswitch/pgswitch/router/classify"
+)
+
+// enc encodes server messages.
+func enc(msgs ...pgproto3.BackendMessage) []byte {
+	var b []byte
+	for _, m := range msgs {
+		var err error
+		if b, err = m.Encode(b); err != nil {
+			panic(err)
+		}
+	}
+	return b
+}
+
+func cc(tag string) []byte { return enc(&pgproto3.CommandComplete{CommandTag: []byte(tag)}) }
+func rfq(st byte) []byte   { return enc(&pgproto3.ReadyForQuery{TxStatus: st}) }
+func errMsg(code string) []byte {
+	return enc(&pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: code, Message: "m " + code})
+}
+
+var (
+	parseComplete = enc(&pgproto3.ParseComplete{})
+	bindComplete  = enc(&pgproto3.BindComplete{})
+	closeComplete = enc(&pgproto3.CloseComplete{})
+	noData        = enc(&pgproto3.NoData{})
+)
+
+// feed hands the server's messages to s and returns what the client got,
+// as message type letters.
+func feed(t *testing.T, s *Server, msgs ...[]byte) string {
+	t.Helper()
+	var out []byte
+	for _, m := range msgs {
+		out, _ = s.Answer(out, m[0], m)
+	}
+	return types(out)
+}
+
+// types lists the message types in b.
+func types(b []byte) string {
+	var s strings.Builder
+	for len(b) >= 5 {
+		n := int(b[1])<<24 | int(b[2])<<16 | int(b[3])<<8 | int(b[4])
+		s.WriteByte(b[0])
+		b = b[1+n:]
+	}
+	return s.String()
+}
+
+type fakeDB struct {
+	parsed  []string
+	changed int
+}
+
+func (d *fakeDB) Parsed(name string) { d.parsed = append(d.parsed, name) }
+func (d *fakeDB) CatalogChanged()    { d.changed++ }
+
+func newPair(startup map[string]string) (*Server, *Client, *fakeDB) {
+	db := &fakeDB{}
+	s := NewServer(db, "app")
+	c := NewClient(startup)
+	s.Link(c)
+	return s, c, db
+}
+
+func classified(t *testing.T, sql string) (classify.Result, []Effect) {
+	t.Helper()
+	res := classify.New(classify.Options{CacheSize: -1}).Classify(sql)
+	return res, Effects(res, sql)
+}
+
+// query pushes a client Query of sql and returns its effects.
+func query(t *testing.T, s *Server, sql string) {
+	t.Helper()
+	_, eff := classified(t, sql)
+	s.Push(Request{Type: 'Q', Effects: eff})
+}
+
+func TestAnswerEdits(t *testing.T) {
+	s, _, db := newPair(nil)
+	s.Push(Request{Type: 'Q', Edit: Swallow})                          // a replay
+	s.Push(Request{Type: 'C', Edit: Substitute, Subst: parseComplete}) // ParseComplete owed
+	s.Push(Request{Type: 'P', Stmt: "pgswitch_x"})                     // the client's Parse
+	s.Push(Request{Type: 'P', Edit: Swallow, Stmt: "pgswitch_y"})      // prepared on demand
+	s.Push(Request{Type: 'B'})                                         //
+	s.Push(Request{Type: 'E'})                                         //
+	s.Push(Request{Type: 'S'})                                         //
+	got := feed(t, s, cc("SET"), rfq('I'), closeComplete, parseComplete, parseComplete, bindComplete,
+		enc(&pgproto3.DataRow{Values: [][]byte{[]byte("1")}}), cc("SELECT 1"), rfq('I'))
+	if want := "112DCZ"; got != want {
+		t.Fatalf("client got %q, want %q", got, want)
+	}
+	if !slices.Equal(db.parsed, []string{"pgswitch_x", "pgswitch_y"}) {
+		t.Fatalf("parsed %q", db.parsed)
+	}
+	if s.Owed() {
+		t.Fatal("requests still owed")
+	}
+}
+
+func TestExtendedErrorSkipsToSync(t *testing.T) {
+	s, c, _ := newPair(nil)
+	c.AddStmt("a", &Stmt{Server: "pgswitch_a"})
+	s.Push(Request{Type: 'P', Stmt: "pgswitch_a", Client: "a"})
+	s.Push(Request{Type: 'P', Edit: Swallow, Stmt: "pgswitch_b"})
+	s.Push(Request{Type: 'B'})
+	s.Push(Request{Type: 'S'})
+	// The first Parse fails: the second is skipped, so neither is there.
+	if got := feed(t, s, errMsg("42601"), rfq('I')); got != "EZ" {
+		t.Fatalf("client got %q", got)
+	}
+	if s.HasStmt("pgswitch_a") || s.HasStmt("pgswitch_b") {
+		t.Fatal("a refused or skipped Parse left its statement recorded")
+	}
+	if c.Stmt("a") != nil {
+		t.Fatal("the client keeps a statement the server refused")
+	}
+	// A swallowed request's error still reaches the client; a substitute's
+	// is replaced.
+	s.Push(Request{Type: 'D', Edit: Substitute, Subst: errMsg("42P05")})
+	s.Push(Request{Type: 'S'})
+	var out []byte
+	out, _ = s.Answer(out, 'E', errMsg("26000"))
+	out, _ = s.Answer(out, 'Z', rfq('T'))
+	if !strings.Contains(string(out), "42P05") || strings.Contains(string(out), "26000") {
+		t.Fatalf("substitute error not swapped in: %q", out)
+	}
+}
+
+func TestSettingsFollowTransactions(t *testing.T) {
+	cases := []struct {
+		name  string
+		steps [][]string // per Query: sql, then the server's tags ("E" an error), then the status
+		want  map[string]string
+	}{
+		{"autocommit SET", [][]string{{"SET work_mem = '8MB'", "SET", "I"}}, map[string]string{"work_mem": "SET work_mem = '8MB'"}},
+		{"hinted SET", [][]string{{"/* pgswitch:primary */ SET work_mem = '8MB'", "SET", "I"}},
+			map[string]string{"work_mem": "/* pgswitch:primary */ SET work_mem = '8MB'"}},
+		{"SET with other work", [][]string{{"SET work_mem = '8MB'; INSERT INTO t VALUES (1)", "SET", "INSERT 0 1", "I"}},
+			map[string]string{"work_mem": "SET work_mem = '8MB'"}},
+		{"failed implicit transaction", [][]string{{"SET work_mem = '8MB'; SELECT 1/0", "SET", "E", "I"}}, map[string]string{}},
+		{"rolled back", [][]string{{"BEGIN", "BEGIN", "T"}, {"SET work_mem = '8MB'", "SET", "T"}, {"ROLLBACK", "ROLLBACK", "I"}}, map[string]string{}},
+		{"committed", [][]string{{"BEGIN; SET work_mem = '8MB'; COMMIT", "BEGIN", "SET", "COMMIT", "I"}},
+			map[string]string{"work_mem": "SET work_mem = '8MB'"}},
+		{"commit of a failed transaction", [][]string{{"BEGIN; SET work_mem = '8MB'", "BEGIN", "SET", "T"}, {"SELECT 1/0", "E", "E"}, {"COMMIT", "ROLLBACK", "I"}},
+			map[string]string{}},
+		{"rollback to savepoint", [][]string{{"BEGIN; SET a.x = 1; SAVEPOINT s; SET a.y = 2; ROLLBACK TO s; COMMIT", "BEGIN", "SET", "SAVEPOINT", "SET", "ROLLBACK", "COMMIT", "I"}},
+			map[string]string{"a.x": "SET a.x = 1"}},
+		{"release savepoint", [][]string{{"BEGIN; SAVEPOINT s; SET a.y = 2; RELEASE s; COMMIT", "BEGIN", "SAVEPOINT", "SET", "RELEASE", "COMMIT", "I"}},
+			map[string]string{"a.y": "SET a.y = 2"}},
+		{"reset", [][]string{{"SET a.x = 1", "SET", "I"}, {"RESET a.x", "RESET", "I"}}, map[string]string{}},
+		{"reset all", [][]string{{"SET a.x = 1; SET a.y = 2", "SET", "SET", "I"}, {"RESET ALL", "RESET", "I"}}, map[string]string{}},
+		{"set to default", [][]string{{"SET a.x = 1", "SET", "I"}, {"SET a.x TO DEFAULT", "SET", "I"}}, map[string]string{}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s, c, _ := newPair(nil)
+			for _, step := range tc.steps {
+				query(t, s, step[0])
+				for _, tag := range step[1 : len(step)-1] {
+					if tag == "E" {
+						feed(t, s, errMsg("22012"))
+					} else {
+						feed(t, s, cc(tag))
+					}
+				}
+				feed(t, s, rfq(step[len(step)-1][0]))
+			}
+			if got := c.Settings(); !maps.Equal(got, tc.want) {
+				t.Fatalf("client settings %q, want %q", got, tc.want)
+			}
+			s.mu.Lock()
+			got := maps.Clone(s.settings)
+			s.mu.Unlock()
+			if !maps.Equal(got, tc.want) {
+				t.Fatalf("server settings %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestSyncAndStartup(t *testing.T) {
+	startup := map[string]string{"datestyle": SetConfig("datestyle", "Postgres, MDY")}
+	s, c, _ := newPair(startup)
+	q, eff := s.Sync(c)
+	if q != startup["datestyle"]+";" || len(eff) != 1 {
+		t.Fatalf("sync of a new connection: %q %v", q, eff)
+	}
+	s.Push(Request{Type: 'Q', Edit: Swallow, Replay: true, Effects: eff})
+	feed(t, s, enc(&pgproto3.RowDescription{}), enc(&pgproto3.DataRow{Values: [][]byte{[]byte("x")}}), cc("SELECT 1"), rfq('I'))
+	if q, _ := s.Sync(c); q != "" {
+		t.Fatalf("in sync after the replay, still %q", q)
+	}
+	// RESET returns to the startup value for the client; the server goes
+	// to its default, so pgswitch sets the startup value again.
+	query(t, s, "RESET datestyle")
+	_, eff = classified(t, "RESET datestyle")
+	if !c.ResetsStartup(eff) {
+		t.Fatal("RESET of a startup parameter not noticed")
+	}
+	feed(t, s, cc("RESET"), rfq('I'))
+	if got := c.Settings()["datestyle"]; got != startup["datestyle"] {
+		t.Fatalf("client's datestyle after RESET: %q", got)
+	}
+	if q, _ := s.Sync(c); q != startup["datestyle"]+";" {
+		t.Fatalf("after RESET the server needs the startup value: %q", q)
+	}
+	if q, _ := c.StartupFix(eff); q != startup["datestyle"]+";" {
+		t.Fatalf("startup fix: %q", q)
+	}
+	// Another client's settings are reset, SQL statements swapped.
+	other := NewClient(nil)
+	other.AddStmt("q", &Stmt{Server: "q", SQL: true, Text: "PREPARE q AS SELECT 1"})
+	s.mu.Lock()
+	s.sqlNames = map[string]string{"r": "PREPARE r AS SELECT 2"}
+	s.settings["work_mem"] = "SET work_mem = 1"
+	s.mu.Unlock()
+	q, eff = s.Sync(other)
+	if want := `DEALLOCATE "r";RESET "work_mem";PREPARE q AS SELECT 1;`; q != want || len(eff) != 3 {
+		t.Fatalf("sync to another client: %q, want %q", q, want)
+	}
+}
+
+func TestGuard(t *testing.T) {
+	policy := func(code, _ []byte) Outcome {
+		if string(code) == "25006" {
+			return Refused
+		}
+		return Passed
+	}
+	s, _, _ := newPair(nil)
+	s.Push(Request{Type: 'Q', Edit: Swallow})
+	s.Push(Request{Type: 'P'})
+	s.Push(Request{Type: 'B'})
+	s.Push(Request{Type: 'E'})
+	s.Push(Request{Type: 'S'})
+	ch := s.Guard(policy)
+	if got := feed(t, s, cc("SET"), rfq('I'), parseComplete, bindComplete, errMsg("25006"), rfq('I')); got != "" {
+		t.Fatalf("a refused unit's answer reached the client: %q", got)
+	}
+	if o := <-ch; o != Refused {
+		t.Fatalf("outcome %v", o)
+	}
+	s.Push(Request{Type: 'P'})
+	s.Push(Request{Type: 'S'})
+	ch = s.Guard(policy)
+	var out []byte
+	out, _ = s.Answer(out, '1', parseComplete)
+	if len(out) != 0 {
+		t.Fatal("held answer written before the unit passed")
+	}
+	out, _ = s.Answer(out, 'Z', rfq('I'))
+	if types(out) != "1Z" || <-ch != Passed {
+		t.Fatalf("passed unit: %q", types(out))
+	}
+}
+
+func TestCapture(t *testing.T) {
+	row := func(name, value string) []byte {
+		return enc(&pgproto3.DataRow{Values: [][]byte{[]byte(name), []byte(value)}})
+	}
+	s, c, _ := newPair(nil)
+	s.Push(Request{Type: 'Q'})
+	s.Push(Request{Type: 'Q', Edit: Capture})
+	got := feed(t, s, enc(&pgproto3.RowDescription{}), enc(&pgproto3.DataRow{Values: [][]byte{[]byte("x")}}), cc("SELECT 1"), rfq('I'),
+		enc(&pgproto3.RowDescription{}), row("search_path", "a, b"), row("role", "none"), row("session_authorization", "app"), cc("SELECT 3"), rfq('I'))
+	if got != "TDCZ" {
+		t.Fatalf("client got %q", got)
+	}
+	if want := map[string]string{"search_path": SetConfig("search_path", "a, b")}; !maps.Equal(c.Settings(), want) {
+		t.Fatalf("captured %q, want %q", c.Settings(), want)
+	}
+	if c.Pinned() != "" {
+		t.Fatal("pinned without reason")
+	}
+	// A role set behind pgswitch's back pins the client.
+	s.Push(Request{Type: 'Q', Edit: Capture})
+	feed(t, s, row("role", "bob"), cc("SELECT 1"), rfq('I'))
+	if c.Pinned() == "" {
+		t.Fatal("a role change did not pin the client")
+	}
+	// A failed read-back pins too, unless the transaction failed anyway.
+	s2, c2, _ := newPair(nil)
+	s2.Push(Request{Type: 'Q', Edit: Capture})
+	feed(t, s2, errMsg("25P02"), rfq('E'))
+	if c2.Pinned() != "" {
+		t.Fatal("pinned after a read-back in a failed transaction")
+	}
+	s2.Push(Request{Type: 'Q', Edit: Capture})
+	feed(t, s2, errMsg("57014"), rfq('I'))
+	if c2.Pinned() == "" {
+		t.Fatal("a failed read-back did not pin the client")
+	}
+}
+
+func TestStatementsNotTransactional(t *testing.T) {
+	s, c, _ := newPair(nil)
+	query(t, s, "PREPARE q AS SELECT 1; SELECT 1/0")
+	feed(t, s, cc("PREPARE"), errMsg("22012"), rfq('I'))
+	if st := c.Stmt("q"); st == nil || !st.SQL || st.Text != "PREPARE q AS SELECT 1" {
+		t.Fatalf("PREPARE that completed is gone: %+v", st)
+	}
+	query(t, s, "DEALLOCATE q")
+	feed(t, s, cc("DEALLOCATE"), rfq('I'))
+	if c.Stmt("q") != nil {
+		t.Fatal("DEALLOCATE kept the statement")
+	}
+	c.AddStmt("p", &Stmt{Server: "pgswitch_p"})
+	s.Push(Request{Type: 'P', Stmt: "pgswitch_p"})
+	feed(t, s, parseComplete)
+	query(t, s, "DEALLOCATE ALL")
+	feed(t, s, cc("DEALLOCATE ALL"), rfq('I'))
+	if c.Stmt("p") != nil || s.HasStmt("pgswitch_p") {
+		t.Fatal("DEALLOCATE ALL kept statements")
+	}
+}
