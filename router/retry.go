@@ -49,6 +49,10 @@ func unitComplete(msgs []span) bool {
 // alone also means other unsupported features.
 var staleMessage = []byte("cached plan must not change result type")
 
+// cacheLookupFailed starts PostgreSQL's message for a statement whose plan
+// names a catalog object that is gone.
+var cacheLookupFailed = []byte("cache lookup failed")
+
 // policy decides about a guarded unit's first error: a replica's read-only
 // refusal of a read is retried on the primary, a stale plan with the
 // statement prepared afresh.
@@ -57,6 +61,10 @@ func (s *Session) policy(code, message []byte) track.Outcome {
 	case s.curRead && string(code) == wire.CodeReadOnlySQLTransaction:
 		return track.Refused
 	case len(s.used) > 0 && string(code) == wire.CodeCachedPlanMustNotChangeResultType && bytes.HasPrefix(message, staleMessage):
+		return track.Stale
+	case len(s.used) > 0 && string(code) == wire.CodeInternalError && bytes.HasPrefix(message, cacheLookupFailed):
+		// A statement prepared before a type or table it names was
+		// dropped and made again behind pgswitch's back.
 		return track.Stale
 	}
 	return track.Passed

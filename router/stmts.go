@@ -130,6 +130,27 @@ func parseBody(msg []byte) (name []byte, text string, types []byte) {
 	return name, cstring(t), types
 }
 
+// wellFormedParse reports whether a Parse message reads as PostgreSQL
+// reads it: name and query NUL-terminated, a parameter count and that many
+// type OIDs, nothing more. pgswitch rebuilds a Parse under its own name
+// only when it is: a malformed one goes to the server as sent, which
+// refuses it as it would refuse it from the client directly.
+func wellFormedParse(msg []byte) bool {
+	body := msg[wire.HeaderSize:]
+	for range 2 {
+		i := bytes.IndexByte(body, 0)
+		if i < 0 {
+			return false
+		}
+		body = body[i+1:]
+	}
+	if len(body) < 2 {
+		return false
+	}
+	n := int(binary.BigEndian.Uint16(body))
+	return len(body) == 2+4*n
+}
+
 // bindNames returns a Bind's portal and statement names, and where the
 // statement name lies in msg.
 func bindNames(msg []byte) (portal, stmt []byte, off int) {

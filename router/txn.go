@@ -228,6 +228,12 @@ func (s *Session) parse(m span, unitStart bool) error {
 	msg := s.msg(m)
 	name, text, types := parseBody(msg)
 	res := s.classifyText(text)
+	if !wellFormedParse(msg) {
+		if err := s.need(unknownStmt, unitStart, ""); err != nil {
+			return err
+		}
+		return s.emit(track.Request{Type: 'P'}, msg)
+	}
 	if len(name) == 0 {
 		if err := s.need(res, unitStart, text); err != nil {
 			return err
