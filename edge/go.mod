@@ -1,0 +1,7 @@
+module github.com/pgswitch/pgswitch/edge
+
+go 1.26.8
+
+require go.yaml.in/yaml/v3 v3.0.6
+
+replace github.com/pgswitch/pgswitch => ../
