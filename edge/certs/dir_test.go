@@ -32,7 +32,7 @@ func TestLoadDirChoosesBySNI(t *testing.T) {
 		{"b.example.com", "b.example.com"},
 		{"x.wild.example.com", "b.example.com"},
 		{"y.x.wild.example.com", "a.example.com"}, // a wildcard covers one label only
-		{"", "a.example.com"},                      // default: first file
+		{"", "a.example.com"},                     // default: first file
 		{"unknown.test", "a.example.com"},
 	} {
 		if got := s.Lookup(tt.sni).Leaf.Subject.CommonName; got != tt.want {

@@ -135,8 +135,11 @@ type Listen struct {
 	Settings `yaml:",inline"`
 	// RewriteHost sends the server's name as Host instead of the client's
 	// (for outbound listens in front of a virtual-hosted HTTPS service).
-	RewriteHost bool      `yaml:"rewrite_host"`
-	Servers     []*Server `yaml:"servers"`
+	RewriteHost bool `yaml:"rewrite_host"`
+	// AllBackups sends traffic to every up backup server when no other
+	// server is up; by default only the first up backup takes it.
+	AllBackups bool      `yaml:"all_backups"`
+	Servers    []*Server `yaml:"servers"`
 }
 
 // Bind is one address a listen accepts connections on. In the YAML file a
