@@ -24,6 +24,8 @@ var (
 // Server is one server of a pool. Its mutable fields are guarded by the
 // pool's mutex.
 type Server struct {
+	// Index is the server's position in its listen's configuration.
+	Index   int
 	Name    string
 	Addr    string
 	Backup  bool
@@ -90,8 +92,8 @@ func NewPool(l *config.Listen, opt Options) (*Pool, error) {
 	p := &Pool{Name: l.Name, log: opt.Log, clock: opt.Clock, allBackups: l.AllBackups}
 	params := checkstate.Params{Inter: l.Check.Inter, DownInter: l.Check.DownInter, Fall: l.Check.Fall, Rise: l.Check.Rise}
 	now := p.clock.Now()
-	for _, cs := range l.Servers {
-		s := &Server{Name: cs.Name, Addr: cs.Addr, Backup: cs.Backup, MaxConn: cs.MaxConn, Weight: cs.Weight,
+	for i, cs := range l.Servers {
+		s := &Server{Index: i, Name: cs.Name, Addr: cs.Addr, Backup: cs.Backup, MaxConn: cs.MaxConn, Weight: cs.Weight,
 			Checked: cs.Checked(), Config: cs, check: checkstate.New(params), since: now, checkTimeout: l.Check.Timeout}
 		if s.Checked && opt.NewProber != nil {
 			pr, err := opt.NewProber(l, cs)
