@@ -156,6 +156,9 @@ func (c *Config) validate(errs *[]error) {
 			if b == nil {
 				continue
 			}
+			if _, port, _ := net.SplitHostPort(b.Addr); port == "0" {
+				continue // a port the system chooses: never the same twice
+			}
 			if other, dup := binds[b.Addr]; dup {
 				bad(fmt.Sprintf("%s.binds[%d].addr", key, i), "%s is already bound by %s", b.Addr, other)
 			}

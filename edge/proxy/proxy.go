@@ -52,21 +52,31 @@ type listenRun struct {
 	pool *backend.Pool
 	http *httpproxy.Listen
 	tcp  *tcpproxy.Listen
-	tls  map[string]*tls.Config // by bind address; nil for plain binds
+	tls  map[string]*tls.Config // by bindKey; nil for plain binds
 }
 
-// dispatch hands an accepted connection to the listen.
-func (l *listenRun) dispatch(c net.Conn, addr string) bool {
+// dispatch hands an accepted connection of bind key to the listen.
+func (l *listenRun) dispatch(c net.Conn, key string) bool {
 	if l.tcp != nil {
 		return l.tcp.Dispatch(c)
 	}
-	return l.http.Dispatch(c, l.tls[addr])
+	return l.http.Dispatch(c, l.tls[key])
+}
+
+// bindKey names a listening socket across reloads: its address, or for a
+// port the system chooses (":0", in tests) the listen and position too,
+// since such addresses may repeat.
+func bindKey(listen string, i int, addr string) string {
+	if _, port, _ := net.SplitHostPort(addr); port == "0" {
+		return fmt.Sprintf("%s/%s/%d", addr, listen, i)
+	}
+	return addr
 }
 
 // bind is one listening socket; it outlives generations while its address
 // stays in the configuration.
 type bind struct {
-	addr   string // as configured
+	key    string // bindKey
 	ln     net.Listener
 	listen atomic.Pointer[listenRun]
 	done   chan struct{}
@@ -103,13 +113,13 @@ func Start(cfg *config.Config, log *slog.Logger) (*Proxy, error) {
 // certificates read, access log opened, pools and listens made, and the
 // sockets of new bind addresses opened. On error everything it made is
 // closed again.
-func (p *Proxy) build(cfg *config.Config, prev *generation) (gen *generation, opened map[string]*bind, err error) {
+func (p *Proxy) build(cfg *config.Config, prev *generation) (_ *generation, _ map[string]*bind, err error) {
 	logger, err := accesslog.Open(cfg.AccessLog.Path, cfg.AccessLog.Format)
 	if err != nil {
 		return nil, nil, err
 	}
-	gen = &generation{cfg: cfg, logger: logger, listens: map[string]*listenRun{}}
-	opened = map[string]*bind{}
+	gen := &generation{cfg: cfg, logger: logger, listens: map[string]*listenRun{}}
+	opened := map[string]*bind{}
 	defer func() {
 		if err != nil {
 			closeBinds(opened)
@@ -140,7 +150,7 @@ func (p *Proxy) build(cfg *config.Config, prev *generation) (gen *generation, op
 			if b.TLS.MinVersion == "1.3" {
 				minVersion = tls.VersionTLS13
 			}
-			lr.tls[b.Addr] = &tls.Config{GetCertificate: store.GetCertificate, NextProtos: b.TLS.ALPN, MinVersion: minVersion}
+			lr.tls[bindKey(name, i, b.Addr)] = &tls.Config{GetCertificate: store.GetCertificate, NextProtos: b.TLS.ALPN, MinVersion: minVersion}
 		}
 		if lc.Mode == config.ModeTCP {
 			lr.tcp = tcpproxy.New(lc, pool, p.log, p.metrics)
@@ -152,14 +162,15 @@ func (p *Proxy) build(cfg *config.Config, prev *generation) (gen *generation, op
 			}
 		}
 		for i, b := range lc.Binds {
-			if p.binds[b.Addr] != nil {
+			key := bindKey(name, i, b.Addr)
+			if p.binds[key] != nil {
 				continue
 			}
 			ln, err := net.Listen("tcp", b.Addr)
 			if err != nil {
 				return nil, nil, fmt.Errorf("listens.%s.binds[%d]: %w", name, i, err)
 			}
-			opened[b.Addr] = &bind{addr: b.Addr, ln: ln, done: make(chan struct{})}
+			opened[key] = &bind{key: key, ln: ln, done: make(chan struct{})}
 		}
 	}
 	return gen, opened, nil
@@ -178,9 +189,10 @@ func (p *Proxy) commit(gen *generation, opened map[string]*bind) {
 	maps.Copy(p.binds, opened)
 	keep := map[string]bool{}
 	for _, lr := range gen.listens {
-		for _, b := range lr.cfg.Binds {
-			keep[b.Addr] = true
-			p.binds[b.Addr].listen.Store(lr)
+		for i, b := range lr.cfg.Binds {
+			key := bindKey(lr.cfg.Name, i, b.Addr)
+			keep[key] = true
+			p.binds[key].listen.Store(lr)
 		}
 	}
 	for addr, b := range p.binds {
@@ -188,12 +200,12 @@ func (p *Proxy) commit(gen *generation, opened map[string]*bind) {
 			b.ln.Close()
 			<-b.done
 			delete(p.binds, addr)
-			p.log.Info("bind closed", "addr", addr)
+			p.log.Info("bind closed", "addr", b.ln.Addr().String())
 		}
 	}
 	for _, b := range opened {
 		lr := b.listen.Load()
-		p.log.Info("bind listening", "listen", lr.cfg.Name, "addr", b.ln.Addr().String(), "tls", lr.tls[b.addr] != nil)
+		p.log.Info("bind listening", "listen", lr.cfg.Name, "addr", b.ln.Addr().String(), "tls", lr.tls[b.key] != nil)
 		go p.accept(b)
 	}
 	if prev != nil {
@@ -218,14 +230,14 @@ func (p *Proxy) accept(b *bind) {
 			}
 			// Out of file descriptors and the like: wait, as net/http does.
 			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			p.log.Error("accept failed", "addr", b.addr, "err", err, "retry_in", backoff)
+			p.log.Error("accept failed", "addr", b.ln.Addr().String(), "err", err, "retry_in", backoff)
 			time.Sleep(backoff)
 			continue
 		}
 		backoff = 0
 		taken := false
 		for range 3 {
-			if b.listen.Load().dispatch(c, b.addr) {
+			if b.listen.Load().dispatch(c, b.key) {
 				taken = true
 				break
 			}
@@ -283,9 +295,10 @@ func (g *generation) shutdown(ctx context.Context) error {
 	errs := make(chan error, len(g.listens))
 	for _, lr := range g.listens {
 		wg.Go(func() {
-			if lr.http != nil {
+			switch {
+			case lr.http != nil:
 				errs <- lr.http.Shutdown(ctx)
-			} else {
+			case lr.tcp != nil:
 				errs <- lr.tcp.Shutdown(ctx)
 			}
 		})
@@ -344,8 +357,8 @@ func (p *Proxy) Addrs() map[string][]string {
 		return out
 	}
 	for name, lr := range gen.listens {
-		for _, b := range lr.cfg.Binds {
-			if bd := p.binds[b.Addr]; bd != nil {
+		for i, b := range lr.cfg.Binds {
+			if bd := p.binds[bindKey(name, i, b.Addr)]; bd != nil {
 				out[name] = append(out[name], bd.ln.Addr().String())
 			}
 		}
