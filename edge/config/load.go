@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -50,7 +51,7 @@ func Parse(data []byte) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(fixed))
 	dec.KnownFields(true)
 	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("yaml: %w", err)
+		return nil, fmt.Errorf("yaml: %s", nameLines(err.Error(), &root, fixed))
 	}
 	cfg.setDefaults()
 	cfg.validate(&errs)
@@ -143,6 +144,75 @@ func expandEnv(v, key string, errs *[]error) string {
 	}
 	b.WriteString(v)
 	return b.String()
+}
+
+var (
+	lineRe  = regexp.MustCompile(`line (\d+): `)
+	valueRe = regexp.MustCompile("`([^`]*)`")
+)
+
+// nameLines rewrites the decoder's "line N: " (N a line of the rewritten
+// document) into the key and the line of the file as written. Where a line
+// holds several keys (a flow mapping), the key whose value the message
+// quotes is named.
+func nameLines(msg string, orig *yaml.Node, fixed []byte) string {
+	var again yaml.Node
+	if yaml.Unmarshal(fixed, &again) != nil {
+		return msg
+	}
+	type place struct {
+		key, value string
+		line       int
+	}
+	where := map[int][]place{}
+	var walk func(o, n *yaml.Node, key string)
+	walk = func(o, n *yaml.Node, key string) {
+		if o == nil || n == nil || len(o.Content) != len(n.Content) {
+			return
+		}
+		if key != "" {
+			where[n.Line] = append(where[n.Line], place{key, n.Value, o.Line})
+		}
+		for i := range n.Content {
+			child := key
+			switch n.Kind {
+			case yaml.MappingNode:
+				if i%2 == 0 {
+					continue
+				}
+				child = n.Content[i-1].Value
+				if key != "" {
+					child = key + "." + child
+				}
+			case yaml.SequenceNode:
+				child = fmt.Sprintf("%s[%d]", key, i)
+			}
+			walk(o.Content[i], n.Content[i], child)
+		}
+	}
+	walk(orig, &again, "")
+	lines := strings.Split(msg, "\n")
+	for i, l := range lines {
+		m := lineRe.FindStringSubmatchIndex(l)
+		if m == nil {
+			continue
+		}
+		n, _ := strconv.Atoi(l[m[2]:m[3]])
+		places := where[n]
+		if len(places) == 0 {
+			continue
+		}
+		pl := places[len(places)-1]
+		if v := valueRe.FindStringSubmatch(l); v != nil {
+			for _, c := range places {
+				if c.value == v[1] {
+					pl = c
+				}
+			}
+		}
+		lines[i] = l[:m[0]] + fmt.Sprintf("%s (line %d): ", pl.key, pl.line) + l[m[1]:]
+	}
+	return strings.Join(lines, "\n")
 }
 
 func dirOf(path string) string {
