@@ -196,3 +196,16 @@ func TestBareSecondsAreDurations(t *testing.T) {
 		t.Fatalf("shutdown %v inter %v downinter %v", cfg.ShutdownTimeout, cfg.Listens["app"].Check.Inter, cfg.Listens["app"].Check.DownInter)
 	}
 }
+
+// TestSandwichConfigLoads: the configuration docker-compose.yml mounts
+// into pgswitch-edge is valid.
+func TestSandwichConfigLoads(t *testing.T) {
+	cfg, err := Load(filepath.Join("..", "..", "deploy", "edge", "pgswitch-edge.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := cfg.Listens["myapp"]
+	if app == nil || len(app.Binds) != 2 || app.Servers[0].Addr != "127.0.0.1:8080" || app.Servers[0].MaxConn != 32 {
+		t.Fatalf("myapp: %+v", app)
+	}
+}
