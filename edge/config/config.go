@@ -24,6 +24,9 @@ type Config struct {
 // Admin is the metrics and status endpoint.
 type Admin struct {
 	Listen string `yaml:"listen"`
+	// PProf serves Go's profiles under /debug/pprof/ (default false): for
+	// profiling a benchmark, not for an address others can reach.
+	PProf bool `yaml:"pprof"`
 }
 
 // Log configures pgswitch-edge's own messages.

@@ -70,7 +70,7 @@ listens:
 
 	primary.healthy.Store(true)
 	backup.healthy.Store(true)
-	waitFor(t, func() bool { return isUp("app01") }, "app01 back up")
+	waitFor(t, func() bool { return isUp("app01") && isUp("app02") }, "app01 and app02 back up")
 	if _, body := get(t, client, addr+"/x"); body != "app01 /x" {
 		t.Fatalf("app01 back: %q, want app01", body)
 	}

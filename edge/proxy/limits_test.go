@@ -32,12 +32,12 @@ listens:
 `, logPath, a.addr))
 	addr := p.addr(t, "myapp", 0)
 
+	start := time.Now() // before the proxy can have accepted
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	start := time.Now()
 	answer := make(chan string, 1)
 	go func() {
 		b, _ := io.ReadAll(c) // until the proxy closes

@@ -101,7 +101,7 @@ func Start(cfg *config.Config, log *slog.Logger) (*Proxy, error) {
 			return nil, fmt.Errorf("admin.listen: %w", err)
 		}
 		p.adminLn = ln
-		p.admin = &http.Server{Handler: p.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
+		p.admin = &http.Server{Handler: p.adminHandler(cfg.Admin.PProf), ReadHeaderTimeout: 5 * time.Second}
 		go func() { _ = p.admin.Serve(ln) }()
 		log.Info("admin listening", "addr", ln.Addr().String())
 	}
