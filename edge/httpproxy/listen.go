@@ -148,9 +148,14 @@ func (l *Listen) handshake(raw net.Conn, conf *tls.Config, accepted time.Time) {
 		return
 	}
 	_ = raw.SetDeadline(time.Time{})
-	l.m.HandshakeOK.Inc()
+	state := tc.ConnectionState()
+	if state.DidResume {
+		l.m.HandshakeResumed.Inc()
+	} else {
+		l.m.HandshakeFull.Inc()
+	}
 	var c net.Conn = tc
-	if tc.ConnectionState().NegotiatedProtocol != "h2" {
+	if state.NegotiatedProtocol != "h2" {
 		c = l.newClientConn(tc, true, accepted)
 	}
 	if !l.ln.push(c) {

@@ -40,7 +40,7 @@ func New(pools func() []*backend.Pool) *Metrics {
 		}, []string{"listen"}),
 		handshakes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pgswitch_edge_tls_handshakes_total",
-			Help: "TLS handshakes with clients, by listen and result (ok, failed).",
+			Help: "TLS handshakes with clients, by listen and result (full, resumed, failed).",
 		}, []string{"listen", "result"}),
 		tcpConns: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pgswitch_edge_tcp_connections_total",
@@ -63,14 +63,16 @@ type Listen struct {
 	m        *Metrics
 	name     string
 	Duration prometheus.Observer
-	// HandshakeOK and HandshakeFailed count TLS handshakes.
-	HandshakeOK, HandshakeFailed prometheus.Counter
+	// HandshakeFull, HandshakeResumed and HandshakeFailed count TLS
+	// handshakes with clients.
+	HandshakeFull, HandshakeResumed, HandshakeFailed prometheus.Counter
 }
 
 // ForListen resolves a listen's collectors.
 func (m *Metrics) ForListen(name string) *Listen {
 	return &Listen{m: m, name: name, Duration: m.duration.WithLabelValues(name),
-		HandshakeOK: m.handshakes.WithLabelValues(name, "ok"), HandshakeFailed: m.handshakes.WithLabelValues(name, "failed")}
+		HandshakeFull: m.handshakes.WithLabelValues(name, "full"), HandshakeResumed: m.handshakes.WithLabelValues(name, "resumed"),
+		HandshakeFailed: m.handshakes.WithLabelValues(name, "failed")}
 }
 
 // Codes counts a server's answers by status class.

@@ -27,6 +27,7 @@ func TestHTTPSWithSNIAndHTTP2(t *testing.T) {
 	ca.Issue(t, []string{"b.test", "*.b.test"}, time.Time{}, time.Time{}).WriteCombined(t, filepath.Join(dir, "b.pem"))
 	p := startProxy(t, fmt.Sprintf(`
 access_log: {path: "off"}
+admin: {listen: 127.0.0.1:0}
 listens:
   myapp:
     binds:
@@ -111,6 +112,38 @@ listens:
 			t.Fatalf("%s: X-Forwarded-Proto %q, want %q", c.url, got, c.proto)
 		}
 	}
+
+	// A client that comes back resumes its TLS session; the metrics tell
+	// full handshakes from resumed ones.
+	cache := tls.NewLRUClientSessionCache(4)
+	for i := range 2 {
+		c, err := tls.Dial("tcp", tlsAddr, &tls.Config{ServerName: "a.test", RootCAs: ca.Pool(), ClientSessionCache: cache})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// TLS 1.3 tickets arrive after the handshake: read for them.
+		fmt.Fprintf(c, "GET /t HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+		io.ReadAll(c)
+		if resumed := c.ConnectionState().DidResume; resumed != (i == 1) {
+			t.Fatalf("connection %d: resumed %v", i, resumed)
+		}
+		c.Close()
+	}
+	_, metrics := get(t, plainClient(), "http://"+p.AdminAddr()+"/metrics")
+	if !strings.Contains(metrics, `pgswitch_edge_tls_handshakes_total{listen="myapp",result="resumed"} 1`) ||
+		!strings.Contains(metrics, `pgswitch_edge_tls_handshakes_total{listen="myapp",result="full"}`) {
+		t.Fatalf("handshake metrics:\n%s", grepLines(metrics, "tls_handshakes"))
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // TestForwardedAndHopByHop: X-Forwarded-For is appended to, Host kept,

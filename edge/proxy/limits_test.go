@@ -100,6 +100,7 @@ func TestAccessLogCLF(t *testing.T) {
 access_log: {path: %q, format: clf, dontlognull: true}
 defaults:
   timeouts: {http_request: 300ms}
+  limits: {max_header_bytes: 8192}
 listens:
   myapp:
     binds: [127.0.0.1:0]
@@ -145,6 +146,13 @@ listens:
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
 		t.Fatalf("150 headers: %d, want 431", resp.StatusCode)
+	}
+
+	// Headers larger than max_header_bytes: 431 from net/http, before the
+	// handler; the proxy keeps serving.
+	status, _ := rawRequest(t, addr, "GET /huge HTTP/1.1\r\nHost: x\r\nX-Big: "+strings.Repeat("b", 32<<10)+"\r\n\r\n")
+	if !strings.Contains(status, " 431 ") {
+		t.Fatalf("32 KiB header: %q, want 431", status)
 	}
 
 	clf := regexp.MustCompile(`^(\S+) (\S+) (\S+) \[(\d{2}/\w{3}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4})\] "([^"]*)" (\d{3}) (\d+|-)$`)
