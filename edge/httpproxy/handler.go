@@ -25,7 +25,7 @@ import (
 type target struct {
 	srv       *config.Server
 	proxy     *httputil.ReverseProxy
-	transport *http.Transport
+	transport *serverTransport
 	codes     *metrics.Codes
 }
 
@@ -64,11 +64,13 @@ func newTarget(l *Listen, s *config.Server, m *metrics.Listen) (*target, error) 
 		DisableCompression: true,
 		ForceAttemptHTTP2:  false,
 	}
-	t := &target{srv: s, transport: tr, codes: m.Codes(s.Name)}
+	st := &serverTransport{addr: s.Addr, tlsConf: tlsConf, dialer: net.Dialer{KeepAlive: 30 * time.Second},
+		connectTimeout: l.cfg.Timeouts.Connect, responseTimeout: l.cfg.Timeouts.Server, fallback: tr}
+	t := &target{srv: s, transport: st, codes: m.Codes(s.Name)}
 	forward := l.cfg.ForwardForOn()
 	rewriteHost := l.cfg.RewriteHost
 	t.proxy = &httputil.ReverseProxy{
-		Transport:  tr,
+		Transport:  st,
 		BufferPool: copyBuffers,
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL.Scheme, pr.Out.URL.Host = scheme, s.Addr
