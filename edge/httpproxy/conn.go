@@ -48,6 +48,7 @@ type clientConn struct {
 	sawBytes   bool   // bytes of the request being read have arrived
 	line       []byte // the start of the request being read, for a 408's log line
 	bodyDL     time.Time
+	bodyGone   bool      // the client let its body time out: no more body reads wait
 	abortDL    time.Time // a past deadline net/http set to stop its background read
 	closed     bool
 }
@@ -109,7 +110,15 @@ func (c *clientConn) afterRead(b []byte, err error) {
 			}
 		}
 	}
-	timedOut := err != nil && c.abortDL.IsZero() && errors.Is(err, os.ErrDeadlineExceeded) && c.phase == phaseHeaders && !c.closed
+	deadline := err != nil && c.abortDL.IsZero() && errors.Is(err, os.ErrDeadlineExceeded)
+	if deadline && c.phase == phaseBusy && !c.bodyDL.IsZero() {
+		// The client let its request body stall. Noted here, before
+		// net/http cancels the request for the failed read, so that the
+		// answer is 408; later reads of the body (net/http drains an
+		// unread body before it answers) fail at once.
+		c.bodyGone, c.bodyDL = true, aLongTimeAgo
+	}
+	timedOut := deadline && c.phase == phaseHeaders && !c.closed
 	var saw bool
 	var line []byte
 	if timedOut {
@@ -220,7 +229,7 @@ func (c *clientConn) beginRequest() {
 func (c *clientConn) idle() {
 	c.mu.Lock()
 	if c.phase == phaseBusy {
-		c.phase, c.phaseStart, c.bodyDL = phaseIdle, time.Now(), time.Time{}
+		c.phase, c.phaseStart, c.bodyDL, c.bodyGone = phaseIdle, time.Now(), time.Time{}, false
 	}
 	c.mu.Unlock()
 }
@@ -235,14 +244,26 @@ func (c *clientConn) tunnel() {
 // bodyRead bounds the next read of the request body by the client timeout.
 func (c *clientConn) bodyRead() {
 	c.mu.Lock()
-	c.bodyDL = time.Now().Add(c.l.cfg.Timeouts.Client)
+	if !c.bodyGone {
+		c.bodyDL = time.Now().Add(c.l.cfg.Timeouts.Client)
+	}
 	c.mu.Unlock()
 }
 
+// bodyDone ends the bound of one body read.
 func (c *clientConn) bodyDone() {
 	c.mu.Lock()
-	c.bodyDL = time.Time{}
+	if !c.bodyGone {
+		c.bodyDL = time.Time{}
+	}
 	c.mu.Unlock()
+}
+
+// bodyTimedOut reports whether the client let its request body stall.
+func (c *clientConn) bodyTimedOut() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.bodyGone
 }
 
 func (c *clientConn) Close() error {

@@ -175,7 +175,12 @@ func (l *Listen) proxyError(w http.ResponseWriter, r *http.Request, s *config.Se
 	var authErr x509.UnknownAuthorityError
 	var invalidErr x509.CertificateInvalidError
 	var opErr *net.OpError
+	cc := connOf(r)
 	switch {
+	case cc != nil && cc.bodyTimedOut():
+		l.log.Info("client sent its body too slowly: 408", "client", r.RemoteAddr, "timeout", l.cfg.Timeouts.Client)
+		w.Header().Set("Connection", "close")
+		writeError(w, http.StatusRequestTimeout, "Your browser didn't send a complete request in time.")
 	case errors.Is(r.Context().Err(), context.Canceled):
 		// The client left; nothing to answer.
 		if rec, ok := w.(*recorder); ok {
