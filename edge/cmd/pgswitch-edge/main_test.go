@@ -318,3 +318,24 @@ func TestStatusCommand(t *testing.T) {
 		t.Fatalf("status against nothing succeeded:\n%s", out)
 	}
 }
+
+// TestNoPostgresDependencies: the edge binary carries no PostgreSQL parser
+// or driver; of pgswitch's root module it links only health/checkstate.
+func TestNoPostgresDependencies(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	for _, pkg := range strings.Fields(string(out)) {
+		switch {
+		case strings.Contains(pkg, "pg_query"), strings.Contains(pkg, "jackc/"), strings.Contains(pkg, "pganalyze"):
+			t.Errorf("pgswitch-edge links %s", pkg)
+		case strings.HasPrefix(pkg, "github.com/pgswitch/pgswitch/") && !strings.HasPrefix(pkg, "github.com/pgswitch/pgswitch/edge") &&
+			pkg != "github.com/pgswitch/pgswitch/health/checkstate":
+			t.Errorf("pgswitch-edge links %s from the root module", pkg)
+		}
+	}
+	if !strings.Contains(string(out), "github.com/pgswitch/pgswitch/health/checkstate") {
+		t.Error("pgswitch-edge does not use the shared health/checkstate")
+	}
+}
