@@ -164,6 +164,10 @@ type BindTLS struct {
 	ALPN []string `yaml:"alpn"`
 	// MinVersion is "1.2" (default) or "1.3".
 	MinVersion string `yaml:"min_version"`
+	// SessionTickets lets clients resume TLS sessions (default true);
+	// false is HAProxy's no-tls-tickets: every connection does a full
+	// handshake.
+	SessionTickets *bool `yaml:"session_tickets"`
 }
 
 // Server is one server behind a listen.

@@ -129,6 +129,27 @@ listens:
 		}
 		c.Close()
 	}
+	// session_tickets: false: no resumption.
+	noTickets := startProxy(t, fmt.Sprintf(`
+access_log: {path: "off"}
+listens:
+  myapp:
+    binds: [{addr: 127.0.0.1:0, tls: {cert_dir: %q, session_tickets: false}}]
+    servers: [{name: app01, addr: %q, check: false}]
+`, dir, a.addr))
+	for i := range 2 {
+		c, err := tls.Dial("tcp", noTickets.addr(t, "myapp", 0), &tls.Config{ServerName: "a.test", RootCAs: ca.Pool(), ClientSessionCache: cache})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(c, "GET /t HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+		io.ReadAll(c)
+		if c.ConnectionState().DidResume {
+			t.Fatalf("session_tickets false: connection %d resumed", i)
+		}
+		c.Close()
+	}
+
 	_, metrics := get(t, plainClient(), "http://"+p.AdminAddr()+"/metrics")
 	if !strings.Contains(metrics, `pgswitch_edge_tls_handshakes_total{listen="myapp",result="resumed"} 1`) ||
 		!strings.Contains(metrics, `pgswitch_edge_tls_handshakes_total{listen="myapp",result="full"}`) {

@@ -150,7 +150,8 @@ func (p *Proxy) build(cfg *config.Config, prev *generation) (_ *generation, _ ma
 			if b.TLS.MinVersion == "1.3" {
 				minVersion = tls.VersionTLS13
 			}
-			lr.tls[bindKey(name, i, b.Addr)] = &tls.Config{GetCertificate: store.GetCertificate, NextProtos: b.TLS.ALPN, MinVersion: minVersion}
+			lr.tls[bindKey(name, i, b.Addr)] = &tls.Config{GetCertificate: store.GetCertificate, NextProtos: b.TLS.ALPN,
+				MinVersion: minVersion, SessionTicketsDisabled: b.TLS.SessionTickets != nil && !*b.TLS.SessionTickets}
 		}
 		if lc.Mode == config.ModeTCP {
 			lr.tcp = tcpproxy.New(lc, pool, p.log, p.metrics)

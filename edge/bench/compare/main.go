@@ -80,9 +80,9 @@ func serveBackend(addr string) {
 
 // proxy is one proxy under test.
 type proxy struct {
-	name           string
-	cmd            *exec.Cmd
-	plain, tls, h2 string // addresses
+	name             string
+	cmd              *exec.Cmd
+	plain, tls, full string // addresses; full: TLS without resumption
 }
 
 func (p *proxy) pid() int { return p.cmd.Process.Pid }
@@ -125,8 +125,8 @@ func run() error {
 	}
 	defer stop(be)
 
-	edge := &proxy{name: "pgswitch-edge", plain: ports[1], tls: ports[2]}
-	hap := &proxy{name: "haproxy", plain: ports[4], tls: ports[5]}
+	edge := &proxy{name: "pgswitch-edge", plain: ports[1], tls: ports[2], full: ports[6]}
+	hap := &proxy{name: "haproxy", plain: ports[4], tls: ports[5], full: ports[7]}
 	edgeCfg := filepath.Join(dir, "edge.yaml")
 	os.WriteFile(edgeCfg, []byte(fmt.Sprintf(`
 admin: {listen: %q, pprof: true}
@@ -140,13 +140,18 @@ listens:
     binds:
       - %q
       - addr: %q
-        tls: {cert_dir: %q, alpn: [h2, http/1.1]}
-    servers: [{name: be, addr: %q}]
-`, ports[3], edge.plain, edge.tls, filepath.Join(dir, "certs"), backendAddr)), 0o600)
+        tls: {cert_dir: %[4]q, alpn: [h2, http/1.1]}
+      - addr: %[6]q
+        tls: {cert_dir: %[4]q, alpn: [h2, http/1.1], session_tickets: false}
+    servers: [{name: be, addr: %[5]q}]
+`, ports[3], edge.plain, edge.tls, filepath.Join(dir, "certs"), backendAddr, edge.full)), 0o600)
 	hapCfg := filepath.Join(dir, "haproxy.cfg")
 	os.WriteFile(hapCfg, []byte(fmt.Sprintf(`
 global
     maxconn 9000
+    # No TLS session cache: with no-tls-tickets below, the full-handshake
+    # bind then resumes nothing (tickets on the other bind are stateless).
+    tune.ssl.cachesize 0
 defaults
     mode http
     option forwardfor
@@ -158,11 +163,12 @@ defaults
     timeout http-keep-alive 60s
 frontend bench
     bind %s
-    bind %s ssl crt %s alpn h2,http/1.1
+    bind %s ssl crt %[3]s alpn h2,http/1.1
+    bind %[5]s ssl crt %[3]s alpn h2,http/1.1 no-tls-tickets
     default_backend be
 backend be
-    server be %s check inter 2s
-`, hap.plain, hap.tls, filepath.Join(dir, "certs", "bench.pem"), backendAddr)), 0o600)
+    server be %[4]s check inter 2s
+`, hap.plain, hap.tls, filepath.Join(dir, "certs", "bench.pem"), backendAddr, hap.full)), 0o600)
 
 	edge.cmd = exec.Command(edgeBin, "serve", "--config", edgeCfg)
 	edge.cmd.Stderr = os.Stderr
@@ -205,8 +211,11 @@ backend be
 		{"HTTPS keep-alive", func(p *proxy) (result, error) {
 			return runWrk("-t2", "-c"+c, "-d"+secs+"s", "--latency", "https://"+p.tls+"/")
 		}},
-		{"HTTPS new TLS connection per request", func(p *proxy) (result, error) {
+		{"HTTPS new TLS connection per request (resumed)", func(p *proxy) (result, error) {
 			return runWrk("-t2", "-c"+c, "-d"+secs+"s", "--latency", "-H", "Connection: close", "https://"+p.tls+"/")
+		}},
+		{"HTTPS new TLS connection per request (full handshake)", func(p *proxy) (result, error) {
+			return runWrk("-t2", "-c"+c, "-d"+secs+"s", "--latency", "-H", "Connection: close", "https://"+p.full+"/")
 		}},
 		{"HTTP/2 (h2 by ALPN, 10 streams per connection)", func(p *proxy) (result, error) {
 			return runH2load(dir, "-D", secs, "-c", c, "-m", "10", "-t", "2", "https://"+p.tls+"/")
@@ -240,7 +249,7 @@ backend be
 					results[s.name] = map[string][]measured{}
 				}
 				results[s.name][p.name] = append(results[s.name][p.name], m)
-				fmt.Printf("round %d %-48s %-14s %9.0f req/s  p50 %7.3fms  p99 %7.3fms  %6.1f µs CPU/req  (%d requests, %.2fs CPU)\n",
+				fmt.Printf("round %d %-54s %-14s %9.0f req/s  p50 %7.3fms  p99 %7.3fms  %6.1f µs CPU/req  (%d requests, %.2fs CPU)\n",
 					r+1, s.name, p.name, res.rps, ms(res.p50), ms(res.p99), m.cpuPerReq()*1e6, res.requests, m.cpu)
 			}
 		}
