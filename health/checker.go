@@ -77,7 +77,7 @@ func (c *Checker) Apply(cfg *config.Config) {
 	for _, db := range cfg.Databases {
 		for _, srv := range db.Servers {
 			if s := c.servers[srv.Addr()]; s != nil {
-				s.p = paramsOf(srv)
+				s.check.Params = paramsOf(srv)
 				continue
 			}
 			c.servers[srv.Addr()] = newServer(srv.Addr(), paramsOf(srv), hints[srv.Addr()], now)

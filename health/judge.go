@@ -41,9 +41,9 @@ func newJudge(cfg *config.Config) *judge {
 func (j *judge) snapshot(servers map[string]*server, now time.Time) *Snapshot {
 	snap := &Snapshot{Servers: make(map[string]Status, len(servers)), Taken: now}
 	for addr, s := range servers {
-		st := Status{Addr: addr, Role: s.role, Up: s.up, Since: s.since,
+		st := Status{Addr: addr, Role: s.role, Up: s.up(), Since: s.since,
 			Timeline: s.last.Timeline, SystemID: s.last.SystemID, Counts: s.counts}
-		if !s.up {
+		if !s.up() {
 			st.Reason = "down: " + s.lastErr
 		}
 		snap.Servers[addr] = st

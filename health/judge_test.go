@@ -118,7 +118,7 @@ func TestJudgeIdentityTieKeepsEarlierChoice(t *testing.T) {
 	now := time.Now()
 	servers := map[string]*server{}
 	for _, a := range []string{a1, a2} {
-		servers[a] = newServer(a, params{inter: time.Second, downInter: time.Second, fall: 1, rise: 1}, config.RoleReplica, now)
+		servers[a] = newServer(a, params{Inter: time.Second, DownInter: time.Second, Fall: 1, Rise: 1}, config.RoleReplica, now)
 	}
 	servers[a1].observe(Probe{SystemID: 7, Timeline: 1}, now)
 	servers[a2].observe(Probe{Err: failed.Err}, now)

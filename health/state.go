@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/pgswitch/pgswitch/config"
+	"github.com/pgswitch/pgswitch/health/checkstate"
 )
 
 // Probe is what one check of a server learned.
@@ -34,13 +35,10 @@ func (p Probe) role() config.Role {
 }
 
 // params are one server's HAProxy-style check settings.
-type params struct {
-	inter, downInter time.Duration
-	fall, rise       int
-}
+type params = checkstate.Params
 
 func paramsOf(srv *config.Server) params {
-	return params{inter: srv.Inter, downInter: srv.DownInter, fall: srv.Fall, rise: srv.Rise}
+	return params{Inter: srv.Inter, DownInter: srv.DownInter, Fall: srv.Fall, Rise: srv.Rise}
 }
 
 // eventKind is a change worth a log line and a counter.
@@ -60,20 +58,17 @@ type event struct {
 	reason string
 }
 
-// server is the state machine of one server: up after rise consecutive
-// successful checks, down after fall consecutive failures, and a new role
-// only after rise consecutive checks report it. The first check decides at
-// once: until then the configured role is only a hint.
+// server is the state machine of one server: up and down as checkstate
+// decides (after rise consecutive successful checks, fall consecutive
+// failures), and a new role only after rise consecutive checks report it.
+// The first check decides at once: until then the configured role is only
+// a hint.
 type server struct {
-	addr string
-	p    params
+	addr  string
+	check checkstate.State
 
-	checked    bool
-	up         bool
-	role       config.Role
-	since      time.Time
-	okStreak   int
-	failStreak int
+	role  config.Role
+	since time.Time
 	// newRole is a role reported by roleStreak consecutive checks while the
 	// server is up in another role.
 	newRole    config.Role
@@ -85,25 +80,25 @@ type server struct {
 }
 
 func newServer(addr string, p params, hint config.Role, now time.Time) *server {
-	return &server{addr: addr, p: p, up: true, role: hint, since: now}
+	return &server{addr: addr, check: checkstate.New(p), role: hint, since: now}
 }
+
+// up reports whether the server is up.
+func (s *server) up() bool { return s.check.Up() }
 
 // observe applies one probe taken at now.
 func (s *server) observe(pr Probe, now time.Time) (ev event, changed bool) {
 	s.counts.Checks++
-	first := !s.checked
-	s.checked = true
+	first := !s.check.Checked()
+	change := s.check.Observe(pr.Err == nil)
 	if pr.Err != nil {
 		s.counts.Failures++
-		s.failStreak++
-		s.okStreak = 0
 		s.roleStreak = 0
 		s.lastErr = pr.Err.Error()
-		if s.up && (first || s.failStreak >= s.p.fall) {
-			s.up = false
+		if change == checkstate.WentDown {
 			s.since = now
 			s.counts.MarkedDown++
-			reason := fmt.Sprintf("%d failed checks: %s", s.failStreak, s.lastErr)
+			reason := fmt.Sprintf("%d failed checks: %s", s.check.FailStreak(), s.lastErr)
 			if first {
 				reason = "first check failed: " + s.lastErr
 			}
@@ -111,8 +106,6 @@ func (s *server) observe(pr Probe, now time.Time) (ev event, changed bool) {
 		}
 		return event{}, false
 	}
-	s.okStreak++
-	s.failStreak = 0
 	s.last = pr
 	got := pr.role()
 	switch {
@@ -124,16 +117,14 @@ func (s *server) observe(pr Probe, now time.Time) (ev event, changed bool) {
 			return event{kind: eventRole, addr: s.addr, role: got, reason: fmt.Sprintf("first check: pg_is_in_recovery() = %t (configured as %s)", pr.InRecovery, roleName(old))}, true
 		}
 		return event{}, false
-	case !s.up:
-		if s.okStreak < s.p.rise {
-			return event{}, false
-		}
-		s.up = true
+	case change == checkstate.WentUp:
 		s.role = got
 		s.since = now
 		s.roleStreak = 0
 		s.counts.MarkedUp++
-		return event{kind: eventUp, addr: s.addr, role: got, reason: fmt.Sprintf("%d successful checks", s.okStreak)}, true
+		return event{kind: eventUp, addr: s.addr, role: got, reason: fmt.Sprintf("%d successful checks", s.check.OKStreak())}, true
+	case !s.check.Up():
+		return event{}, false
 	case got == s.role:
 		s.roleStreak = 0
 		return event{}, false
@@ -142,7 +133,7 @@ func (s *server) observe(pr Probe, now time.Time) (ev event, changed bool) {
 		s.newRole, s.roleStreak = got, 0
 	}
 	s.roleStreak++
-	if s.roleStreak < s.p.rise {
+	if s.roleStreak < s.check.Params.Rise {
 		return event{}, false
 	}
 	old := s.role
@@ -150,15 +141,12 @@ func (s *server) observe(pr Probe, now time.Time) (ev event, changed bool) {
 	s.since = now
 	s.roleStreak = 0
 	s.counts.RoleChanges++
-	return event{kind: eventRole, addr: s.addr, role: got, reason: fmt.Sprintf("was %s; %d checks report pg_is_in_recovery() = %t", roleName(old), s.p.rise, pr.InRecovery)}, true
+	return event{kind: eventRole, addr: s.addr, role: got, reason: fmt.Sprintf("was %s; %d checks report pg_is_in_recovery() = %t", roleName(old), s.check.Params.Rise, pr.InRecovery)}, true
 }
 
 // interval is how long to wait before the next check.
 func (s *server) interval() time.Duration {
-	if s.up {
-		return s.p.inter
-	}
-	return s.p.downInter
+	return s.check.Interval()
 }
 
 func roleName(r config.Role) string {

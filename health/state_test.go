@@ -25,7 +25,7 @@ type step struct {
 }
 
 func TestServerStateMachine(t *testing.T) {
-	p := params{inter: time.Second, downInter: 5 * time.Second, fall: 3, rise: 2}
+	p := params{Inter: time.Second, DownInter: 5 * time.Second, Fall: 3, Rise: 2}
 	tests := []struct {
 		name  string
 		hint  config.Role
@@ -99,8 +99,8 @@ func TestServerStateMachine(t *testing.T) {
 				if changed != (st.event != 0) || ev.kind != st.event {
 					t.Fatalf("step %d: event %d (changed %v), want %d", i, ev.kind, changed, st.event)
 				}
-				if s.up != st.up || s.role != st.role {
-					t.Fatalf("step %d: up %v role %q, want up %v role %q", i, s.up, s.role, st.up, st.role)
+				if s.up() != st.up || s.role != st.role {
+					t.Fatalf("step %d: up %v role %q, want up %v role %q", i, s.up(), s.role, st.up, st.role)
 				}
 				if changed {
 					if ev.reason == "" || ev.addr != s.addr {
@@ -111,9 +111,9 @@ func TestServerStateMachine(t *testing.T) {
 				if s.since != lastChange {
 					t.Fatalf("step %d: since %v, want %v (the last change)", i, s.since, lastChange)
 				}
-				want := p.downInter
+				want := p.DownInter
 				if st.waitUp {
-					want = p.inter
+					want = p.Inter
 				}
 				if got := s.interval(); got != want {
 					t.Fatalf("step %d: next check in %v, want %v", i, got, want)

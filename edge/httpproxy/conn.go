@@ -1,0 +1,283 @@
+package httpproxy
+
+import (
+	"errors"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/pgswitch/pgswitch/edge/accesslog"
+)
+
+// phase is where an HTTP/1.x client connection is in its life; it decides
+// which timeout bounds the next read.
+type phase uint8
+
+const (
+	// phaseHeaders: a request is expected or arriving; it must be complete
+	// within http_request of the connection (first request) or of its
+	// first byte (later ones).
+	phaseHeaders phase = iota
+	// phaseIdle: between keep-alive requests, bounded by http_keep_alive.
+	phaseIdle
+	// phaseBusy: the request is being served; reads of its body and writes
+	// of the response are bounded by client (inactivity).
+	phaseBusy
+	// phaseTunnel: upgraded (WebSocket): every read and write by client.
+	phaseTunnel
+)
+
+// clientConn is an HTTP/1.x client connection. net/http reads and writes
+// it, and sets deadlines on it; clientConn replaces those deadlines with the
+// listen's own timeouts, phase by phase, because net/http closes a
+// connection whose headers time out without an answer, and HAProxy users
+// expect 408.
+type clientConn struct {
+	net.Conn
+	l       *Listen
+	isTLS   bool
+	started time.Time // accepted
+
+	// mu guards the fields below; net/http's background read runs in
+	// another goroutine than its request reads.
+	mu         sync.Mutex
+	phase      phase
+	phaseStart time.Time
+	sawBytes   bool   // bytes of the request being read have arrived
+	line       []byte // the start of the request being read, for a 408's log line
+	bodyDL     time.Time
+	bodyGone   bool      // the client let its body time out: no more body reads wait
+	abortDL    time.Time // a past deadline net/http set to stop its background read
+	closed     bool
+}
+
+func (l *Listen) newClientConn(c net.Conn, isTLS bool, accepted time.Time) *clientConn {
+	cc := &clientConn{Conn: c, l: l, isTLS: isTLS, started: accepted, phase: phaseHeaders, phaseStart: accepted}
+	l.track(cc, true)
+	return cc
+}
+
+// readDeadlineLocked is the deadline of the next read.
+func (c *clientConn) readDeadlineLocked() time.Time {
+	if !c.abortDL.IsZero() {
+		return c.abortDL
+	}
+	t := &c.l.cfg.Timeouts
+	switch c.phase {
+	case phaseHeaders:
+		return c.phaseStart.Add(t.HTTPRequest)
+	case phaseIdle:
+		return c.phaseStart.Add(t.HTTPKeepAlive)
+	case phaseBusy:
+		// Only body reads are bounded; net/http's background read waits
+		// for the next request while the server answers, for as long as
+		// that takes.
+		return c.bodyDL
+	default:
+		return time.Now().Add(t.Client)
+	}
+}
+
+func (c *clientConn) Read(b []byte) (int, error) {
+	c.mu.Lock()
+	err := c.Conn.SetReadDeadline(c.readDeadlineLocked())
+	c.mu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	n, err := c.Conn.Read(b)
+	if n > 0 || err != nil {
+		c.afterRead(b[:n], err)
+	}
+	return n, err
+}
+
+// maxLogLine is how much of a timed-out request's first line is logged.
+const maxLogLine = 512
+
+func (c *clientConn) afterRead(b []byte, err error) {
+	c.mu.Lock()
+	if len(b) > 0 {
+		if c.phase == phaseIdle {
+			c.phase, c.phaseStart = phaseHeaders, time.Now()
+		}
+		if c.phase == phaseHeaders {
+			c.sawBytes = true
+			if len(c.line) < maxLogLine {
+				c.line = append(c.line, b[:min(len(b), maxLogLine-len(c.line))]...)
+			}
+		}
+	}
+	deadline := err != nil && c.abortDL.IsZero() && errors.Is(err, os.ErrDeadlineExceeded)
+	if deadline && c.phase == phaseBusy && !c.bodyDL.IsZero() {
+		// The client let its request body stall. Noted here, before
+		// net/http cancels the request for the failed read, so that the
+		// answer is 408; later reads of the body (net/http drains an
+		// unread body before it answers) fail at once.
+		c.bodyGone, c.bodyDL = true, aLongTimeAgo
+	}
+	timedOut := deadline && c.phase == phaseHeaders && !c.closed
+	var saw bool
+	var line []byte
+	if timedOut {
+		saw, line = c.sawBytes, c.line
+		c.closed = true
+	}
+	c.mu.Unlock()
+	if timedOut {
+		c.requestTimeout(saw, line)
+	}
+}
+
+// requestTimeout answers a client whose request headers did not arrive
+// within http_request: 408 and close, as HAProxy does. A connection that
+// sent nothing is closed without an answer (a browser's speculative
+// connection would show the 408 as an error) and is logged only without
+// dontlognull. net/http then closes the connection.
+func (c *clientConn) requestTimeout(sawBytes bool, line []byte) {
+	l := c.l
+	l.refusedTimeout.Inc()
+	if !sawBytes {
+		if !l.dontLogNull {
+			l.logger.Log(&accesslog.Entry{Client: hostOf(c.RemoteAddr()), Time: c.phaseStart, Status: 408})
+		}
+		return
+	}
+	_ = c.Conn.SetWriteDeadline(time.Now().Add(time.Second))
+	n, _ := c.Conn.Write(answer408)
+	bytes := int64(0)
+	if n == len(answer408) {
+		bytes = int64(len(body408))
+	}
+	l.codesNoServer.Inc(408)
+	l.logger.Log(&accesslog.Entry{Client: hostOf(c.RemoteAddr()), Time: c.phaseStart,
+		RequestLine: firstLine(line), Status: 408, Bytes: bytes})
+}
+
+// firstLine returns the request line if it arrived whole, else "".
+func firstLine(b []byte) string {
+	for i, ch := range b {
+		if ch == '\n' {
+			if i > 0 && b[i-1] == '\r' {
+				i--
+			}
+			return string(b[:i])
+		}
+	}
+	return ""
+}
+
+var (
+	body408    = "<html><body><h1>408 Request Time-out</h1>\nYour browser didn't send a complete request in time.\n</body></html>\n"
+	answer408  = []byte("HTTP/1.1 408 Request Time-out\r\nContent-Length: " + strconv.Itoa(len(body408)) + "\r\nCache-Control: no-cache\r\nConnection: close\r\nContent-Type: text/html\r\n\r\n" + body408)
+	errClosing = errors.New("connection closed after a request timeout")
+)
+
+func (c *clientConn) Write(b []byte) (int, error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return 0, errClosing
+	}
+	var dl time.Time
+	if c.phase == phaseBusy || c.phase == phaseTunnel {
+		dl = time.Now().Add(c.l.cfg.Timeouts.Client)
+	}
+	c.mu.Unlock()
+	if err := c.Conn.SetWriteDeadline(dl); err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(b)
+}
+
+// SetReadDeadline records net/http's deadlines: only one in the past (the
+// abort of its background read) is obeyed, and at once; the others are the
+// server-wide timeouts that clientConn replaces.
+func (c *clientConn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !t.IsZero() && !t.After(time.Now()) {
+		c.abortDL = t
+		return c.Conn.SetReadDeadline(t)
+	}
+	c.abortDL = time.Time{}
+	return nil
+}
+
+// SetDeadline is net/http's too.
+func (c *clientConn) SetDeadline(t time.Time) error {
+	if err := c.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.SetWriteDeadline(t)
+}
+
+// SetWriteDeadline is ignored: clientConn bounds writes itself.
+func (c *clientConn) SetWriteDeadline(time.Time) error { return nil }
+
+// beginRequest is called when a request's headers have been read.
+func (c *clientConn) beginRequest() {
+	c.mu.Lock()
+	c.phase, c.sawBytes, c.line = phaseBusy, false, c.line[:0]
+	c.mu.Unlock()
+}
+
+// idle is called when the response is complete and net/http waits for the
+// next request.
+func (c *clientConn) idle() {
+	c.mu.Lock()
+	if c.phase == phaseBusy {
+		c.phase, c.phaseStart, c.bodyDL, c.bodyGone = phaseIdle, time.Now(), time.Time{}, false
+	}
+	c.mu.Unlock()
+}
+
+// tunnel is called when the connection is upgraded (WebSocket).
+func (c *clientConn) tunnel() {
+	c.mu.Lock()
+	c.phase = phaseTunnel
+	c.mu.Unlock()
+}
+
+// bodyRead bounds the next read of the request body by the client timeout.
+func (c *clientConn) bodyRead() {
+	c.mu.Lock()
+	if !c.bodyGone {
+		c.bodyDL = time.Now().Add(c.l.cfg.Timeouts.Client)
+	}
+	c.mu.Unlock()
+}
+
+// bodyDone ends the bound of one body read.
+func (c *clientConn) bodyDone() {
+	c.mu.Lock()
+	if !c.bodyGone {
+		c.bodyDL = time.Time{}
+	}
+	c.mu.Unlock()
+}
+
+// bodyTimedOut reports whether the client let its request body stall.
+func (c *clientConn) bodyTimedOut() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.bodyGone
+}
+
+func (c *clientConn) Close() error {
+	c.l.track(c, false)
+	return c.Conn.Close()
+}
+
+func hostOf(a net.Addr) string {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.IP.String()
+	}
+	host, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	return host
+}

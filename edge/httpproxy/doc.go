@@ -1,0 +1,9 @@
+// Package httpproxy owns an http listen: the client connections it is handed
+// (TLS handshake, the http-request and keep-alive timeouts that answer a
+// slow client with 408), the reverse proxy to its servers over HTTP/1.1
+// keep-alive or verified HTTPS, X-Forwarded-* headers, error answers and
+// the access log line of every request.
+//
+// It does not open listening sockets or choose servers: the proxy package
+// accepts connections and hands them over, and backend picks the server.
+package httpproxy

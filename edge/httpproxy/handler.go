@@ -1,0 +1,279 @@
+package httpproxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/pgswitch/pgswitch/edge/accesslog"
+	"github.com/pgswitch/pgswitch/edge/backend"
+	"github.com/pgswitch/pgswitch/edge/config"
+	"github.com/pgswitch/pgswitch/edge/metrics"
+)
+
+// target is one server's reverse proxy: its own transport (so its own
+// keep-alive connections and TLS settings) and counters.
+type target struct {
+	srv       *config.Server
+	proxy     *httputil.ReverseProxy
+	transport *serverTransport
+	codes     *metrics.Codes
+}
+
+// bufferPool lends ReverseProxy its copy buffers.
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte  { return *(b.p.Get().(*[]byte)) }
+func (b *bufferPool) Put(x []byte) { b.p.Put(&x) }
+
+var copyBuffers = &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+
+func newTarget(l *Listen, s *config.Server, m *metrics.Listen) (*target, error) {
+	tlsConf, err := backend.ClientTLS(s)
+	if err != nil {
+		return nil, err
+	}
+	scheme, host := "http", s.Addr
+	if tlsConf != nil {
+		scheme = "https"
+	}
+	if s.TLS != nil {
+		host = s.TLS.ServerName
+	}
+	idle := s.MaxConn
+	if idle == 0 {
+		idle = 1024
+	}
+	tr := &http.Transport{
+		DialContext:           (&net.Dialer{Timeout: l.cfg.Timeouts.Connect, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:       tlsConf,
+		TLSHandshakeTimeout:   l.cfg.Timeouts.Connect,
+		ResponseHeaderTimeout: l.cfg.Timeouts.Server,
+		MaxIdleConnsPerHost:   idle,
+		IdleConnTimeout:       90 * time.Second,
+		// A proxy passes Accept-Encoding through as the client sent it.
+		DisableCompression: true,
+		ForceAttemptHTTP2:  false,
+	}
+	st := &serverTransport{addr: s.Addr, tlsConf: tlsConf, dialer: net.Dialer{KeepAlive: 30 * time.Second},
+		connectTimeout: l.cfg.Timeouts.Connect, responseTimeout: l.cfg.Timeouts.Server, fallback: tr}
+	t := &target{srv: s, transport: st, codes: m.Codes(s.Name)}
+	forward := l.cfg.ForwardForOn()
+	rewriteHost := l.cfg.RewriteHost
+	t.proxy = &httputil.ReverseProxy{
+		Transport:  st,
+		BufferPool: copyBuffers,
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.Out.URL.Scheme, pr.Out.URL.Host = scheme, s.Addr
+			if rewriteHost {
+				pr.Out.Host = host
+			}
+			if forward {
+				setForwarded(pr)
+			}
+		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) { l.proxyError(w, r, s, err) },
+	}
+	return t, nil
+}
+
+// setForwarded adds the client to X-Forwarded-For (after what the client
+// sent, as HAProxy's forwardfor does) and says how it connected.
+func setForwarded(pr *httputil.ProxyRequest) {
+	in := pr.In
+	ip := in.RemoteAddr
+	if host, _, err := net.SplitHostPort(ip); err == nil {
+		ip = host
+	}
+	prior := in.Header["X-Forwarded-For"]
+	xff := make([]string, 0, len(prior)+1)
+	pr.Out.Header["X-Forwarded-For"] = append(append(xff, prior...), ip)
+	proto := "http"
+	if in.TLS != nil {
+		proto = "https"
+	} else if cc := connOf(in); cc != nil && cc.isTLS {
+		proto = "https"
+	}
+	pr.Out.Header["X-Forwarded-Proto"] = []string{proto}
+	pr.Out.Header["X-Forwarded-Host"] = []string{in.Host}
+}
+
+// ServeHTTP answers one request: a server below its maxconn is chosen
+// (waiting in the queue if need be), the request forwarded, and a line
+// logged.
+func (l *Listen) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	cc := connOf(r)
+	if cc != nil {
+		cc.beginRequest()
+		if r.ContentLength != 0 {
+			r.Body = &bodyReader{ReadCloser: r.Body, cc: cc}
+		}
+	}
+	rec := recorderPool.Get().(*recorder)
+	rec.ResponseWriter, rec.cc, rec.status, rec.bytes = w, cc, 0, 0
+	codes := l.serve(rec, r)
+	if rec.status == 0 {
+		rec.status = http.StatusOK
+	}
+	codes.Inc(rec.status)
+	l.m.Duration.Observe(time.Since(start).Seconds())
+	if l.logger != nil {
+		e := accesslog.Entry{Client: hostOf(addrString(r.RemoteAddr)), Time: start,
+			RequestLine: r.Method + " " + r.RequestURI + " " + r.Proto, Status: rec.status, Bytes: rec.bytes,
+			Referer: r.Referer(), UserAgent: r.UserAgent()}
+		l.logger.Log(&e)
+	}
+	rec.ResponseWriter, rec.cc = nil, nil
+	recorderPool.Put(rec)
+}
+
+func (l *Listen) serve(w *recorder, r *http.Request) *metrics.Codes {
+	n := 0
+	for _, v := range r.Header {
+		n += len(v)
+	}
+	if n > l.cfg.Limits.MaxHeaders {
+		l.refusedHeaders.Inc()
+		writeError(w, http.StatusRequestHeaderFieldsTooLarge, "Your browser sent too many header fields.")
+		return l.codesNoServer
+	}
+	s, err := l.pool.Acquire(r.Context(), l.cfg.Timeouts.Queue)
+	if err != nil {
+		switch {
+		case errors.Is(err, backend.ErrNoServer):
+			l.refusedNoSrv.Inc()
+		case errors.Is(err, backend.ErrQueueTimeout):
+			l.refusedQueue.Inc()
+			l.log.Warn("request refused", "reason", err.Error(), "queue_timeout", l.cfg.Timeouts.Queue)
+		default: // the client went away while queued
+			w.status = 499
+			return l.codesNoServer
+		}
+		writeError(w, http.StatusServiceUnavailable, "No server is available to handle this request.")
+		return l.codesNoServer
+	}
+	defer l.pool.Release(s)
+	t := l.targets[s.Index]
+	t.proxy.ServeHTTP(w, r)
+	return t.codes
+}
+
+// proxyError answers a request the server did not answer, and logs why.
+func (l *Listen) proxyError(w http.ResponseWriter, r *http.Request, s *config.Server, err error) {
+	var certErr *tls.CertificateVerificationError
+	var hostErr x509.HostnameError
+	var authErr x509.UnknownAuthorityError
+	var invalidErr x509.CertificateInvalidError
+	var opErr *net.OpError
+	cc := connOf(r)
+	switch {
+	case cc != nil && cc.bodyTimedOut():
+		l.log.Info("client sent its body too slowly: 408", "client", r.RemoteAddr, "timeout", l.cfg.Timeouts.Client)
+		w.Header().Set("Connection", "close")
+		writeError(w, http.StatusRequestTimeout, "Your browser didn't send a complete request in time.")
+	case errors.Is(r.Context().Err(), context.Canceled):
+		// The client left; nothing to answer.
+		if rec, ok := w.(*recorder); ok {
+			rec.status = 499
+		}
+		return
+	case errors.As(err, &certErr) || errors.As(err, &hostErr) || errors.As(err, &authErr) || errors.As(err, &invalidErr):
+		l.log.Warn("server certificate not verified: 502", "server", s.Name, "addr", s.Addr, "reason", err.Error())
+		writeError(w, http.StatusBadGateway, "The server's certificate did not verify.")
+	case errors.As(err, &opErr) && opErr.Op == "dial":
+		l.log.Warn("server connection failed: 503", "server", s.Name, "addr", s.Addr, "reason", err.Error())
+		writeError(w, http.StatusServiceUnavailable, "No server is available to handle this request.")
+	case isTimeout(err):
+		l.log.Warn("server timeout: 504", "server", s.Name, "addr", s.Addr, "reason", err.Error())
+		writeError(w, http.StatusGatewayTimeout, "The server didn't respond in time.")
+	default:
+		l.log.Warn("bad answer from server: 502", "server", s.Name, "addr", s.Addr, "reason", err.Error())
+		writeError(w, http.StatusBadGateway, "The server returned an invalid or incomplete response.")
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// writeError sends a short HTML error page, as HAProxy does.
+func writeError(w http.ResponseWriter, code int, msg string) {
+	body := "<html><body><h1>" + strconv.Itoa(code) + " " + http.StatusText(code) + "</h1>\n" + msg + "\n</body></html>\n"
+	h := w.Header()
+	h.Set("Content-Type", "text/html")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(code)
+	_, _ = io.WriteString(w, body)
+}
+
+type addrString string
+
+func (a addrString) Network() string { return "tcp" }
+func (a addrString) String() string  { return string(a) }
+
+// recorder notes the status and body size of an answer for the log.
+type recorder struct {
+	http.ResponseWriter
+	cc     *clientConn
+	status int
+	bytes  int64
+}
+
+var recorderPool = sync.Pool{New: func() any { return new(recorder) }}
+
+func (r *recorder) WriteHeader(code int) {
+	if r.status == 0 || r.status < 200 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	n, err := r.ResponseWriter.Write(b)
+	r.bytes += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach Flush and the deadlines.
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// Hijack is how ReverseProxy takes over an upgraded (WebSocket) connection:
+// from then on the client's reads and writes are timed as a tunnel.
+func (r *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, rw, err := http.NewResponseController(r.ResponseWriter).Hijack()
+	if err == nil {
+		r.status = http.StatusSwitchingProtocols
+		if r.cc != nil {
+			r.cc.tunnel()
+		}
+	}
+	return c, rw, err
+}
+
+// bodyReader bounds each read of a request body by the client timeout.
+type bodyReader struct {
+	io.ReadCloser
+	cc *clientConn
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	b.cc.bodyRead()
+	n, err := b.ReadCloser.Read(p)
+	b.cc.bodyDone()
+	return n, err
+}
