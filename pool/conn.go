@@ -46,6 +46,7 @@ type Conn struct {
 	killed   *wire.Error       // what to tell the linked client when pgswitch closes it (Kill)
 	fatal    bool              // the server's FATAL went to the client: it needs no second
 	cleaning bool              // detached with ROLLBACK/reset queries in flight
+	discard  bool              // close rather than hand on (a cancel was not confirmed)
 	params   map[string]string // server's ParameterStatus values, replaced whole on change
 	served   uint64            // units of work served, for stats
 	linked   time.Time         // when Link gave it to a client, for stats (waits.go)
@@ -227,12 +228,12 @@ func (c *Conn) BeginCancel(client *Client) bool {
 // EndCancel ends BeginCancel. settled reports whether the server confirmed
 // the cancel request (it closed the cancel connection after signalling the
 // backend); if not, nobody can tell when it lands, so the connection is
-// closed rather than handed on.
+// closed when the client is done with it rather than handed on.
 func (c *Conn) EndCancel(settled bool) {
-	if !settled {
-		c.Close()
-	}
 	c.mu.Lock()
+	if !settled {
+		c.discard = true
+	}
 	c.cancels--
 	release := c.unlinkIfIdleLocked()
 	c.mu.Unlock()
@@ -329,6 +330,13 @@ func (c *Conn) KillFor(client *Client, e *wire.Error) bool {
 	c.nc.Close()
 	<-c.done
 	return true
+}
+
+// discarded reports whether the connection must not be handed on.
+func (c *Conn) discarded() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.discard
 }
 
 // Closed reports whether the connection is closed or closing.

@@ -171,9 +171,10 @@ func (p *Pool) release(c *Conn) {
 		return // the pump removes it
 	}
 	linked := c.takeLinked()
+	discard := c.discarded()
 	p.mu.Lock()
 	p.noteBusy(linked)
-	if p.closed || p.paused || p.isStale(c) || (p.settings.Lifetime > 0 && p.now().Sub(c.created) > p.settings.Lifetime) || p.total > p.settings.Size {
+	if discard || p.closed || p.paused || p.isStale(c) || (p.settings.Lifetime > 0 && p.now().Sub(c.created) > p.settings.Lifetime) || p.total > p.settings.Size {
 		p.mu.Unlock()
 		c.Close()
 		return

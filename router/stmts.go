@@ -69,6 +69,9 @@ func appendParse(dst []byte, st *track.Stmt) []byte {
 // appendNamed appends msg (a Bind, or a Describe or Close of a statement)
 // with the statement name at [off, off+n) of msg replaced by name.
 func appendNamed(dst, msg []byte, off, n int, name string) []byte {
+	if off < wire.HeaderSize || off+n > len(msg) {
+		return append(dst, msg...) // not where a name can be: as it is
+	}
 	start := len(dst)
 	dst = append(dst, msg[:off]...)
 	dst = append(dst, name...)

@@ -325,3 +325,32 @@ func TestStatementsNotTransactional(t *testing.T) {
 		t.Fatal("DEALLOCATE ALL kept statements")
 	}
 }
+
+// TestHotPathAllocatesNothing: a unit that changes no state costs no
+// allocation in the tracker: no effects, no replay, answers appended.
+func TestHotPathAllocatesNothing(t *testing.T) {
+	s, c, _ := newPair(map[string]string{"application_name": SetConfig("application_name", "app")})
+	q, eff := s.Sync(c)
+	s.Push(Request{Type: 'Q', Edit: Swallow, Replay: true, Effects: eff})
+	feed(t, s, enc(&pgproto3.RowDescription{}), enc(&pgproto3.DataRow{Values: [][]byte{[]byte("app")}}), cc("SELECT 1"), rfq('I'))
+	if q == "" {
+		t.Fatal("no replay for a new connection")
+	}
+	res := classify.New(classify.Options{}).Classify("SELECT abalance FROM pgbench_accounts WHERE aid = 1")
+	row := enc(&pgproto3.DataRow{Values: [][]byte{[]byte("0")}})
+	done, ready := cc("SELECT 1"), rfq('I')
+	out := make([]byte, 0, 1024)
+	n := testing.AllocsPerRun(200, func() {
+		if q, _ := s.Sync(c); q != "" {
+			t.Fatal("replay for a connection in sync")
+		}
+		s.Push(Request{Type: 'Q', Effects: Effects(res, "SELECT abalance FROM pgbench_accounts WHERE aid = 1")})
+		out = out[:0]
+		out, _ = s.Answer(out, 'D', row)
+		out, _ = s.Answer(out, 'C', done)
+		out, _ = s.Answer(out, 'Z', ready)
+	})
+	if n != 0 {
+		t.Fatalf("a unit allocates %v times in the tracker, want 0", n)
+	}
+}
