@@ -233,7 +233,7 @@ func (c *Conn) unlinkedMessage(h wire.Header) error {
 			cleaning := c.cleaning
 			c.mu.Unlock()
 			if fatal || !cleaning {
-				slog.Debug("server error on unlinked connection", "server", c.Addr(), "code", string(errorField(b[wire.HeaderSize:], 'C')))
+				slog.Debug("server error on unlinked connection", "server", c.Addr(), "code", string(wire.ErrorField(b[wire.HeaderSize:], 'C')))
 			}
 			if fatal {
 				c.Close()
@@ -279,24 +279,8 @@ func (c *Conn) fail(err error) {
 
 // isFatal reports whether an ErrorResponse message is FATAL or PANIC.
 func isFatal(msg []byte) bool {
-	sev := errorField(msg[wire.HeaderSize:], 'V')
+	sev := wire.ErrorField(msg[wire.HeaderSize:], 'V')
 	return bytes.Equal(sev, []byte("FATAL")) || bytes.Equal(sev, []byte("PANIC"))
-}
-
-// errorField returns the value of field code of an ErrorResponse body.
-func errorField(body []byte, code byte) []byte {
-	for len(body) > 0 && body[0] != 0 {
-		f := body[0]
-		end := bytes.IndexByte(body[1:], 0)
-		if end < 0 {
-			return nil
-		}
-		if f == code {
-			return body[1 : 1+end]
-		}
-		body = body[2+end:]
-	}
-	return nil
 }
 
 func splitParameterStatus(body []byte) (name, value string, ok bool) {

@@ -1,7 +1,9 @@
 // Package router owns client sessions: it accepts and logs in clients, reads
-// their messages, picks a server for each unit of work and forwards the
-// messages there, and relays cancel requests.
+// their messages in batches, picks a server for each unit of work and sends
+// the messages there (renamed, prepared for, or answered by pgswitch), and
+// relays cancel requests.
 //
-// It does not keep server connections (pool) nor judge server health (health);
-// SQL classification lives in router/classify.
+// It does not keep server connections (pool) nor judge server health
+// (health); SQL classification lives in router/classify, and the record of
+// session state per client and per server connection in router/track.
 package router

@@ -22,7 +22,7 @@ func (s *Session) lease(res classify.Result, sql string) error {
 	if err := s.beginUnit(); err != nil {
 		return err
 	}
-	if s.retry.forcePrimary {
+	if s.b.retry.forcePrimary {
 		res = classify.Result{Route: classify.Write, Hint: classify.HintPrimary, Reason: "write: a replica refused it as read-only (25006)"}
 	}
 	d, err := s.decideWaiting(res)
@@ -41,8 +41,8 @@ func (s *Session) lease(res classify.Result, sql string) error {
 	s.server.Store(c)
 	s.curRead = d.read && d.server != nil && s.r.topology().Get(d.server.Addr()).Role == config.RoleReplica
 	s.routed(c, d, sql)
-	if s.units == 1 && (s.out == nil || len(*s.out) == 0) && len(s.local) == 0 {
-		s.retry.fresh = true
+	if s.b.units == 1 && (s.b.out == nil || len(*s.b.out) == 0) && len(s.b.local) == 0 {
+		s.b.retry.fresh = true
 	}
 	return s.syncUnit()
 }
@@ -50,9 +50,9 @@ func (s *Session) lease(res classify.Result, sql string) error {
 // switchLease lets cur finish what the client sent it, and ends the lease:
 // the next unit needs another server (a write after reads on a replica).
 func (s *Session) switchLease() {
-	if s.out != nil && len(*s.out) > 0 {
-		s.cur.Write(*s.out)
-		*s.out = (*s.out)[:0]
+	if s.b.out != nil && len(*s.b.out) > 0 {
+		s.cur.Write(*s.b.out)
+		*s.b.out = (*s.b.out)[:0]
 	}
 	c := s.cur
 	s.unhold()
@@ -133,57 +133,18 @@ func (s *Session) acquire(d decision) (*pool.Conn, decision, error) {
 // cancel request cut short.
 var errCancelled = wire.Errorf(wire.CodeQueryCanceled, "canceling statement due to user request")
 
-// wait takes a connection from p, queueing up to query_wait; a cancel
-// request from the client ends the wait with 57014. The context it waits
-// on lives as long as the session unless a cancel used it up.
+// wait takes a connection from p for the session, queueing up to
+// query_wait; a cancel request from the client ends the wait with 57014.
 func (s *Session) wait(p *pool.Pool) (*pool.Conn, error) {
-	s.waitMu.Lock()
-	if s.waitCtx == nil {
-		s.waitCtx, s.waitCancel = context.WithCancel(s.r.ctx)
-	}
-	ctx := s.waitCtx
-	s.waitingNow = true
-	s.waitMu.Unlock()
-	s.waiting.Store(true)
-	c, err := p.Acquire(ctx, s.cfg.Timeouts.QueryWait)
-	s.waiting.Store(false)
-	s.waitMu.Lock()
-	s.waitingNow = false
-	cancelled := s.cancelled
-	if cancelled {
-		s.cancelled, s.waitCtx = false, nil
-	}
-	s.waitMu.Unlock()
-	if cancelled {
+	c, cancelled, err := s.queue.acquire(s.r.ctx, p, s.cfg.Timeouts.QueryWait)
+	switch {
+	case cancelled:
 		if c != nil {
 			c.Release() // handed over as the cancel came: the query never ran
 		}
 		return nil, errCancelled
-	}
-	if err != nil && errors.Is(err, context.Canceled) {
+	case err != nil && errors.Is(err, context.Canceled):
 		return nil, wire.Fatalf(wire.CodeAdminShutdown, "pgswitch is shutting down")
 	}
 	return c, err
-}
-
-// cancelWait ends the session's wait for a server connection, if it is
-// waiting; it reports whether it was.
-func (s *Session) cancelWait() bool {
-	s.waitMu.Lock()
-	defer s.waitMu.Unlock()
-	if !s.waitingNow {
-		return false
-	}
-	s.cancelled = true
-	s.waitCancel()
-	return true
-}
-
-// stopWaits frees the session's wait context.
-func (s *Session) stopWaits() {
-	s.waitMu.Lock()
-	if s.waitCancel != nil {
-		s.waitCancel()
-	}
-	s.waitMu.Unlock()
 }

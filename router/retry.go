@@ -29,10 +29,10 @@ type retryState struct {
 // guardable reports whether the batch's unit may be retried, so that its
 // answer must be held back until it is known to pass.
 func (r *retryState) guardable(s *Session) bool {
-	if !r.fresh || r.streamed || r.pinned || r.rerunning || s.units != 1 || !unitComplete(s.msgs) {
+	if !r.fresh || r.streamed || r.pinned || r.rerunning || s.b.units != 1 || !unitComplete(s.b.msgs) {
 		return false
 	}
-	return s.curRead || len(s.used) > 0
+	return s.curRead || len(s.b.used) > 0
 }
 
 // unitComplete reports whether msgs end a unit: the server answers them in
@@ -60,9 +60,9 @@ func (s *Session) policy(code, message []byte) track.Outcome {
 	switch {
 	case s.curRead && string(code) == wire.CodeReadOnlySQLTransaction:
 		return track.Refused
-	case len(s.used) > 0 && string(code) == wire.CodeCachedPlanMustNotChangeResultType && bytes.HasPrefix(message, staleMessage):
+	case len(s.b.used) > 0 && string(code) == wire.CodeCachedPlanMustNotChangeResultType && bytes.HasPrefix(message, staleMessage):
 		return track.Stale
-	case len(s.used) > 0 && string(code) == wire.CodeInternalError && bytes.HasPrefix(message, cacheLookupFailed):
+	case len(s.b.used) > 0 && string(code) == wire.CodeInternalError && bytes.HasPrefix(message, cacheLookupFailed):
 		// A statement prepared before a type or table it names was
 		// dropped and made again behind pgswitch's back.
 		return track.Stale
@@ -73,16 +73,16 @@ func (s *Session) policy(code, message []byte) track.Outcome {
 // rerun runs the batch just refused again. Nothing of the refused answer
 // reached the client.
 func (s *Session) rerun(outcome track.Outcome) {
-	for _, name := range s.added {
+	for _, name := range s.b.added {
 		s.state.DropStmt(name) // its Parse comes again
 	}
 	if outcome == track.Stale {
-		for _, u := range s.used {
+		for _, u := range s.b.used {
 			if cur := s.state.Stmt(u.name); cur == u.st {
 				s.state.AddStmt(u.name, s.renew(u.st))
 			}
 		}
-		if !describesResult(s.batch, s.msgs) {
+		if !describesResult(s.b.buf, s.b.msgs) {
 			// The client decodes rows with a description it cached: rows of
 			// the new shape would break it. Tell it, as PostgreSQL would; its
 			// next Parse prepares the statement afresh.
@@ -94,26 +94,26 @@ func (s *Session) rerun(outcome track.Outcome) {
 		s.r.log.Info("statement plan stale after a schema change; preparing it again", "database", s.db.Name)
 	} else {
 		write := classify.Result{Route: classify.Write, Reason: "write: a replica refused it as read-only (25006)"}
-		for _, u := range s.used {
+		for _, u := range s.b.used {
 			if cur := s.state.Stmt(u.name); cur == u.st {
 				st := *u.st
 				st.Res = write
 				s.state.AddStmt(u.name, &st)
 			}
 		}
-		if first := s.msgs[0]; first.typ == 'Q' {
-			s.dbs.classifier.Remember(cstring(s.batch[first.start+wire.HeaderSize:first.end]), write)
+		if first := s.b.msgs[0]; first.typ == 'Q' {
+			s.dbs.classifier.Remember(cstring(s.b.buf[first.start+wire.HeaderSize:first.end]), write)
 		} else if first.typ == 'P' {
-			_, text, _ := parseBody(s.batch[first.start:first.end])
+			_, text, _ := parseBody(s.b.buf[first.start:first.end])
 			s.dbs.classifier.Remember(text, write)
 		}
 		s.r.log.Info("replica refused a read as read-only; retrying on the primary", "database", s.db.Name)
 	}
-	s.used, s.added = s.used[:0], s.added[:0]
-	s.units = 0
+	s.b.used, s.b.added = s.b.used[:0], s.b.added[:0]
+	s.b.units = 0
 	s.extOpen = false
-	s.retry = retryState{rerunning: true, forcePrimary: outcome == track.Refused}
-	for _, m := range s.msgs {
+	s.b.retry = retryState{rerunning: true, forcePrimary: outcome == track.Refused}
+	for _, m := range s.b.msgs {
 		if err := s.handle(m); err != nil {
 			break
 		}

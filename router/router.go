@@ -224,7 +224,7 @@ func (r *Router) cancel(k wire.CancelKey) {
 	r.mu.Lock()
 	s := r.sessions[k]
 	r.mu.Unlock()
-	if s == nil || s.cancelWait() {
+	if s == nil || s.queue.cancelWait() {
 		return
 	}
 	c := s.server.Load()

@@ -1,7 +1,6 @@
 package router
 
 import (
-	"context"
 	"errors"
 	"io"
 	"net"
@@ -22,6 +21,20 @@ const batchFlushAt = 64 << 10
 
 // outBufs lend sessions their server-bound buffers between batches.
 var outBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// batch is what a session read from its client before sending it on, and
+// what sending it learned. It lives from one read that empties the
+// client's buffer to the next.
+type batch struct {
+	buf   []byte     // the client's messages, as sent
+	msgs  []span     // where they lie in buf
+	out   *[]byte    // what goes to cur, in the order of the requests pushed
+	local []byte     // answers pgswitch owes the client while no server is linked
+	units int        // units of work begun
+	used  []usedStmt // named statements run (a stale plan renews them)
+	added []string   // client names its Parses added (a retry adds them again)
+	retry retryState // whether its unit may run again, and how
+}
 
 // span is one client message of a batch: its type and where it lies.
 type span struct {
@@ -71,13 +84,9 @@ type Session struct {
 	curRead bool                      // cur is a replica serving reads
 	held    bool                      // cur is held for the batch being sent
 
-	batch []byte  // the client's messages read since the last send, as sent
-	msgs  []span  // where they lie in batch
-	out   *[]byte // what the batch sends to cur, in the order of the requests pushed
-	local []byte  // answers pgswitch owes the client while no server is linked
+	b batch // the messages being sent, and what sending them learned
 
 	extOpen bool        // extended-protocol messages since the last Sync
-	units   int         // units of work the batch started
 	unnamed unnamedStmt // the client's unnamed statement (transaction mode)
 	portal  portalInfo  // what the unnamed portal runs
 	portals map[string]portalInfo
@@ -86,21 +95,13 @@ type Session struct {
 	sessionStmts map[string]portalInfo
 	after        afterSync        // what pgswitch sends after the client's next Sync
 	renewed      map[string]int   // statements whose plans went stale: base server name → generation
-	used         []usedStmt       // named statements the batch runs (a stale plan renews them)
-	added        []string         // client names the batch's Parses added (a retry adds them again)
-	retry        retryState       // whether the batch's unit may run again, and how
 	cands        []*config.Server // pickReplica's scratch
 	loadFn       func(*config.Server) int
 	policyFn     func(code, message []byte) track.Outcome
 
-	waiting    atomic.Bool // queued for a server connection, for SHOW CLIENTS
-	waitMu     sync.Mutex  // guards the four fields below
-	waitCtx    context.Context
-	waitCancel context.CancelFunc
-	waitingNow bool // in Acquire: a cancel request ends the wait
-	cancelled  bool // a cancel request ended the wait
-	kicked     atomic.Pointer[wire.Error]
-	done       chan struct{} // closed when the session has ended and is unregistered
+	queue  queueWait // the session's wait for a server connection
+	kicked atomic.Pointer[wire.Error]
+	done   chan struct{} // closed when the session has ended and is unregistered
 }
 
 func newSession(r *Router, conn net.Conn, cfg *config.Config, db *config.Database, u *config.User, startup map[string]string) *Session {
@@ -144,13 +145,13 @@ func (s *Session) run() {
 			s.fatal(wire.Fatalf(wire.CodeProtocolViolation, "invalid frontend message type %d", h.Type))
 			return
 		}
-		start := len(s.batch)
-		if s.batch, err = s.in.appendMessage(s.batch, h); err != nil {
+		start := len(s.b.buf)
+		if s.b.buf, err = s.in.appendMessage(s.b.buf, h); err != nil {
 			s.readFailed(err)
 			return
 		}
-		s.msgs = append(s.msgs, span{typ: h.Type, start: start, end: len(s.batch)})
-		if s.in.buffered() == 0 || len(s.batch) >= batchFlushAt {
+		s.b.msgs = append(s.b.msgs, span{typ: h.Type, start: start, end: len(s.b.buf)})
+		if s.in.buffered() == 0 || len(s.b.buf) >= batchFlushAt {
 			s.sendBatch()
 		}
 	}
@@ -160,12 +161,12 @@ func (s *Session) run() {
 // to the server connection of its unit of work, renamed, prepared for, or
 // answered by pgswitch; then the server-bound bytes are written at once.
 func (s *Session) sendBatch() {
-	if len(s.msgs) == 0 {
+	if len(s.b.msgs) == 0 {
 		return
 	}
-	s.units = 0
-	s.retry = retryState{}
-	for _, m := range s.msgs {
+	s.b.units = 0
+	s.b.retry = retryState{}
+	for _, m := range s.b.msgs {
 		var err error
 		if s.mode == config.PoolModeTransaction {
 			err = s.handle(m)
@@ -180,12 +181,12 @@ func (s *Session) sendBatch() {
 	if outcome == track.Refused || outcome == track.Stale {
 		s.rerun(outcome)
 	}
-	s.batch = s.batch[:0]
-	s.msgs = s.msgs[:0]
-	s.used = s.used[:0]
-	s.added = s.added[:0]
-	if cap(s.batch) > 4*batchFlushAt {
-		s.batch = nil
+	s.b.buf = s.b.buf[:0]
+	s.b.msgs = s.b.msgs[:0]
+	s.b.used = s.b.used[:0]
+	s.b.added = s.b.added[:0]
+	if cap(s.b.buf) > 4*batchFlushAt {
+		s.b.buf = nil
 	}
 }
 
@@ -194,14 +195,14 @@ func (s *Session) sendBatch() {
 // to the client when no server is linked.
 func (s *Session) write() track.Outcome {
 	outcome := track.Passed
-	if s.cur != nil && s.out != nil && len(*s.out) > 0 {
+	if s.cur != nil && s.b.out != nil && len(*s.b.out) > 0 {
 		var guard <-chan track.Outcome
-		if s.retry.guardable(s) {
+		if s.b.retry.guardable(s) {
 			guard = s.curT.Guard(s.policyFn)
 		}
 		// A failed write closes the server connection; its pump then
 		// tells the client, and the next read here fails.
-		s.cur.Write(*s.out)
+		s.cur.Write(*s.b.out)
 		s.unhold()
 		if guard != nil {
 			if outcome = <-guard; outcome != track.Passed {
@@ -211,18 +212,18 @@ func (s *Session) write() track.Outcome {
 	} else {
 		s.unhold()
 	}
-	if s.out != nil {
-		b := s.out
-		s.out = nil
+	if s.b.out != nil {
+		b := s.b.out
+		s.b.out = nil
 		if cap(*b) <= 4*batchFlushAt {
 			*b = (*b)[:0]
 			outBufs.Put(b)
 		}
 	}
-	if len(s.local) > 0 {
+	if len(s.b.local) > 0 {
 		// No server is linked (a linked one took them as a Substitute).
-		s.client.Write(s.local)
-		s.local = s.local[:0]
+		s.client.Write(s.b.local)
+		s.b.local = s.b.local[:0]
 	}
 	return outcome
 }
@@ -282,7 +283,7 @@ func (s *Session) kick(e *wire.Error) {
 // end gives the server connection back: reset in session mode and when
 // pinned, rolled back if the client left inside a transaction.
 func (s *Session) end() {
-	s.stopWaits()
+	s.queue.stop()
 	if s.cur == nil {
 		return
 	}

@@ -19,7 +19,7 @@ func (s *Session) handleSession(m span) error {
 			s.failLocal(m.typ, err)
 			return nil
 		}
-		s.units++
+		s.b.units++
 	}
 	switch m.typ {
 	case 'Q':

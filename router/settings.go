@@ -40,9 +40,9 @@ func (s *Session) syncUnit() error {
 			return err
 		}
 	}
-	if len(s.local) > 0 {
-		owed := append([]byte(nil), s.local...)
-		s.local = s.local[:0]
+	if len(s.b.local) > 0 {
+		owed := append([]byte(nil), s.b.local...)
+		s.b.local = s.b.local[:0]
 		return s.emit(track.Request{Type: 'C', Edit: track.Substitute, Subst: owed}, closeNone)
 	}
 	return nil

@@ -272,7 +272,7 @@ func (r *Router) Clients() []ClientInfo {
 		nc := s.client.Conn()
 		ci := ClientInfo{User: s.startup["user"], Database: s.startup["database"],
 			ApplicationName: s.startup["application_name"], Addr: nc.RemoteAddr(), LocalAddr: nc.LocalAddr(),
-			Mode: s.mode, Key: s.key, Waiting: s.waiting.Load()}
+			Mode: s.mode, Key: s.key, Waiting: s.queue.waiting.Load()}
 		if cc, ok := nc.(*clientConn); ok {
 			ci.Connected = cc.connected
 		}

@@ -38,7 +38,7 @@ func (s *Session) handle(m span) error {
 		if m.typ == 'S' {
 			s.phase = idle
 			s.extOpen = false
-			s.local = wire.AppendReadyForQuery(s.local, 'I')
+			s.b.local = wire.AppendReadyForQuery(s.b.local, 'I')
 		}
 		return nil
 	}
@@ -50,7 +50,7 @@ func (s *Session) handle(m span) error {
 		s.extOpen = false
 	}
 	if unitStart {
-		s.units++
+		s.b.units++
 	}
 	if s.cur != nil && !s.held {
 		if s.cur.Hold(s.client) != nil {
@@ -81,7 +81,7 @@ func (s *Session) handle(m span) error {
 		err = s.functionCall(m)
 	default: // CopyData, CopyDone, CopyFail
 		if s.cur != nil {
-			s.retry.streamed = true
+			s.b.retry.streamed = true
 			err = s.emit(track.Request{Type: m.typ}, s.msg(m))
 		}
 		// Else late COPY data after a failed COPY: PostgreSQL ignores it too.
@@ -97,7 +97,7 @@ func (s *Session) handle(m span) error {
 }
 
 // msg returns the bytes of batch message m.
-func (s *Session) msg(m span) []byte { return s.batch[m.start:m.end] }
+func (s *Session) msg(m span) []byte { return s.b.buf[m.start:m.end] }
 
 // emit sends msg on cur with request r: the claim keeps the lease until the
 // server answers, the request tells the pump what the answer is for.
@@ -108,10 +108,10 @@ func (s *Session) emit(r track.Request, msg []byte) error {
 	if answered(r.Type) {
 		s.curT.Push(r)
 	}
-	if s.out == nil {
-		s.out = outBufs.Get().(*[]byte)
+	if s.b.out == nil {
+		s.b.out = outBufs.Get().(*[]byte)
 	}
-	*s.out = append(*s.out, msg...)
+	*s.b.out = append(*s.b.out, msg...)
 	return nil
 }
 
@@ -131,7 +131,7 @@ func (s *Session) need(res classify.Result, unitStart bool, sql string) error {
 				// is routed afresh.
 				s.switchLease()
 			case s.curRead:
-				if w, _ := wantFor(res, s.db.Route); w != wantReplica || s.retry.forcePrimary {
+				if w, _ := wantFor(res, s.db.Route); w != wantReplica || s.b.retry.forcePrimary {
 					// Linked to a replica by units still in flight; this
 					// one needs the primary. Let the replica finish.
 					s.switchLease()
@@ -161,10 +161,10 @@ func (s *Session) failLocal(typ byte, err error) {
 		s.failHere(typ, e)
 		return
 	}
-	s.local = e.AppendResponse(s.local)
+	s.b.local = e.AppendResponse(s.b.local)
 	switch typ {
 	case 'Q', 'S', 'F':
-		s.local = wire.AppendReadyForQuery(s.local, 'I')
+		s.b.local = wire.AppendReadyForQuery(s.b.local, 'I')
 	default:
 		s.phase = skipping
 	}
@@ -269,12 +269,12 @@ func (s *Session) parse(m span, unitStart bool) error {
 		return s.failHere('P', duplicateStatement(string(name)))
 	}
 	s.state.AddStmt(string(name), st)
-	s.added = append(s.added, string(name))
+	s.b.added = append(s.b.added, string(name))
 	if s.cur == nil && s.dbs.known(st.Server) {
 		// A server accepted this text in this context before: the answer
 		// is PostgreSQL's, with no server needed (pgbench -M prepared on
 		// one thread prepares while its other connections hold servers).
-		s.local = append(s.local, parseOK...)
+		s.b.local = append(s.b.local, parseOK...)
 		return nil
 	}
 	if err := s.need(res, unitStart, text); err != nil {
@@ -298,6 +298,19 @@ func (s *Session) prepareOn(st *track.Stmt) error {
 	return s.emit(track.Request{Type: 'P', Edit: track.Swallow, Stmt: st.Server}, appendParse(nil, st))
 }
 
+// needUnnamed makes sure a server connection serves a message that names
+// the client's unnamed statement, and has that statement.
+func (s *Session) needUnnamed(unitStart bool) error {
+	res := unknownStmt
+	if len(s.unnamed.msg) > 0 {
+		res = s.unnamed.res
+	}
+	if err := s.need(res, unitStart, s.unnamed.text); err != nil {
+		return err
+	}
+	return s.unnamedOn()
+}
+
 // unnamedOn makes sure cur has the client's unnamed statement.
 func (s *Session) unnamedOn() error {
 	if len(s.unnamed.msg) == 0 || s.curT.HasUnnamed(s.state, s.unnamed.n) {
@@ -316,14 +329,7 @@ func (s *Session) bind(m span, unitStart bool) error {
 	msg := s.msg(m)
 	portal, name, off := bindNames(msg)
 	if len(name) == 0 {
-		res := unknownStmt
-		if len(s.unnamed.msg) > 0 {
-			res = s.unnamed.res
-		}
-		if err := s.need(res, unitStart, s.unnamed.text); err != nil {
-			return err
-		}
-		if err := s.unnamedOn(); err != nil {
+		if err := s.needUnnamed(unitStart); err != nil {
 			return err
 		}
 		s.setPortal(portal, portalInfo{res: s.unnamed.res, text: s.unnamed.text})
@@ -343,7 +349,7 @@ func (s *Session) bind(m span, unitStart bool) error {
 	if err := s.need(st.Res, unitStart, st.Text); err != nil {
 		return err
 	}
-	s.used = append(s.used, usedStmt{string(name), st})
+	s.b.used = append(s.b.used, usedStmt{string(name), st})
 	if err := s.prepareOn(st); err != nil {
 		return err
 	}
@@ -361,10 +367,10 @@ func (s *Session) emitNamed(r track.Request, msg []byte, off, n int, name string
 		return err
 	}
 	s.curT.Push(r)
-	if s.out == nil {
-		s.out = outBufs.Get().(*[]byte)
+	if s.b.out == nil {
+		s.b.out = outBufs.Get().(*[]byte)
 	}
-	*s.out = appendNamed(*s.out, msg, off, n, name)
+	*s.b.out = appendNamed(*s.b.out, msg, off, n, name)
 	return nil
 }
 
@@ -398,14 +404,7 @@ func (s *Session) describe(m span, unitStart bool) error {
 		return s.emit(track.Request{Type: 'D'}, msg)
 	}
 	if len(name) == 0 {
-		res := unknownStmt
-		if len(s.unnamed.msg) > 0 {
-			res = s.unnamed.res
-		}
-		if err := s.need(res, unitStart, s.unnamed.text); err != nil {
-			return err
-		}
-		if err := s.unnamedOn(); err != nil {
+		if err := s.needUnnamed(unitStart); err != nil {
 			return err
 		}
 		return s.emit(track.Request{Type: 'D'}, msg)
@@ -423,8 +422,8 @@ func (s *Session) describe(m span, unitStart bool) error {
 	if err := s.need(st.Res, unitStart, st.Text); err != nil {
 		return err
 	}
-	s.used = append(s.used, usedStmt{string(name), st})
-	s.retry.describes = true
+	s.b.used = append(s.b.used, usedStmt{string(name), st})
+	s.b.retry.describes = true
 	if err := s.prepareOn(st); err != nil {
 		return err
 	}
@@ -465,7 +464,7 @@ func (s *Session) closeMsg(m span, unitStart bool) error {
 	}
 	if st == nil || !st.SQL {
 		if s.cur == nil {
-			s.local = append(s.local, closeOK...)
+			s.b.local = append(s.b.local, closeOK...)
 			return nil
 		}
 		if err := s.need(unknownStmt, unitStart, ""); err != nil {
@@ -487,7 +486,7 @@ func (s *Session) closeMsg(m span, unitStart bool) error {
 // sync sends a Sync, or answers it when no server is linked.
 func (s *Session) sync(m span) error {
 	if s.cur == nil {
-		s.local = wire.AppendReadyForQuery(s.local, 'I')
+		s.b.local = wire.AppendReadyForQuery(s.b.local, 'I')
 		return nil
 	}
 	if err := s.emit(track.Request{Type: 'S'}, s.msg(m)); err != nil {
@@ -502,7 +501,7 @@ func (s *Session) flushMsg(m span) error {
 	if s.cur == nil {
 		return nil
 	}
-	s.retry.streamed = true
+	s.b.retry.streamed = true
 	return s.emit(track.Request{Type: 'H'}, s.msg(m))
 }
 
@@ -522,7 +521,7 @@ func (s *Session) pinFor(res classify.Result) {
 	if why == "" {
 		return
 	}
-	s.retry.pinned = true
+	s.b.retry.pinned = true
 	if s.state.Pin(why) {
 		s.r.log.Debug("client pinned to its server connection", "user", s.user.Name, "database", s.db.Name,
 			"server", s.cur.Addr(), "pid", s.cur.PID(), "because", why)

@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"bytes"
 	"encoding/binary"
 )
 
@@ -58,4 +59,22 @@ func AppendQuery(dst []byte, sql string) []byte {
 // AppendReadyForQuery appends a ReadyForQuery message with status to dst.
 func AppendReadyForQuery(dst []byte, status byte) []byte {
 	return append(dst, 'Z', 0, 0, 0, 5, status)
+}
+
+// ErrorField returns the value of field code ('C' SQLSTATE, 'M' message,
+// 'V' severity, …) of an ErrorResponse or NoticeResponse body, nil when the
+// body has none or is malformed.
+func ErrorField(body []byte, code byte) []byte {
+	for len(body) > 0 && body[0] != 0 {
+		f := body[0]
+		end := bytes.IndexByte(body[1:], 0)
+		if end < 0 {
+			return nil
+		}
+		if f == code {
+			return body[1 : 1+end]
+		}
+		body = body[2+end:]
+	}
+	return nil
 }

@@ -140,3 +140,15 @@ func FuzzSCRAMClientFirst(f *testing.F) {
 		}
 	})
 }
+
+// FuzzErrorField: any ErrorResponse body a server may send is read without
+// a panic, and a field found lies within the body.
+func FuzzErrorField(f *testing.F) {
+	f.Add([]byte("SERROR\x00C25006\x00Mno\x00\x00"), byte('C'))
+	f.Add([]byte("C"), byte('C'))
+	f.Fuzz(func(t *testing.T, body []byte, code byte) {
+		if v := ErrorField(body, code); len(v) > len(body) {
+			t.Fatalf("field of %d bytes from a body of %d", len(v), len(body))
+		}
+	})
+}

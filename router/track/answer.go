@@ -6,6 +6,7 @@ import (
 
 	"github.com/pgswitch/pgswitch/pool"
 	"github.com/pgswitch/pgswitch/router/classify"
+	"github.com/pgswitch/pgswitch/wire"
 )
 
 // Outcome is how a guarded unit's answer began.
@@ -96,7 +97,7 @@ func (s *Server) Answer(out []byte, typ byte, msg []byte) ([]byte, pool.Verdict)
 	if g != nil && !g.refusing && edit != Swallow && edit != Capture && decisive(typ) {
 		if typ == 'E' && msg != nil {
 			body := msg[5:]
-			if o := g.policy(errorField(body, 'C'), errorField(body, 'M')); o != Passed {
+			if o := g.policy(wire.ErrorField(body, 'C'), wire.ErrorField(body, 'M')); o != Passed {
 				g.refusing, g.outcome = true, o
 				g.held = g.held[:0]
 			}
@@ -339,8 +340,8 @@ func (s *Server) errorLocked(sink *[]byte, h *Request, msg []byte) {
 		return
 	}
 	body := msg[5:]
-	code := errorField(body, 'C')
-	if s.db != nil && isStalePlan(code, errorField(body, 'M')) {
+	code := wire.ErrorField(body, 'C')
+	if s.db != nil && isStalePlan(code, wire.ErrorField(body, 'M')) {
 		s.db.CatalogChanged()
 	}
 	if h == nil {
@@ -422,22 +423,6 @@ func (s *Server) readyLocked(sink *[]byte, msg []byte) bool {
 		s.endTxnLocked(!s.failed)
 	}
 	return s.client != nil && s.client.Pinned() != ""
-}
-
-// errorField returns the value of field code of an ErrorResponse body.
-func errorField(body []byte, code byte) []byte {
-	for len(body) > 0 && body[0] != 0 {
-		f := body[0]
-		end := bytes.IndexByte(body[1:], 0)
-		if end < 0 {
-			return nil
-		}
-		if f == code {
-			return body[1 : 1+end]
-		}
-		body = body[2+end:]
-	}
-	return nil
 }
 
 // isStalePlan reports whether an error says a statement prepared before a
