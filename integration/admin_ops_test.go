@@ -227,6 +227,39 @@ func TestAdminKill(t *testing.T) {
 	}
 }
 
+// TestAdminKillWhileQueued: KILL ends a client's wait for a server
+// connection at once, with 57P01, not after query_wait.
+func TestAdminKillWhileQueued(t *testing.T) {
+	t.Parallel()
+	db := newDatabase(t)
+	p := startAdminProxy(t, proxyOptions{DBs: []string{db}, Primary: true, PoolSize: 1})
+	ctx := testCtx(t)
+	console := mustAdmin(t, p, "pgswitch")
+	holder := p.Connect(t, db, pgx.QueryExecModeSimpleProtocol)
+	if _, err := holder.Exec(ctx, "BEGIN"); err != nil {
+		t.Fatal(err)
+	}
+	waiter := p.Connect(t, db, pgx.QueryExecModeSimpleProtocol)
+	queued := async(func() error { _, err := waiter.Exec(ctx, "SELECT 1"); return err })
+	eventually(t, time.Minute, "the waiter queued", func() error {
+		if n := showInt(t, console, "SHOW POOLS", "database", db, "cl_waiting"); n != 1 {
+			return fmt.Errorf("cl_waiting %d", n)
+		}
+		return nil
+	})
+	start := time.Now()
+	if _, err := console.Exec(ctx, "KILL "+db); err != nil {
+		t.Fatalf("KILL: %v", err)
+	}
+	err := waitFor(t, queued, "the queued query")
+	if code := sqlstate(err); code != "57P01" && !waiter.IsClosed() {
+		t.Fatalf("queued client got %v, want 57P01", err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("KILL ended the wait after %v (query_wait is 20s)", d)
+	}
+}
+
 func TestAdminDisableEnable(t *testing.T) {
 	t.Parallel()
 	db := newDatabase(t)

@@ -22,6 +22,7 @@ func (s *Session) lease(res classify.Result, sql string) error {
 	if err := s.beginUnit(); err != nil {
 		return err
 	}
+	shape := res.Shape
 	if s.b.retry.forcePrimary {
 		res = classify.Result{Route: classify.Write, Hint: classify.HintPrimary, Reason: "write: a replica refused it as read-only (25006)"}
 	}
@@ -40,7 +41,7 @@ func (s *Session) lease(res classify.Result, sql string) error {
 	s.phase = leased
 	s.server.Store(c)
 	s.curRead = d.read && d.server != nil && s.r.topology().Get(d.server.Addr()).Role == config.RoleReplica
-	s.routed(c, d, sql)
+	s.routed(c, d, sql, shape)
 	if s.b.units == 1 && (s.b.out == nil || len(*s.b.out) == 0) && len(s.b.local) == 0 {
 		s.b.retry.fresh = true
 	}
@@ -111,8 +112,9 @@ func (s *Session) acquire(d decision) (*pool.Conn, decision, error) {
 	if err == nil {
 		return c, d, nil
 	}
-	if errors.Is(err, errCancelled) {
-		return nil, d, err
+	var we *wire.Error
+	if errors.As(err, &we) {
+		return nil, d, we // the session's own end of the wait: cancel, KILL, shutdown
 	}
 	primary := primaryOf(s.db, s.r.topology())
 	if d.read && primary != nil && d.server != primary && !errors.Is(err, pool.ErrWaitTimeout) {
@@ -122,8 +124,8 @@ func (s *Session) acquire(d decision) (*pool.Conn, decision, error) {
 		if c, err = s.wait(p); err == nil {
 			return c, d, nil
 		}
-		if errors.Is(err, errCancelled) {
-			return nil, d, err
+		if errors.As(err, &we) {
+			return nil, d, we
 		}
 	}
 	return nil, d, pool.AcquireError(p.Key(), s.cfg.Timeouts.QueryWait, err)
@@ -137,6 +139,9 @@ var errCancelled = wire.Errorf(wire.CodeQueryCanceled, "canceling statement due 
 // query_wait; a cancel request from the client ends the wait with 57014.
 func (s *Session) wait(p *pool.Pool) (*pool.Conn, error) {
 	c, cancelled, err := s.queue.acquire(s.r.ctx, p, s.cfg.Timeouts.QueryWait)
+	if e := s.kicked.Load(); e != nil && (cancelled || err != nil) {
+		return nil, e // KILL or shutdown ended the wait
+	}
 	switch {
 	case cancelled:
 		if c != nil {

@@ -167,6 +167,9 @@ func (s *Session) sendBatch() {
 	s.b.units = 0
 	s.b.retry = retryState{}
 	for _, m := range s.b.msgs {
+		if s.kicked.Load() != nil {
+			break // the session is ending: nothing more goes to servers
+		}
 		var err error
 		if s.mode == config.PoolModeTransaction {
 			err = s.handle(m)
@@ -278,6 +281,7 @@ func (s *Session) readFailed(err error) {
 func (s *Session) kick(e *wire.Error) {
 	s.kicked.CompareAndSwap(nil, e)
 	s.client.Conn().SetReadDeadline(time.Unix(1, 0))
+	s.queue.cancelWait()
 }
 
 // end gives the server connection back: reset in session mode and when

@@ -19,7 +19,6 @@ func (s *Session) handleSession(m span) error {
 			s.failLocal(m.typ, err)
 			return nil
 		}
-		s.b.units++
 	}
 	switch m.typ {
 	case 'Q':

@@ -70,14 +70,18 @@ func (s *Session) count(addr string, read bool) {
 }
 
 // routed records a unit of work that took server connection c, decided by
-// d, starting with sql: its counts and its line in SHOW ROUTES.
-func (s *Session) routed(c *pool.Conn, d decision, sql string) {
+// d, starting with sql of the given shape (classify.Result.Shape; 0: not
+// known): its counts and its line in SHOW ROUTES.
+func (s *Session) routed(c *pool.Conn, d decision, sql string, shape uint64) {
 	s.count(c.Addr(), d.read)
 	s.dbs.counters.stats.Assignments.Add(1)
 	if sql == "" {
 		return // a unit that names no statement pgswitch knows
 	}
-	s.dbs.counters.routes.add(s.dbs.classifier, sql, s.curRead, d.why)
+	if shape == 0 {
+		shape = s.dbs.classifier.ShapeKey(sql)
+	}
+	s.dbs.counters.routes.add(shape, sql, s.curRead, d.why)
 }
 
 // maxRoutes bounds the query shapes SHOW ROUTES keeps per database; shapes
@@ -111,9 +115,10 @@ type routeCount struct {
 	n           uint64
 }
 
-// add counts one unit of sql's shape. Counting a known shape allocates nothing.
-func (t *routeTable) add(cl *classify.Classifier, sql string, replica bool, why string) {
-	k := routeKey{shape: cl.ShapeKey(sql), replica: replica, why: why}
+// add counts one unit of sql, of the given shape. Counting a known shape
+// allocates nothing.
+func (t *routeTable) add(shape uint64, sql string, replica bool, why string) {
+	k := routeKey{shape: shape, replica: replica, why: why}
 	t.shards[k.shape%routeShards].add(k, sql)
 }
 

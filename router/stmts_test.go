@@ -180,3 +180,34 @@ func FuzzClientMessages(f *testing.F) {
 		}
 	})
 }
+
+// TestRetryPolicy: which first errors of a guarded unit make it run again.
+func TestRetryPolicy(t *testing.T) {
+	stale := "cached plan must not change result type"
+	tests := []struct {
+		name      string
+		replica   bool // the unit runs on a replica
+		named     bool // it runs a named statement
+		code, msg string
+		want      track.Outcome
+	}{
+		{"read refused by a replica", true, false, "25006", "cannot execute INSERT in a read-only transaction", track.Refused},
+		{"read-only refusal on the primary", false, false, "25006", "cannot execute INSERT in a read-only transaction", track.Passed},
+		{"stale plan of a named statement", false, true, "0A000", stale, track.Stale},
+		{"stale plan on a replica", true, true, "0A000", stale, track.Stale},
+		{"other 0A000", false, true, "0A000", "cannot use a cursor WITH HOLD here", track.Passed},
+		{"stale plan with no named statement", false, false, "0A000", stale, track.Passed},
+		{"type dropped behind pgswitch's back", false, true, "XX000", "cache lookup failed for type 16452", track.Stale},
+		{"other internal error", false, true, "XX000", "could not open file", track.Passed},
+		{"syntax error", true, true, "42601", "syntax error", track.Passed},
+	}
+	for _, tt := range tests {
+		s := &Session{curRead: tt.replica}
+		if tt.named {
+			s.b.used = []usedStmt{{name: "s"}}
+		}
+		if got := s.policy([]byte(tt.code), []byte(tt.msg)); got != tt.want {
+			t.Errorf("%s: got %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
