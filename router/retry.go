@@ -113,7 +113,8 @@ func (s *Session) rerun(outcome track.Outcome) {
 	s.b.units = 0
 	s.extOpen = false
 	s.b.retry = retryState{rerunning: true, forcePrimary: outcome == track.Refused}
-	for _, m := range s.b.msgs {
+	for i, m := range s.b.msgs {
+		s.b.at = i
 		if err := s.handle(m); err != nil {
 			break
 		}

@@ -31,6 +31,7 @@ type batch struct {
 	out   *[]byte    // what goes to cur, in the order of the requests pushed
 	local []byte     // answers pgswitch owes the client while no server is linked
 	units int        // units of work begun
+	at    int        // the message being sent, in msgs
 	used  []usedStmt // named statements run (a stale plan renews them)
 	added []string   // client names its Parses added (a retry adds them again)
 	retry retryState // whether its unit may run again, and how
@@ -166,7 +167,8 @@ func (s *Session) sendBatch() {
 	}
 	s.b.units = 0
 	s.b.retry = retryState{}
-	for _, m := range s.b.msgs {
+	for i, m := range s.b.msgs {
+		s.b.at = i
 		if s.kicked.Load() != nil {
 			break // the session is ending: nothing more goes to servers
 		}

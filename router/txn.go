@@ -119,6 +119,9 @@ func (s *Session) emit(r track.Request, msg []byte) error {
 // a unit of work (classified as res) the current one is brought to the
 // client's state, or a new one leased; within a unit the current one goes on.
 func (s *Session) need(res classify.Result, unitStart bool, sql string) error {
+	if unitStart && extended(s.b.msgs[s.b.at].typ) {
+		res = s.unitResult(res)
+	}
 	if s.cur != nil {
 		if !unitStart {
 			return nil
@@ -144,6 +147,62 @@ func (s *Session) need(res classify.Result, unitStart bool, sql string) error {
 		}
 	}
 	return s.lease(res, sql)
+}
+
+// incompleteUnit is how the rest of an extended-protocol unit whose Sync
+// has not arrived counts: it may write.
+var incompleteUnit = classify.Result{Route: classify.Write, Reason: "write: the unit goes on past what has arrived (no Sync yet)"}
+
+// unitResult classifies the extended-protocol unit that starts with the
+// message being sent, classified alone as first: every statement it
+// parses or binds up to its Sync counts, so that a batch that reads and
+// then writes goes to the primary. A unit whose Sync is not in the batch
+// (pipelining, a Flush in the middle) may write anything next: it counts
+// as a write.
+func (s *Session) unitResult(first classify.Result) classify.Result {
+	res := first
+	unnamed, hasUnnamed := s.unnamed.res, len(s.unnamed.msg) > 0
+	for i, m := range s.b.msgs[s.b.at:] {
+		msg := s.b.buf[m.start:m.end]
+		switch m.typ {
+		case 'S', 'Q', 'F':
+			return res
+		case 'P':
+			name, text, _ := parseBody(msg)
+			r := s.classifyText(text)
+			if len(name) == 0 {
+				unnamed, hasUnnamed = r, true
+			}
+			if i > 0 {
+				res = combine(res, r)
+			}
+		case 'B':
+			_, name, _ := bindNames(msg)
+			switch st := s.state.Stmt(string(name)); {
+			case len(name) == 0 && hasUnnamed:
+				res = combine(res, unnamed)
+			case len(name) > 0 && st != nil:
+				res = combine(res, st.Res)
+			default:
+				res = combine(res, unknownStmt)
+			}
+		}
+	}
+	return combine(res, incompleteUnit)
+}
+
+// combine classifies two parts of one unit together: a write if either
+// writes, a hint only if both carry it.
+func combine(a, b classify.Result) classify.Result {
+	out := a
+	out.Kind |= b.Kind
+	if a.Hint != b.Hint {
+		out.Hint = classify.HintNone
+	}
+	if a.Route != classify.Write && b.Route == classify.Write {
+		out.Route, out.Reason = classify.Write, b.Reason
+	}
+	return out
 }
 
 // failLocal answers message typ with err, pgswitch's own error: with no
