@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgswitch/pgswitch/config"
+	"github.com/pgswitch/pgswitch/router/classify"
 )
 
 // onReplica runs a query that returns pg_is_in_recovery() of the server it ran on.
@@ -278,5 +279,68 @@ func TestPgbenchSplit(t *testing.T) {
 				t.Errorf("-S: %d reads went to the primary, want 0", got-readsBefore)
 			}
 		})
+	}
+}
+
+// TestEveryVolatileBuiltinIsAWrite walks the primary's pg_proc: every
+// volatile function of pg_catalog is on the read-safe list or makes a call
+// to it a write, and every one on the list runs on a replica.
+func TestEveryVolatileBuiltinIsAWrite(t *testing.T) {
+	t.Parallel()
+	db := newDatabase(t)
+	p := startProxy(t, proxyOptions{DBs: []string{db}})
+	ctx := testCtx(t)
+	if err := p.R.RefreshVolatile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := primaryConn(t, db).Query(ctx, `SELECT DISTINCT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+		WHERE p.provolatile = 'v' AND n.nspname = 'pg_catalog' ORDER BY 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(names) < 100 {
+		t.Fatalf("only %d volatile pg_catalog functions", len(names))
+	}
+	safe := map[string]bool{}
+	for _, n := range classify.ReadSafeVolatile {
+		safe[n] = true
+	}
+	reads := 0
+	for _, name := range names {
+		res, _ := p.R.Classify(db, "SELECT pg_catalog."+name+"()")
+		switch {
+		case safe[name] && res.Route != classify.Read:
+			t.Errorf("%s is on the read-safe list but classified %v (%s)", name, res.Route, res.Reason)
+		case !safe[name] && res.Route != classify.Write:
+			t.Errorf("volatile %s() classified %v (%s), want a write", name, res.Route, res.Reason)
+		case safe[name]:
+			reads++
+		}
+	}
+	if reads == 0 {
+		t.Fatal("no read-safe function among pg_catalog's volatile ones")
+	}
+	// The read-safe ones really run on a replica.
+	conn := p.Connect(t, db, pgx.QueryExecModeSimpleProtocol)
+	for _, sql := range []string{"SELECT clock_timestamp(), random(), gen_random_uuid(), timeofday()",
+		"SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()", "SELECT pg_database_size(current_database())"} {
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	var inRecovery bool
+	if err := conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery); err != nil || !inRecovery {
+		t.Fatalf("pg_is_in_recovery() through the split: %v, %v; want true (a replica)", inRecovery, err)
+	}
+	// A write function of pg_catalog reaches the primary: it works.
+	if _, err := conn.Exec(ctx, "CREATE TABLE brt (x int); CREATE INDEX brt_b ON brt USING brin (x)"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "SELECT brin_summarize_new_values('brt_b'::regclass)"); err != nil {
+		t.Fatalf("brin_summarize_new_values through the split: %v", err)
 	}
 }

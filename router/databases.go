@@ -178,15 +178,27 @@ func (r *Router) applyDatabases(cfg *config.Config) {
 	r.counters.Store(&counters)
 }
 
-// volatileQuery lists user-defined volatile functions: calls to them may
-// write, unlike built-in volatile functions such as random().
+// volatileQuery lists the volatile functions of every schema, pg_catalog
+// included: calls to them are writes, but for the built-ins on the
+// read-safe list ($1, classify.ReadSafeVolatile).
 const volatileQuery = `SELECT DISTINCT p.proname FROM pg_catalog.pg_proc p
 JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-WHERE p.provolatile = 'v' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'`
+WHERE p.provolatile = 'v' AND n.nspname <> 'information_schema'
+AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
+AND NOT (n.nspname = 'pg_catalog' AND p.proname = ANY($1::text[]))`
 
-// RefreshVolatile loads each database's user-defined volatile functions from
-// its primary into its classifier.
+// Classify classifies sql as the sessions of database db do now (with the
+// volatile functions loaded from its primary); false for an unknown db.
+func (r *Router) Classify(db, sql string) (classify.Result, bool) {
+	d := (*r.dbs.Load())[db]
+	if d == nil {
+		return classify.Result{}, false
+	}
+	return d.classifier.Classify(sql), true
+}
+
+// RefreshVolatile loads each database's volatile functions from its
+// primary into its classifier.
 func (r *Router) RefreshVolatile(ctx context.Context) error {
 	st := r.state.Load()
 	dbs := *r.dbs.Load()
@@ -219,7 +231,7 @@ func (r *Router) loadVolatile(ctx context.Context, cfg *config.Config, db *confi
 		return nil, err
 	}
 	defer conn.Close(context.Background())
-	rows, err := conn.Query(ctx, volatileQuery, pgx.QueryExecModeSimpleProtocol)
+	rows, err := conn.Query(ctx, volatileQuery, pgx.QueryExecModeSimpleProtocol, classify.ReadSafeVolatile)
 	if err != nil {
 		return nil, err
 	}

@@ -20,6 +20,10 @@ var builtinWrites = map[string]struct{}{
 	"pg_promote": {}, "pg_reload_conf": {},
 	"pg_terminate_backend": {}, "pg_cancel_backend": {},
 	"dblink_exec": {}, "lowrite": {},
+	// Maintenance that writes, and fails during recovery; also volatile in
+	// pg_catalog (the catalog's list covers the rest once loaded).
+	"brin_summarize_new_values": {}, "brin_summarize_range": {}, "brin_desummarize_range": {},
+	"gin_clean_pending_list": {}, "setseed": {},
 }
 
 // builtinWritePrefixes cover families: lo_* large objects, every advisory lock
@@ -32,6 +36,27 @@ var sessionAdvisory = map[string]struct{}{
 	"pg_advisory_lock": {}, "pg_advisory_lock_shared": {},
 	"pg_try_advisory_lock": {}, "pg_try_advisory_lock_shared": {},
 	"pg_advisory_unlock": {}, "pg_advisory_unlock_shared": {}, "pg_advisory_unlock_all": {},
+}
+
+// ReadSafeVolatile are the volatile built-in functions (pg_catalog) that a
+// read may call and still run on a hot standby: they change nothing and
+// answer there as well as on the primary. Every other volatile function, in
+// pg_catalog or not, makes a query a write (the router loads them from the
+// primary's pg_proc into Classifier.SetVolatile).
+var ReadSafeVolatile = []string{
+	// clocks, randomness, sleeping
+	"clock_timestamp", "timeofday", "random", "random_normal", "gen_random_uuid",
+	"pg_sleep", "pg_sleep_for", "pg_sleep_until",
+	// the session's own query
+	"current_query",
+	// recovery state, which a replica answers for itself
+	"pg_is_in_recovery", "pg_last_wal_receive_lsn", "pg_last_wal_replay_lsn", "pg_last_xact_replay_timestamp",
+	"pg_is_wal_replay_paused", "pg_get_wal_replay_pause_state",
+	// sizes of relations and databases
+	"pg_relation_size", "pg_table_size", "pg_indexes_size", "pg_total_relation_size",
+	"pg_database_size", "pg_tablespace_size",
+	// catalog reads
+	"pg_partition_tree", "pg_partition_ancestors", "pg_jit_available",
 }
 
 func isBuiltinWrite(name string) bool {
