@@ -53,6 +53,7 @@ type collector struct {
 
 	clients, serverConns, waiting, paused            *prometheus.Desc
 	queries, serverQueries, received, sent, waitTime *prometheus.Desc
+	causalReads                                      *prometheus.Desc
 	up, role, lagBytes, lagSeconds, roleChanges      *prometheus.Desc
 	checks, checkFailures                            *prometheus.Desc
 }
@@ -69,6 +70,8 @@ func newCollector(r *router.Router) *collector {
 		paused:        d("database_paused", "1 while the database is paused.", "database"),
 		queries:       d("queries_total", "Units of work routed, by route (read or write).", "database", "route"),
 		serverQueries: d("server_queries_total", "Units of work routed to a server, by route.", "server", "route"),
+		causalReads: d("causal_reads_total", "Reads that found no replica caught up with the writes they must see (routing.consistency): "+
+			"waited, then ran on a replica; or primary.", "database", "outcome"),
 		received:      d("client_received_bytes_total", "Bytes received from clients.", "database"),
 		sent:          d("client_sent_bytes_total", "Bytes sent to clients.", "database"),
 		waitTime:      d("wait_seconds", "Time clients queued for a server connection (clients that had to queue).", "database"),
@@ -84,7 +87,8 @@ func newCollector(r *router.Router) *collector {
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.clients, c.serverConns, c.waiting, c.paused, c.queries, c.serverQueries,
-		c.received, c.sent, c.waitTime, c.up, c.role, c.lagBytes, c.lagSeconds, c.roleChanges, c.checks, c.checkFailures} {
+		c.received, c.sent, c.waitTime, c.up, c.role, c.lagBytes, c.lagSeconds, c.roleChanges, c.checks, c.checkFailures,
+		c.causalReads} {
 		ch <- d
 	}
 }
@@ -142,6 +146,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		st := r.Stats(name)
 		counter(c.queries, float64(st.Reads.Load()), name, "read")
 		counter(c.queries, float64(st.Writes.Load()), name, "write")
+		counter(c.causalReads, float64(st.CausalWaits.Load()), name, "waited")
+		counter(c.causalReads, float64(st.CausalPrimary.Load()), name, "primary")
 		counter(c.received, float64(st.Received.Load()), name)
 		counter(c.sent, float64(st.Sent.Load()), name)
 		h := hists[name]

@@ -120,9 +120,25 @@ type Routing struct {
 	WriteFunctions []string `yaml:"write_functions"`
 	// CacheSize bounds the classification cache (entries, default 10000).
 	CacheSize int `yaml:"cache_size"`
-	// VolatileRefresh is how often user-defined volatile functions are reloaded (default 60s).
+	// VolatileRefresh is how often volatile functions are reloaded (default 60s).
 	VolatileRefresh time.Duration `yaml:"volatile_refresh"`
+	// Consistency is what reads see of writes made through pgswitch:
+	// causal (default: every write that completed before the read began, by
+	// any client of the database), session (the client's own), eventual.
+	Consistency Consistency `yaml:"consistency"`
+	// CausalWait is how long a read waits for a replica to replay what it
+	// must see before it goes to the primary instead (default 20ms).
+	CausalWait time.Duration `yaml:"causal_wait"`
 }
+
+// Consistency is routing.consistency.
+type Consistency string
+
+const (
+	ConsistencyCausal   Consistency = "causal"
+	ConsistencySession  Consistency = "session"
+	ConsistencyEventual Consistency = "eventual"
+)
 
 // Health check settings, HAProxy style; every server may override them.
 type Health struct {

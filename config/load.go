@@ -60,7 +60,7 @@ func Parse(data []byte) (*Config, error) {
 var durationKeys = map[string]bool{
 	"client_login": true, "query_wait": true, "server_connect": true, "server_idle": true,
 	"server_lifetime": true, "client_idle": true, "primary_wait": true, "shutdown": true, "pause": true,
-	"max_replica_lag": true, "volatile_refresh": true, "inter": true, "downinter": true, "timeout": true,
+	"max_replica_lag": true, "volatile_refresh": true, "causal_wait": true, "inter": true, "downinter": true, "timeout": true,
 }
 
 // maxSeconds is the largest bare integer a time.Duration can hold; a larger

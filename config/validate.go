@@ -53,6 +53,10 @@ func (c *Config) setDefaults() {
 	def(&c.Routing.LoadBalance, "round_robin")
 	defInt(&c.Routing.CacheSize, 10000)
 	defDur(&c.Routing.VolatileRefresh, time.Minute)
+	if c.Routing.Consistency == "" {
+		c.Routing.Consistency = ConsistencyCausal
+	}
+	defDur(&c.Routing.CausalWait, 20*time.Millisecond)
 	h := &c.Health
 	defDur(&h.Inter, time.Second)
 	// As HAProxy: without a downinter of its own, a server checks at its own
@@ -166,7 +170,8 @@ func (c *Config) validate(errs *[]error) {
 		"timeouts.server_lifetime": c.Timeouts.ServerLifetime, "timeouts.client_idle": c.Timeouts.ClientIdle,
 		"timeouts.primary_wait": c.Timeouts.PrimaryWait, "timeouts.shutdown": c.Timeouts.Shutdown,
 		"timeouts.pause": c.Timeouts.Pause, "routing.max_replica_lag": c.Routing.MaxReplicaLag,
-		"routing.volatile_refresh": c.Routing.VolatileRefresh, "health.inter": c.Health.Inter,
+		"routing.volatile_refresh": c.Routing.VolatileRefresh, "routing.causal_wait": c.Routing.CausalWait,
+		"health.inter": c.Health.Inter,
 		"health.downinter": c.Health.DownInter, "health.timeout": c.Health.Timeout,
 	} {
 		nonNegDur(key, d)
@@ -175,6 +180,7 @@ func (c *Config) validate(errs *[]error) {
 		bad("limits.max_message_size", "must be at least 1024 bytes, got %d", c.Limits.MaxMessageSize)
 	}
 	oneOf("routing.load_balance", c.Routing.LoadBalance, "round_robin", "least_connections", "random")
+	oneOf("routing.consistency", string(c.Routing.Consistency), string(ConsistencyCausal), string(ConsistencySession), string(ConsistencyEventual))
 	if c.Routing.MaxReplicaLagBytes < 0 {
 		bad("routing.max_replica_lag_bytes", "must not be negative, got %d", c.Routing.MaxReplicaLagBytes)
 	}

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/pgswitch/pgswitch/config"
 )
 
@@ -43,6 +45,9 @@ type Checker struct {
 	loops   map[string]context.CancelFunc
 	ctx     context.Context // nil until Run
 	wg      sync.WaitGroup
+
+	replayMu    sync.Mutex
+	replayConns map[string]*pgx.Conn // PollReplay's, by server address
 }
 
 // NewChecker returns a checker for cfg; Run starts it.

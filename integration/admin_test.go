@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgswitch/pgswitch/admin"
+	"github.com/pgswitch/pgswitch/config"
 )
 
 // Users of the admin console tests besides the cluster's (an admin user).
@@ -152,7 +153,7 @@ var pgbouncerColumns = map[string][]string{
 func TestAdminShowCommands(t *testing.T) {
 	t.Parallel()
 	db := newDatabase(t)
-	p := startAdminProxy(t, proxyOptions{DBs: []string{db}})
+	p := startAdminProxy(t, proxyOptions{DBs: []string{db}, Consistency: config.ConsistencyEventual})
 	app := p.Connect(t, db, pgx.QueryExecModeExec)
 	ctx := testCtx(t)
 	if _, err := app.Exec(ctx, "CREATE TABLE t (id int)"); err != nil {
@@ -163,6 +164,7 @@ func TestAdminShowCommands(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	replicated(t) // every replica has the table (the database reads eventually)
 	eventually(t, time.Minute, "replica sees the table", func() error {
 		var n int
 		return app.QueryRow(ctx, "SELECT count(*) FROM t WHERE id > 41").Scan(&n)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/pgswitch/pgswitch/config"
 )
 
 // allExecModes are pgx's five ways of running a query.
@@ -31,7 +32,7 @@ func TestBatchesRoutedWhole(t *testing.T) {
 	setup := primaryConn(t, db)
 	mustExec(t, setup, "CREATE TABLE bt (id int, v text); CREATE SEQUENCE bs")
 	replicated(t)
-	p := startProxy(t, proxyOptions{DBs: []string{db}, PoolSize: 4})
+	p := startProxy(t, proxyOptions{DBs: []string{db}, PoolSize: 4, Consistency: config.ConsistencyEventual})
 	ctx := testCtx(t)
 	primaryPort := strconv.Itoa(cl.Primary.Port)
 	id := 0

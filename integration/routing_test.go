@@ -46,7 +46,7 @@ func TestReadWriteSplit(t *testing.T) {
 		}
 	}
 	replicated(t)
-	p := startProxy(t, proxyOptions{DBs: []string{db}})
+	p := startProxy(t, proxyOptions{DBs: []string{db}, Consistency: config.ConsistencyEventual})
 	execModes := []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec,
 		pgx.QueryExecModeCacheStatement, pgx.QueryExecModeCacheDescribe, pgx.QueryExecModeDescribeExec}
 	for _, em := range execModes {
@@ -132,7 +132,7 @@ func TestReadWriteSplit(t *testing.T) {
 func TestDatabaseRoutes(t *testing.T) {
 	t.Parallel()
 	db := newDatabase(t)
-	p := startProxy(t, proxyOptions{DBs: []string{db}, Aliases: map[string][2]string{
+	p := startProxy(t, proxyOptions{DBs: []string{db}, Consistency: config.ConsistencyEventual, Aliases: map[string][2]string{
 		db + "_rw": {"primary", db},
 		db + "_ro": {"replica", db},
 	}})
@@ -167,7 +167,7 @@ func TestVolatileUserFunctions(t *testing.T) {
 		}
 	}
 	replicated(t)
-	p := startProxy(t, proxyOptions{DBs: []string{db}})
+	p := startProxy(t, proxyOptions{DBs: []string{db}, Consistency: config.ConsistencyEventual})
 	if err := p.R.RefreshVolatile(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +188,7 @@ func TestReadOnlyRefusalRetriedOnPrimary(t *testing.T) {
 	db := newDatabase(t)
 	// volatile_refresh is long and the function is created after pgswitch
 	// loaded the catalog, so the classifier takes its call for a read.
-	p := startProxy(t, proxyOptions{DBs: []string{db}, YAML: "routing:\n  volatile_refresh: 1h\n"})
+	p := startProxy(t, proxyOptions{DBs: []string{db}, Consistency: config.ConsistencyEventual, YAML: "routing:\n  volatile_refresh: 1h\n"})
 	ctx := testCtx(t)
 	if err := p.R.RefreshVolatile(ctx); err != nil {
 		t.Fatal(err)
@@ -258,7 +258,7 @@ func TestPgbenchSplit(t *testing.T) {
 	replicated(t)
 	for _, protocol := range []string{"simple", "extended"} {
 		t.Run(protocol, func(t *testing.T) {
-			p := startProxy(t, proxyOptions{DBs: []string{db}, PoolSize: 8})
+			p := startProxy(t, proxyOptions{DBs: []string{db}, PoolSize: 8, Consistency: config.ConsistencyEventual})
 			pgbenchRun(t, p, db, "-N", "-n", "-c", "4", "-j", "2", "-T", "3", "-M", protocol)
 			primary := p.R.Counters(addrOf(cl.Primary.Port))
 			if primary.Writes.Load() == 0 {
@@ -288,7 +288,7 @@ func TestPgbenchSplit(t *testing.T) {
 func TestEveryVolatileBuiltinIsAWrite(t *testing.T) {
 	t.Parallel()
 	db := newDatabase(t)
-	p := startProxy(t, proxyOptions{DBs: []string{db}})
+	p := startProxy(t, proxyOptions{DBs: []string{db}, Consistency: config.ConsistencyEventual})
 	ctx := testCtx(t)
 	if err := p.R.RefreshVolatile(ctx); err != nil {
 		t.Fatal(err)

@@ -33,7 +33,7 @@ func preparedWorkload(t *testing.T, mode pgx.QueryExecMode, prepare bool) {
 	if err := cl.WaitReplicated(ctx); err != nil {
 		t.Fatal(err)
 	}
-	p := startProxy(t, proxyOptions{Mode: config.PoolModeTransaction, PoolSize: 5, DBs: []string{db}})
+	p := startProxy(t, proxyOptions{Mode: config.PoolModeTransaction, PoolSize: 5, DBs: []string{db}, Consistency: config.ConsistencyEventual})
 	const clients, units = 50, 40
 	var failures atomic.Int64
 	var firstErr atomic.Value

@@ -14,6 +14,7 @@ import (
 	"github.com/pgswitch/pgswitch/config"
 	"github.com/pgswitch/pgswitch/health"
 	"github.com/pgswitch/pgswitch/router/classify"
+	"github.com/pgswitch/pgswitch/router/track"
 )
 
 // dbState is what sessions of one database share.
@@ -29,7 +30,14 @@ type dbState struct {
 	// parsed are server statement names some server accepted a Parse of
 	// in this epoch: a client's Parse of one is answered without a server.
 	parsed knownNames
+	// mark is where the primary's WAL stood after the last write through
+	// pgswitch (routing.consistency causal): reads go to replicas that have
+	// replayed that far.
+	mark track.Mark
 }
+
+// Written implements track.DB.
+func (d *dbState) Written(lsn int64, ok bool) { d.mark.Written(lsn, ok) }
 
 // Parsed implements track.DB.
 func (d *dbState) Parsed(name string) { d.parsed.add(name) }

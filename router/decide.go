@@ -23,6 +23,9 @@ type decision struct {
 	server *config.Server
 	read   bool   // the unit was routed as a read (counted as such)
 	why    string // the rule that decided, for logs and SHOW ROUTES
+	// behind: fit replicas exist, but none has replayed what the read must
+	// see (caughtUp), so the primary was chosen.
+	behind bool
 }
 
 // balancer picks among candidate replicas; implementations hold only
@@ -33,13 +36,26 @@ type balancer interface {
 
 // decide applies the routing contract: database route, hints, the
 // classification, then the topology (fit replicas, backups, fallback).
-func decide(res classify.Result, db *config.Database, snap *health.Snapshot, lb balancer, load func(*config.Server) int, scratch []*config.Server) decision {
+// caughtUp, when set, tells whether a replica has replayed the writes a
+// read must see (routing.consistency); a read goes to one that has, or to
+// the primary. With no primary up, reads go to fit replicas regardless:
+// stale reads beat none.
+func decide(res classify.Result, db *config.Database, snap *health.Snapshot, lb balancer, load func(*config.Server) int, scratch []*config.Server, caughtUp func(*config.Server) bool) decision {
 	w, why := wantFor(res, db.Route)
 	if w == wantReplica {
-		if srv := pickReplica(db, snap, lb, load, scratch); srv != nil {
+		primary := primaryOf(db, snap)
+		if primary == nil {
+			caughtUp = nil
+		}
+		srv, fit := pickReplica(db, snap, lb, load, scratch, caughtUp)
+		if srv != nil {
 			return decision{server: srv, read: true, why: why}
 		}
+		if fit {
+			return decision{server: primary, read: true, why: why + "; no replica has replayed the writes it must see, so the primary", behind: true}
+		}
 		why += "; no fit replica, so the primary"
+		return decision{server: primary, read: true, why: why}
 	}
 	return decision{server: primaryOf(db, snap), read: w == wantReplica, why: why}
 }
@@ -97,10 +113,11 @@ func noPrimaryReason(db *config.Database, snap *health.Snapshot) string {
 	return strings.Join(why, "; ")
 }
 
-// pickReplica returns a fit replica (up, not lagging), preferring
-// non-backup servers, balanced by lb; nil when none is fit. scratch is a
-// buffer for the candidates.
-func pickReplica(db *config.Database, snap *health.Snapshot, lb balancer, load func(*config.Server) int, scratch []*config.Server) *config.Server {
+// pickReplica returns a fit replica (up, not lagging) that has caught up
+// (caughtUp nil: any), preferring non-backup servers, balanced by lb; nil
+// when none qualifies. fit reports whether any fit replica exists at all.
+// scratch is a buffer for the candidates.
+func pickReplica(db *config.Database, snap *health.Snapshot, lb balancer, load func(*config.Server) int, scratch []*config.Server, caughtUp func(*config.Server) bool) (_ *config.Server, fit bool) {
 	// scratch is the caller's, reused: candidates passed to lb escape.
 	cands := scratch[:0]
 	for _, backup := range [2]bool{false, true} {
@@ -110,14 +127,28 @@ func pickReplica(db *config.Database, snap *health.Snapshot, lb balancer, load f
 			}
 			st := snap.Get(srv.Addr())
 			if st.Role == config.RoleReplica && st.Usable() && !st.Lagging {
-				cands = append(cands, srv)
+				fit = true
+				if caughtUp == nil || caughtUp(srv) {
+					cands = append(cands, srv)
+				}
 			}
 		}
 		if len(cands) > 0 {
-			return cands[lb.pick(cands, load)]
+			return cands[lb.pick(cands, load)], true
 		}
 	}
-	return nil
+	return nil, fit
+}
+
+// fitReplicas appends the addresses of db's fit replicas to dst.
+func fitReplicas(dst []string, db *config.Database, snap *health.Snapshot) []string {
+	for _, srv := range db.Servers {
+		st := snap.Get(srv.Addr())
+		if st.Role == config.RoleReplica && st.Usable() && !st.Lagging {
+			dst = append(dst, srv.Addr())
+		}
+	}
+	return dst
 }
 
 // roundRobin cycles through candidates in proportion to their weights. One

@@ -80,7 +80,7 @@ func TestDecide(t *testing.T) {
 			lb := &roundRobin{}
 			seen := map[*config.Server]bool{}
 			for range 10 {
-				d := decide(tt.res, db, tt.snap, lb, noLoad, nil)
+				d := decide(tt.res, db, tt.snap, lb, noLoad, nil, nil)
 				if d.read != tt.read {
 					t.Fatalf("read %v, want %v (%s)", d.read, tt.read, d.why)
 				}
@@ -164,8 +164,8 @@ func TestDecideAllocatesNothing(t *testing.T) {
 	scratch := make([]*config.Server, 0, 8)
 	for _, lb := range []balancer{&roundRobin{}, leastConnections{}, weightedRandom{}} {
 		if n := testing.AllocsPerRun(100, func() {
-			decide(read, db, snap, lb, noLoad, scratch)
-			decide(write, db, snap, lb, noLoad, scratch)
+			decide(read, db, snap, lb, noLoad, scratch, nil)
+			decide(write, db, snap, lb, noLoad, scratch, nil)
 		}); n != 0 {
 			t.Errorf("%T: decide allocates %v times per unit, want 0", lb, n)
 		}

@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"errors"
+	"math"
 	"time"
 
 	"github.com/pgswitch/pgswitch/config"
@@ -26,9 +27,13 @@ func (s *Session) lease(res classify.Result, sql string) error {
 	if s.b.retry.forcePrimary {
 		res = classify.Result{Route: classify.Write, Hint: classify.HintPrimary, Reason: "write: a replica refused it as read-only (25006)"}
 	}
+	known := s.setNeedLSN(res)
 	d, err := s.decideWaiting(res)
 	if err != nil {
 		return err
+	}
+	if d.behind {
+		d = s.waitCaughtUp(res, d, known)
 	}
 	c, d, err := s.acquire(d)
 	if err != nil {
@@ -41,6 +46,7 @@ func (s *Session) lease(res classify.Result, sql string) error {
 	s.phase = leased
 	s.server.Store(c)
 	s.curRead = d.read && d.server != nil && s.r.topology().Get(d.server.Addr()).Role == config.RoleReplica
+	s.txnOpen, s.wrote = false, false
 	s.routed(c, d, sql, shape)
 	if s.b.units == 1 && (s.b.out == nil || len(*s.b.out) == 0) && len(s.b.local) == 0 {
 		s.b.retry.fresh = true
@@ -67,7 +73,70 @@ func (s *Session) decide(res classify.Result) decision {
 	if s.mode == config.PoolModeSession && s.db.Route != config.RouteReplica {
 		return decision{server: primaryOf(s.db, s.r.topology()), why: "session mode: the primary"}
 	}
-	return decide(res, s.db, s.r.topology(), s.dbs.lb, s.loadFn, s.cands)
+	var caughtUp func(*config.Server) bool
+	if s.needLSN > 0 {
+		caughtUp = s.caughtUpFn
+	}
+	return decide(res, s.db, s.r.topology(), s.dbs.lb, s.loadFn, s.cands, caughtUp)
+}
+
+// unknownMark stands for a write whose WAL position could not be read: no
+// replica is known to have replayed it.
+const unknownMark = math.MaxInt64
+
+// setNeedLSN sets how far a replica must have replayed to serve a unit
+// classified as res that may read on one: past every write the read must
+// see (routing.consistency). It reports whether that position is known.
+func (s *Session) setNeedLSN(res classify.Result) bool {
+	s.needLSN = 0
+	if !s.readYourWrites() {
+		return true
+	}
+	if w, _ := wantFor(res, s.db.Route); w != wantReplica {
+		return true
+	}
+	var lsn int64
+	var ok bool
+	if s.cfg.Routing.Consistency == config.ConsistencySession {
+		lsn, ok = s.state.Mark()
+	} else {
+		lsn, ok = s.dbs.mark.Get()
+	}
+	if !ok {
+		s.needLSN = unknownMark
+		return false
+	}
+	s.needLSN = lsn
+	return true
+}
+
+// readYourWrites reports whether reads must see earlier writes.
+func (s *Session) readYourWrites() bool {
+	return s.mode == config.PoolModeTransaction && s.cfg.Routing.Consistency != config.ConsistencyEventual
+}
+
+// caughtUp reports whether srv has replayed as far as the unit being
+// routed needs.
+func (s *Session) caughtUp(srv *config.Server) bool {
+	return s.r.replay.Known(srv.Addr()) >= s.needLSN
+}
+
+// waitCaughtUp waits up to causal_wait for a fit replica to replay what
+// the read must see (d says none has yet), polling their positions; it
+// returns the decision then: that replica, or the primary.
+func (s *Session) waitCaughtUp(res classify.Result, d decision, known bool) decision {
+	st := &s.dbs.counters.stats
+	if known {
+		addrs := fitReplicas(nil, s.db, s.r.topology())
+		if _, ok := s.r.replay.Wait(addrs, s.needLSN, s.cfg.Routing.CausalWait); ok {
+			if again := s.decide(res); again.server != nil && !again.behind {
+				st.CausalWaits.Add(1)
+				return again
+			}
+		}
+	}
+	st.CausalPrimary.Add(1)
+	return d
 }
 
 // decideWaiting routes a unit; with no server to take it (a write while no

@@ -35,6 +35,7 @@ type Router struct {
 	topoCh   chan struct{} // closed by SetTopology; guarded by topoMu
 	pools    *pool.Set
 	checker  *health.Checker // set once in New
+	replay   *health.Replay  // replicas' replay positions, for read-your-writes
 	log      *slog.Logger
 	admin    adminState // the admin console's hook and state (admin.go)
 
@@ -67,10 +68,13 @@ func New(cfg *config.Config, log *slog.Logger) (*Router, error) {
 		// is down or excluded fails now instead of hanging.
 		Unusable: func(addr, reason string) { r.pools.DisconnectServer(addr, reason) },
 	}, log)
+	r.replay = health.NewReplay(ctx, r.checker.PollReplay)
 	r.wg.Add(3)
 	go func() {
 		defer r.wg.Done()
 		r.checker.Run(ctx)
+		r.replay.Close()
+		r.checker.ClosePolls()
 	}()
 	go func() {
 		defer r.wg.Done()

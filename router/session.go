@@ -88,6 +88,7 @@ type Session struct {
 	b batch // the messages being sent, and what sending them learned
 
 	extOpen bool        // extended-protocol messages since the last Sync
+	copyIn  bool        // a simple Query's COPY FROM STDIN takes the client's data now
 	unnamed unnamedStmt // the client's unnamed statement (transaction mode)
 	portal  portalInfo  // what the unnamed portal runs
 	portals map[string]portalInfo
@@ -99,6 +100,12 @@ type Session struct {
 	cands        []*config.Server // pickReplica's scratch
 	loadFn       func(*config.Server) int
 	policyFn     func(code, message []byte) track.Outcome
+
+	// Read-your-writes (routing.consistency).
+	needLSN    int64                     // how far a replica must have replayed for the unit being routed
+	caughtUpFn func(*config.Server) bool // s.caughtUp, made once
+	txnOpen    bool                      // cur's transaction is open after what was sent, as its statements say
+	wrote      bool                      // a unit that may write went to cur since the last Mark
 
 	queue  queueWait // the session's wait for a server connection
 	kicked atomic.Pointer[wire.Error]
@@ -122,6 +129,7 @@ func newSession(r *Router, conn net.Conn, cfg *config.Config, db *config.Databas
 	}
 	s.loadFn = s.load
 	s.policyFn = s.policy
+	s.caughtUpFn = s.caughtUp
 	return s
 }
 
@@ -243,6 +251,14 @@ func (s *Session) unhold() {
 
 // dropLease forgets cur: its lease ended.
 func (s *Session) dropLease() {
+	if s.wrote {
+		// A write whose WAL position was never read (the transaction ended
+		// where its statements did not say): reads go to the primary until
+		// a later position covers it.
+		s.dbs.mark.Written(0, false)
+		s.state.WrittenUnknown()
+		s.wrote = false
+	}
 	s.cur, s.curT = nil, nil
 	s.server.Store(nil)
 	s.held = false

@@ -29,6 +29,10 @@ func (s *Session) handleSession(m span) error {
 			return err
 		}
 		s.noteResets(effects)
+		if res.Kind.Any(classify.KindCopyFrom) {
+			s.copyIn = true // nothing may come between the COPY and its data
+			return nil
+		}
 		return s.sendAfter()
 	case 'P':
 		name, text, _ := parseBody(msg)
@@ -53,6 +57,12 @@ func (s *Session) handleSession(m span) error {
 		if err := s.emit(track.Request{Type: 'S'}, msg); err != nil {
 			return err
 		}
+		return s.sendAfter()
+	case 'c', 'f':
+		if err := s.emit(track.Request{Type: m.typ}, msg); err != nil || !s.copyIn {
+			return err
+		}
+		s.copyIn = false
 		return s.sendAfter()
 	}
 	return s.emit(track.Request{Type: m.typ}, msg)

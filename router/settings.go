@@ -59,8 +59,34 @@ func (s *Session) noteAfter(res classify.Result, effects []track.Effect) {
 	}
 }
 
-// sendAfter sends what noteAfter noted, after the client's Query or Sync.
+// noteRun notes statements the client runs on cur (stmts, classified as a
+// whole as res): whether they may write, and whether its transaction is open
+// after them.
+func (s *Session) noteRun(res classify.Result) {
+	if res.Route == classify.Write && !s.curRead {
+		s.wrote = true
+	}
+	for _, st := range res.Stmts {
+		switch {
+		case st.Kind.Any(classify.KindBegin):
+			s.txnOpen = true
+		case st.Kind.Any(classify.KindCommit | classify.KindRollback):
+			s.txnOpen = false
+		}
+	}
+}
+
+// sendAfter sends what noteAfter noted, after the client's Query or Sync:
+// first, after a write that ended its transaction, the read of the WAL
+// position reads must reach to see it (routing.consistency), which the
+// client's answer waits for.
 func (s *Session) sendAfter() error {
+	if s.wrote && !s.txnOpen && s.readYourWrites() {
+		s.wrote = false
+		if err := s.emit(track.Request{Type: 'Q', Edit: track.Capture, Mark: true}, markMsg); err != nil {
+			return err
+		}
+	}
 	if len(s.after.resets) > 0 {
 		q, effects := s.state.StartupFix(s.after.resets)
 		s.after.resets = s.after.resets[:0]
@@ -77,7 +103,10 @@ func (s *Session) sendAfter() error {
 	return nil
 }
 
-var captureMsg = wire.AppendQuery(nil, track.CaptureQuery)
+var (
+	captureMsg = wire.AppendQuery(nil, track.CaptureQuery)
+	markMsg    = wire.AppendQuery(nil, track.MarkQuery)
+)
 
 // startupSets returns the settings a client asked for at login, as
 // statements that set them: parameters other than the ones the protocol

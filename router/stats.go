@@ -27,6 +27,12 @@ type DatabaseStats struct {
 	ClientParses atomic.Uint64
 	ServerParses atomic.Uint64
 	Binds        atomic.Uint64
+	// CausalWaits are reads that waited for a replica to replay the writes
+	// they must see, and then ran there; CausalPrimary reads that went to
+	// the primary instead (none caught up within causal_wait, or a write's
+	// position was unknown).
+	CausalWaits   atomic.Uint64
+	CausalPrimary atomic.Uint64
 }
 
 // dbCounters are one database's statistics; they outlive reloads.

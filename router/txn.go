@@ -83,6 +83,10 @@ func (s *Session) handle(m span) error {
 		if s.cur != nil {
 			s.b.retry.streamed = true
 			err = s.emit(track.Request{Type: m.typ}, s.msg(m))
+			if err == nil && m.typ != 'd' && s.copyIn {
+				s.copyIn = false
+				err = s.sendAfter() // the COPY's Query is complete
+			}
 		}
 		// Else late COPY data after a failed COPY: PostgreSQL ignores it too.
 	}
@@ -275,10 +279,16 @@ func (s *Session) query(m span) error {
 	}
 	effects := track.Effects(res, text)
 	s.pinFor(res)
+	s.noteRun(res)
 	if err := s.emit(track.Request{Type: 'Q', Effects: effects}, msg); err != nil {
 		return err
 	}
 	s.noteAfter(res, effects)
+	if res.Kind.Any(classify.KindCopyFrom) {
+		// The client's COPY data comes next: nothing may come between.
+		s.copyIn = true
+		return nil
+	}
 	return s.sendAfter()
 }
 
@@ -502,6 +512,7 @@ func (s *Session) execute(m span, unitStart bool) error {
 	}
 	effects := track.Effects(p.res, p.text)
 	s.pinFor(p.res)
+	s.noteRun(p.res)
 	if err := s.emit(track.Request{Type: 'E', Effects: effects}, msg); err != nil {
 		return err
 	}

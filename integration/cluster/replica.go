@@ -75,7 +75,8 @@ func (c *Cluster) WaitReplicated(ctx context.Context) error {
 	}
 
 	// The insert position, not pg_current_wal_lsn (the write position): with
-	// synchronous_commit off, a just-committed row may not be written yet.
+	// synchronous_commit off (a test may set it), a just-committed row may
+	// not be written yet.
 	var lsn string
 	if err := c.queryRow(ctx, c.Primary, "SELECT pg_current_wal_insert_lsn()::text", nil, &lsn); err != nil {
 		return fmt.Errorf("cluster: wait replicated: primary: %w", err)

@@ -205,7 +205,11 @@ func (c *Cluster) initPrimary(ctx context.Context, extra []string) error {
 		return fmt.Errorf("cluster: primary: pg_hba.conf: %w", err)
 	}
 
-	// Test data is disposable, so durability is traded for speed.
+	// Test data is disposable, so durability is traded for speed: no fsync.
+	// Commits are synchronous all the same, as PostgreSQL's default (with
+	// fsync off they cost a write, not a flush): read-your-writes waits for
+	// replicas to replay a commit, which an asynchronous one delays by up to
+	// wal_writer_delay.
 	conf := []string{
 		"",
 		"# written by pgswitch integration/cluster",
@@ -220,7 +224,6 @@ func (c *Cluster) initPrimary(ctx context.Context, extra []string) error {
 		"hot_standby_feedback = on",
 		"max_connections = 200",
 		"fsync = off",
-		"synchronous_commit = off",
 		"full_page_writes = off",
 		"shared_buffers = '32MB'",
 		"logging_collector = off",

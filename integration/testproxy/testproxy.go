@@ -35,6 +35,11 @@ type Options struct {
 	ExtraUsers string
 	// Aliases publish more database names: name → {route, dbname}.
 	Aliases map[string][2]string
+	// Consistency is routing.consistency (default: pgswitch's, causal).
+	// Tests that check where reads land by their classification alone say
+	// eventual: under causal a read may wait for, or go past, a replica
+	// that has not replayed the test's writes yet.
+	Consistency config.Consistency
 }
 
 // Proxy is a pgswitch router running in the test process.
@@ -60,7 +65,16 @@ func Start(t testing.TB, cl *cluster.Cluster, o Options) *Proxy {
 	if !strings.Contains(o.YAML, "timeouts:") {
 		b.WriteString("timeouts:\n  query_wait: 20s\n")
 	}
-	b.WriteString(o.YAML)
+	yaml := o.YAML
+	if o.Consistency != "" {
+		line := "  consistency: " + string(o.Consistency) + "\n"
+		if strings.Contains(yaml, "routing:\n") {
+			yaml = strings.Replace(yaml, "routing:\n", "routing:\n"+line, 1)
+		} else {
+			yaml += "routing:\n" + line
+		}
+	}
+	b.WriteString(yaml)
 	b.WriteString("databases:\n")
 	type published struct{ name, route, dbname string }
 	var pubs []published

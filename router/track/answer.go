@@ -412,10 +412,18 @@ func (s *Server) readyLocked(sink *[]byte, msg []byte) bool {
 	}
 	s.qi = 0
 	switch {
+	case (!found || r.Edit == Pass) && s.nextIsMarkLocked():
+		if g := s.guard; g == nil {
+			s.heldReady = append(s.heldReady[:0], msg...)
+		}
 	case !found, r.Edit == Pass:
 		*sink = append(*sink, msg...)
 	case r.Edit == Substitute:
 		*sink = append(*sink, r.Subst...)
+	case r.Edit == Capture && r.Mark:
+		s.markDoneLocked()
+		*sink = append(*sink, s.heldReady...)
+		s.heldReady = s.heldReady[:0]
 	case r.Edit == Capture:
 		s.captureDoneLocked(r)
 	}

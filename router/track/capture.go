@@ -1,5 +1,7 @@
 package track
 
+import "strconv"
+
 // CaptureQuery reads back a server connection's session settings: those a
 // session set (source "session"), which is every setting pgswitch or the
 // client changed there, and the role, which pg_settings does not show.
@@ -59,4 +61,31 @@ func (s *Server) captureDoneLocked(r Request) {
 		}
 	}
 	s.noteLocked(change{kind: changeSnapshot, snapshot: snap, client: true})
+}
+
+// nextIsMarkLocked reports whether the next request owed is a Mark.
+func (s *Server) nextIsMarkLocked() bool {
+	h := s.headLocked()
+	return h != nil && h.Mark
+}
+
+// markDoneLocked reports what a Mark read: the WAL position the client's
+// write is at or before, to the database and to the client.
+func (s *Server) markDoneLocked() {
+	c := s.capture
+	s.capture = capture{}
+	var lsn int64
+	ok := c.err == "" && len(c.rows) == 1 && len(c.rows[0]) == 1
+	if ok {
+		var err error
+		if lsn, err = strconv.ParseInt(c.rows[0][0], 10, 64); err != nil {
+			ok = false
+		}
+	}
+	if s.db != nil {
+		s.db.Written(lsn, ok)
+	}
+	if s.client != nil {
+		s.client.written(lsn, ok)
+	}
 }

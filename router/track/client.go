@@ -40,7 +40,50 @@ type Client struct {
 	key      uint64           // hash of settings: the parse context of new statements
 	stmts    map[string]*Stmt // by the client's name: protocol and SQL share one namespace, as in PostgreSQL
 	pin      string           // why the client keeps its server connection; "" when it does not
+
+	mark Mark // where the primary's WAL stood after the client's last write
 }
+
+// Mark is how far a replica must have replayed for a read to see the
+// writes it follows: the greatest WAL position read after them, or unknown
+// since a position could not be read (until the next one is: WAL positions
+// only grow).
+type Mark struct {
+	mu      sync.Mutex
+	lsn     int64
+	unknown bool
+}
+
+// Written notes a write followed by the WAL position lsn (ok false: not
+// read).
+func (m *Mark) Written(lsn int64, ok bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !ok {
+		m.unknown = true
+		return
+	}
+	m.unknown = false
+	m.lsn = max(m.lsn, lsn)
+}
+
+// Get returns the mark; ok false while it is unknown (reads must go to
+// the primary).
+func (m *Mark) Get() (lsn int64, ok bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.lsn, !m.unknown
+}
+
+// written records the client's own write (routing.consistency session).
+func (c *Client) written(lsn int64, ok bool) { c.mark.Written(lsn, ok) }
+
+// WrittenUnknown notes a write of the client whose WAL position was not read.
+func (c *Client) WrittenUnknown() { c.mark.Written(0, false) }
+
+// Mark returns where a replica must have replayed for the client's reads to
+// see its own writes; ok false while unknown.
+func (c *Client) Mark() (int64, bool) { return c.mark.Get() }
 
 // NewClient returns a client whose session starts with the startup
 // settings (parameter name → statement that sets it).

@@ -17,6 +17,10 @@ type DB interface {
 	// CatalogChanged: a catalog change committed; statements prepared
 	// before it may be stale.
 	CatalogChanged()
+	// Written: a transaction that may have written committed, and the
+	// primary's WAL had reached lsn after it (ok false: the position could
+	// not be read).
+	Written(lsn int64, ok bool)
 }
 
 // Edit says what becomes of the answer to one request.
@@ -63,7 +67,20 @@ type Request struct {
 	// Reply, for a Capture, gets what the query returned instead of it
 	// being taken as the session's settings.
 	Reply chan<- Reply
+	// Mark, for a Capture: it reads the primary's WAL position after the
+	// client's transaction (MarkQuery), for read-your-writes. The client's
+	// ReadyForQuery before it is held back until the position is known, so
+	// that no read the client sends next can miss its write.
+	Mark bool
 }
+
+// MarkQuery reads where the primary's WAL stands after the client's
+// transaction: its flush position, which a synchronous commit waits for
+// (and a replica replays up to); after an asynchronous one (synchronous_commit
+// off for the session) the insert position, which a replica reaches only
+// once the WAL writer flushed it.
+const MarkQuery = `SELECT pg_catalog.pg_wal_lsn_diff(CASE WHEN pg_catalog.current_setting('synchronous_commit') = 'off'
+THEN pg_catalog.pg_current_wal_insert_lsn() ELSE pg_catalog.pg_current_wal_flush_lsn() END, '0/0')::int8`
 
 // Reply is what a Capture request with a Reply channel got back.
 type Reply struct {
@@ -102,6 +119,7 @@ type Server struct {
 	qi        int     // statements of the head Query completed so far
 	guard     *guard  // the unit's answer is held until it passes or is refused
 	capture   capture // rows of the head Capture request
+	heldReady []byte  // the client's ReadyForQuery, until the Mark behind it is read
 }
 
 // NewServer returns the record of a new server connection to a database

@@ -61,10 +61,17 @@ func types(b []byte) string {
 type fakeDB struct {
 	parsed  []string
 	changed int
+	marks   []int64 // -1: unknown
 }
 
 func (d *fakeDB) Parsed(name string) { d.parsed = append(d.parsed, name) }
 func (d *fakeDB) CatalogChanged()    { d.changed++ }
+func (d *fakeDB) Written(lsn int64, ok bool) {
+	if !ok {
+		lsn = -1
+	}
+	d.marks = append(d.marks, lsn)
+}
 
 func newPair(startup map[string]string) (*Server, *Client, *fakeDB) {
 	db := &fakeDB{}
@@ -352,5 +359,38 @@ func TestHotPathAllocatesNothing(t *testing.T) {
 	})
 	if n != 0 {
 		t.Fatalf("a unit allocates %v times in the tracker, want 0", n)
+	}
+}
+
+// TestMarkHoldsTheAnswer: the client's ReadyForQuery waits for the WAL
+// position read behind its write, which goes to the database and the client.
+func TestMarkHoldsTheAnswer(t *testing.T) {
+	s, c, db := newPair(nil)
+	s.Push(Request{Type: 'Q'})
+	s.Push(Request{Type: 'Q', Edit: Capture, Mark: true})
+	var out []byte
+	for _, m := range [][]byte{cc("INSERT 0 1"), rfq('I')} {
+		out, _ = s.Answer(out, m[0], m)
+	}
+	if types(out) != "C" {
+		t.Fatalf("before the mark the client got %q, want its CommandComplete only", types(out))
+	}
+	for _, m := range [][]byte{enc(&pgproto3.RowDescription{}), enc(&pgproto3.DataRow{Values: [][]byte{[]byte("12345")}}), cc("SELECT 1"), rfq('I')} {
+		out, _ = s.Answer(out, m[0], m)
+	}
+	if types(out) != "CZ" {
+		t.Fatalf("after the mark the client got %q, want CZ", types(out))
+	}
+	if lsn, ok := c.Mark(); !ok || lsn != 12345 || !slices.Equal(db.marks, []int64{12345}) {
+		t.Fatalf("mark: client %d %v, database %v", lsn, ok, db.marks)
+	}
+	// A mark that cannot be read makes the mark unknown until the next.
+	s.Push(Request{Type: 'Q'})
+	s.Push(Request{Type: 'Q', Edit: Capture, Mark: true})
+	if got := feed(t, s, cc("INSERT 0 1"), rfq('I'), errMsg("57014"), rfq('I')); got != "CZ" {
+		t.Fatalf("client got %q", got)
+	}
+	if _, ok := c.Mark(); ok {
+		t.Fatal("mark known after a failed read")
 	}
 }
