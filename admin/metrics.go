@@ -70,8 +70,9 @@ func newCollector(r *router.Router) *collector {
 		paused:        d("database_paused", "1 while the database is paused.", "database"),
 		queries:       d("queries_total", "Units of work routed, by route (read or write).", "database", "route"),
 		serverQueries: d("server_queries_total", "Units of work routed to a server, by route.", "server", "route"),
-		causalReads: d("causal_reads_total", "Reads that found no replica caught up with the writes they must see (routing.consistency): "+
-			"waited, then ran on a replica; or primary.", "database", "outcome"),
+		causalReads: d("causal_reads_total", "Reads that found no replica known to be caught up with the writes they must see (routing.consistency): "+
+			"checked (ran on a replica behind a check of its replay position), behind (the check failed; counted again as waited or primary), "+
+			"waited (then ran on a replica) or primary.", "database", "outcome"),
 		received:      d("client_received_bytes_total", "Bytes received from clients.", "database"),
 		sent:          d("client_sent_bytes_total", "Bytes sent to clients.", "database"),
 		waitTime:      d("wait_seconds", "Time clients queued for a server connection (clients that had to queue).", "database"),
@@ -148,6 +149,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.queries, float64(st.Writes.Load()), name, "write")
 		counter(c.causalReads, float64(st.CausalWaits.Load()), name, "waited")
 		counter(c.causalReads, float64(st.CausalPrimary.Load()), name, "primary")
+		counter(c.causalReads, float64(st.CausalChecked.Load()), name, "checked")
+		counter(c.causalReads, float64(st.CausalBehind.Load()), name, "behind")
 		counter(c.received, float64(st.Received.Load()), name)
 		counter(c.sent, float64(st.Sent.Load()), name)
 		h := hists[name]

@@ -297,7 +297,8 @@ func (con *Console) showStats() *table {
 		intCol("avg_recv"), intCol("avg_sent"), intCol("avg_xact_time"), intCol("avg_query_time"), intCol("avg_wait_time"),
 		intCol("avg_server_lifetime"), intCol("avg_client_parse_count"), intCol("avg_server_parse_count"), intCol("avg_bind_count"),
 		// pgswitch's own:
-		intCol("reads_routed"), intCol("writes_routed"), intCol("causal_waits"), intCol("causal_primary"))
+		intCol("reads_routed"), intCol("writes_routed"), intCol("causal_waits"), intCol("causal_primary"),
+		intCol("causal_checked"), intCol("causal_behind"))
 	for _, s := range con.dbStats() {
 		t.add(s.name,
 			s.assigned, s.queries, s.assigned,
@@ -307,7 +308,7 @@ func (con *Console) showStats() *table {
 			s.assigned/s.secs, s.queries/s.secs, s.assigned/s.secs,
 			s.recv/s.secs, s.sent/s.secs, s.avgXact, s.avgQuery, s.avgWait,
 			0, s.clientParses/s.secs, s.serverParses/s.secs, s.binds/s.secs,
-			s.reads, s.writes, s.causalWaits, s.causalPrimary)
+			s.reads, s.writes, s.causalWaits, s.causalPrimary, s.causalChecked, s.causalBehind)
 	}
 	return t
 }
@@ -321,6 +322,7 @@ type dbStat struct {
 	clientParses, serverParses, binds   uint64
 	reads, writes                       uint64
 	causalWaits, causalPrimary          uint64
+	causalChecked, causalBehind         uint64
 }
 
 func (con *Console) dbStats() []dbStat {
@@ -364,7 +366,8 @@ func (con *Console) dbStats() []dbStat {
 			queryUS: queryUS, avgQuery: avgQuery, clientParses: st.ClientParses.Load(),
 			serverParses: st.ServerParses.Load(), binds: st.Binds.Load(),
 			reads: st.Reads.Load(), writes: st.Writes.Load(),
-			causalWaits: st.CausalWaits.Load(), causalPrimary: st.CausalPrimary.Load()})
+			causalWaits: st.CausalWaits.Load(), causalPrimary: st.CausalPrimary.Load(),
+			causalChecked: st.CausalChecked.Load(), causalBehind: st.CausalBehind.Load()})
 	}
 	return out
 }

@@ -144,8 +144,9 @@ func (r *Replay) poller(addr string, s *replayServer) {
 	}
 }
 
-// replayQuery asks a hot standby how far it has replayed, in bytes.
-const replayQuery = `SELECT pg_catalog.pg_wal_lsn_diff(coalesce(pg_catalog.pg_last_wal_replay_lsn(), '0/0'), '0/0')::int8`
+// ReplayQuery asks a hot standby how far it has replayed, in bytes (0 on a
+// primary, which replays nothing).
+const ReplayQuery = `SELECT pg_catalog.pg_wal_lsn_diff(coalesce(pg_catalog.pg_last_wal_replay_lsn(), '0/0'), '0/0')::int8`
 
 // PollReplay asks the server at addr its replay position, on a connection
 // kept for these polls (reconnected after a failure).
@@ -171,7 +172,7 @@ func (c *Checker) PollReplay(ctx context.Context, addr string) (int64, error) {
 		c.replayMu.Unlock()
 	}
 	var lsn int64
-	if err := conn.QueryRow(ctx, replayQuery, pgx.QueryExecModeSimpleProtocol).Scan(&lsn); err != nil {
+	if err := conn.QueryRow(ctx, ReplayQuery, pgx.QueryExecModeSimpleProtocol).Scan(&lsn); err != nil {
 		c.replayMu.Lock()
 		delete(c.replayConns, addr)
 		c.replayMu.Unlock()

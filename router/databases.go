@@ -122,15 +122,15 @@ func (r *Router) topologyChanged() <-chan struct{} {
 }
 
 // count records a unit of work routed to addr.
-func (r *Router) count(addr string, read bool) {
+func (r *Router) count(addr string, read bool, n uint64) {
 	c := (*r.counters.Load())[addr]
 	if c == nil {
 		return
 	}
 	if read {
-		c.Reads.Add(1)
+		c.Reads.Add(n)
 	} else {
-		c.Writes.Add(1)
+		c.Writes.Add(n)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/pgswitch/pgswitch/config"
+	"github.com/pgswitch/pgswitch/health"
 	"github.com/pgswitch/pgswitch/pool"
 	"github.com/pgswitch/pgswitch/router/classify"
 	"github.com/pgswitch/pgswitch/router/track"
@@ -32,8 +33,13 @@ func (s *Session) lease(res classify.Result, sql string) error {
 	if err != nil {
 		return err
 	}
+	var verify *config.Server
 	if d.behind {
-		d = s.waitCaughtUp(res, d, known)
+		if v := s.verifiable(res, known); v.server != nil {
+			d, verify = v, v.server
+		} else {
+			d = s.waitCaughtUp(res, d, known)
+		}
 	}
 	c, d, err := s.acquire(d)
 	if err != nil {
@@ -51,7 +57,68 @@ func (s *Session) lease(res classify.Result, sql string) error {
 	if s.b.units == 1 && (s.b.out == nil || len(*s.b.out) == 0) && len(s.b.local) == 0 {
 		s.b.retry.fresh = true
 	}
+	if verify != nil && d.server == verify {
+		// The replica answers how far it has replayed before it runs the
+		// unit; write holds the unit's answer until that is known.
+		s.b.retry.verify = s.needLSN
+		if err := s.emit(track.Request{Type: 'Q', Edit: track.Capture, Verify: s.needLSN}, verifyMsg); err != nil {
+			return err
+		}
+	}
 	return s.syncUnit()
+}
+
+var verifyMsg = wire.AppendQuery(nil, health.ReplayQuery)
+
+// verifiable returns, for a read no replica is known to have caught up
+// for, a replica to run it on anyway, behind a check of the replica's
+// replay position that refuses the unit if the replica is behind: the
+// answer of that check costs no round trip, while a poll does. Only a unit
+// that can run again unseen qualifies (the batch's only unit, complete,
+// not a retry) and only one of plain reads: one that begins a transaction
+// or changes session state must not run on a server it then leaves.
+func (s *Session) verifiable(res classify.Result, known bool) decision {
+	if !known || s.b.retry.rerunning || res.Kind != 0 || s.b.units != 1 ||
+		(s.b.out != nil && len(*s.b.out) > 0) || len(s.b.local) > 0 || !s.unitEndsBatch() {
+		return decision{}
+	}
+	d := decide(res, s.db, s.r.topology(), s.dbs.lb, s.loadFn, s.cands, nil)
+	if !d.read || d.server == nil || s.r.topology().Get(d.server.Addr()).Role != config.RoleReplica {
+		return decision{}
+	}
+	d.why += "; checked that the replica replayed the writes it must see"
+	return d
+}
+
+// verified learns from a checked read how far its replica has replayed,
+// and counts how the check went.
+func (s *Session) verified(addr string, outcome track.Outcome) {
+	if lsn := s.curT.Replayed(); lsn > 0 {
+		s.r.replay.Observe(addr, lsn)
+	}
+	st := &s.dbs.counters.stats
+	switch outcome {
+	case track.Passed:
+		st.CausalChecked.Add(1)
+	case track.Behind:
+		st.CausalBehind.Add(1)
+	}
+}
+
+// unitEndsBatch reports whether the unit starting at the message being
+// handled is the rest of the batch, complete: a Query, or extended-protocol
+// messages up to a Sync with no Flush among them.
+func (s *Session) unitEndsBatch() bool {
+	msgs := s.b.msgs[s.b.at:]
+	for i, m := range msgs {
+		switch m.typ {
+		case 'Q', 'S':
+			return i == len(msgs)-1
+		case 'F', 'H', 'd', 'c', 'f':
+			return false
+		}
+	}
+	return false
 }
 
 // switchLease lets cur finish what the client sent it, and ends the lease:

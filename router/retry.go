@@ -24,6 +24,9 @@ type retryState struct {
 	pinned       bool // it pinned the client
 	rerunning    bool // this is the retry: no second one
 	forcePrimary bool // while rerunning: the primary, whatever the classification
+	// verify: a check of the replica's replay position precedes the unit,
+	// which must see this position (read-your-writes); the unit is guarded.
+	verify int64
 }
 
 // guardable reports whether the batch's unit may be retried, so that its
@@ -76,7 +79,11 @@ func (s *Session) rerun(outcome track.Outcome) {
 	for _, name := range s.b.added {
 		s.state.DropStmt(name) // its Parse comes again
 	}
-	if outcome == track.Stale {
+	switch outcome {
+	case track.Behind:
+		// The replica had not replayed what the read must see: wait for one
+		// that has, or read on the primary.
+	case track.Stale:
 		for _, u := range s.b.used {
 			if cur := s.state.Stmt(u.name); cur == u.st {
 				s.state.AddStmt(u.name, s.renew(u.st))
@@ -92,7 +99,7 @@ func (s *Session) rerun(outcome track.Outcome) {
 			return
 		}
 		s.r.log.Info("statement plan stale after a schema change; preparing it again", "database", s.db.Name)
-	} else {
+	case track.Refused:
 		write := classify.Result{Route: classify.Write, Reason: "write: a replica refused it as read-only (25006)"}
 		for _, u := range s.b.used {
 			if cur := s.state.Stmt(u.name); cur == u.st {

@@ -191,7 +191,7 @@ func (s *Session) sendBatch() {
 		}
 	}
 	outcome := s.write()
-	if outcome == track.Refused || outcome == track.Stale {
+	if outcome == track.Refused || outcome == track.Stale || outcome == track.Behind {
 		s.rerun(outcome)
 	}
 	s.b.buf = s.b.buf[:0]
@@ -210,7 +210,8 @@ func (s *Session) write() track.Outcome {
 	outcome := track.Passed
 	if s.cur != nil && s.b.out != nil && len(*s.b.out) > 0 {
 		var guard <-chan track.Outcome
-		if s.b.retry.guardable(s) {
+		verify := s.b.retry.verify
+		if verify > 0 || s.b.retry.guardable(s) {
 			guard = s.curT.Guard(s.policyFn)
 		}
 		// A failed write closes the server connection; its pump then
@@ -218,7 +219,15 @@ func (s *Session) write() track.Outcome {
 		s.cur.Write(*s.b.out)
 		s.unhold()
 		if guard != nil {
-			if outcome = <-guard; outcome != track.Passed {
+			addr := s.cur.Addr()
+			outcome = <-guard
+			if verify > 0 {
+				s.verified(addr, outcome)
+			}
+			if outcome != track.Passed {
+				if outcome == track.Refused || outcome == track.Behind {
+					s.uncount(addr, s.curRead) // it runs again elsewhere
+				}
 				s.dropLease() // the pump gave it back to its pool, or closed it
 			}
 		}

@@ -33,6 +33,12 @@ type DatabaseStats struct {
 	// position was unknown).
 	CausalWaits   atomic.Uint64
 	CausalPrimary atomic.Uint64
+	// CausalChecked are reads sent to a replica not yet known to have
+	// replayed what they must see, behind a check of its position that
+	// found it had; CausalBehind those the check found behind, which then
+	// waited or went to the primary (and count there too).
+	CausalChecked atomic.Uint64
+	CausalBehind  atomic.Uint64
 }
 
 // dbCounters are one database's statistics; they outlive reloads.
@@ -64,14 +70,20 @@ func (r *Router) Started() time.Time { return r.admin.started }
 
 // count records a unit of work routed to addr, for the server and for the
 // session's database.
-func (s *Session) count(addr string, read bool) {
-	s.r.count(addr, read)
+func (s *Session) count(addr string, read bool) { s.countN(addr, read, 1) }
+
+// uncount takes back the count of a unit that runs again elsewhere (its
+// answer never reached the client), so that it counts once.
+func (s *Session) uncount(addr string, read bool) { s.countN(addr, read, ^uint64(0)) }
+
+func (s *Session) countN(addr string, read bool, n uint64) {
+	s.r.count(addr, read, n)
 	st := &s.dbs.counters.stats
-	st.Queries.Add(1)
+	st.Queries.Add(n)
 	if read {
-		st.Reads.Add(1)
+		st.Reads.Add(n)
 	} else {
-		st.Writes.Add(1)
+		st.Writes.Add(n)
 	}
 }
 

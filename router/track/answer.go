@@ -24,6 +24,10 @@ const (
 	Stale
 	// Failed: the connection was lost.
 	Failed
+	// Behind: the replica had not replayed what the unit must see (a
+	// Verify request before it said so); its answer was discarded, and it
+	// may run elsewhere.
+	Behind
 )
 
 // guard holds a unit's answer back until its first telling message.
@@ -154,8 +158,11 @@ func (s *Server) Answer(out []byte, typ byte, msg []byte) ([]byte, pool.Verdict)
 		s.errorLocked(sink, h, msg)
 		return out, v
 	case 'Z':
+		// A Verify that fails starts refusing at its own ReadyForQuery; the
+		// outcome waits for the unit's.
+		refusing := g != nil && g.refusing
 		v.Keep = s.readyLocked(sink, msg)
-		if g != nil && g.refusing {
+		if refusing {
 			s.guard = nil
 			g.ch <- g.outcome
 		}
@@ -420,6 +427,8 @@ func (s *Server) readyLocked(sink *[]byte, msg []byte) bool {
 		*sink = append(*sink, msg...)
 	case r.Edit == Substitute:
 		*sink = append(*sink, r.Subst...)
+	case r.Edit == Capture && r.Verify > 0:
+		s.verifyDoneLocked(r.Verify)
 	case r.Edit == Capture && r.Mark:
 		s.markDoneLocked()
 		*sink = append(*sink, s.heldReady...)

@@ -69,19 +69,41 @@ func (s *Server) nextIsMarkLocked() bool {
 	return h != nil && h.Mark
 }
 
+// verifyDoneLocked compares what a Verify read with the position the unit
+// behind it needs; short of it (or unread), the guarded unit is refused.
+func (s *Server) verifyDoneLocked(need int64) {
+	lsn, ok := s.captured()
+	if ok {
+		s.replayed = lsn
+	}
+	if g := s.guard; (!ok || lsn < need) && g != nil && !g.refusing {
+		g.refusing, g.outcome = true, Behind
+		g.held = g.held[:0]
+	}
+}
+
+// Replayed returns the replay position the last Verify read (0: none).
+func (s *Server) Replayed() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.replayed
+}
+
+// captured returns the one integer a Capture read, and clears it.
+func (s *Server) captured() (int64, bool) {
+	c := s.capture
+	s.capture = capture{}
+	if c.err != "" || len(c.rows) != 1 || len(c.rows[0]) != 1 {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(c.rows[0][0], 10, 64)
+	return n, err == nil
+}
+
 // markDoneLocked reports what a Mark read: the WAL position the client's
 // write is at or before, to the database and to the client.
 func (s *Server) markDoneLocked() {
-	c := s.capture
-	s.capture = capture{}
-	var lsn int64
-	ok := c.err == "" && len(c.rows) == 1 && len(c.rows[0]) == 1
-	if ok {
-		var err error
-		if lsn, err = strconv.ParseInt(c.rows[0][0], 10, 64); err != nil {
-			ok = false
-		}
-	}
+	lsn, ok := s.captured()
 	if s.db != nil {
 		s.db.Written(lsn, ok)
 	}

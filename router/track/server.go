@@ -72,6 +72,10 @@ type Request struct {
 	// ReadyForQuery before it is held back until the position is known, so
 	// that no read the client sends next can miss its write.
 	Mark bool
+	// Verify, for a Capture of a replica's replay position (one integer): the replay
+	// position the guarded unit behind it must see. Short of it the unit's
+	// answer is discarded and its outcome is Behind.
+	Verify int64
 }
 
 // MarkQuery reads where the primary's WAL stands after the client's
@@ -120,6 +124,7 @@ type Server struct {
 	guard     *guard  // the unit's answer is held until it passes or is refused
 	capture   capture // rows of the head Capture request
 	heldReady []byte  // the client's ReadyForQuery, until the Mark behind it is read
+	replayed  int64   // the replay position the last Verify read (0: none)
 }
 
 // NewServer returns the record of a new server connection to a database
@@ -134,6 +139,7 @@ func (s *Server) Link(c *Client) {
 	s.client = c
 	s.reqs, s.head, s.qi = s.reqs[:0], 0, 0
 	s.guard = nil
+	s.replayed = 0
 	s.mu.Unlock()
 }
 

@@ -394,3 +394,57 @@ func TestMarkHoldsTheAnswer(t *testing.T) {
 		t.Fatal("mark known after a failed read")
 	}
 }
+
+// TestVerifyRefusesABehindReplica: a unit behind a Verify reaches the client
+// only if the replica had replayed the position it must see; otherwise its
+// whole answer (rows, error or not) is dropped and the outcome is Behind,
+// told at the unit's own ReadyForQuery, not the check's.
+func TestVerifyRefusesABehindReplica(t *testing.T) {
+	never := func(code, message []byte) Outcome { return Passed }
+	check := func(lsn string) [][]byte {
+		return [][]byte{enc(&pgproto3.RowDescription{}), enc(&pgproto3.DataRow{Values: [][]byte{[]byte(lsn)}}), cc("SELECT 1"), rfq('I')}
+	}
+	unit := [][]byte{enc(&pgproto3.RowDescription{}), enc(&pgproto3.DataRow{Values: [][]byte{[]byte("7")}}), cc("SELECT 1"), rfq('I')}
+	for _, tc := range []struct {
+		name    string
+		check   [][]byte
+		unit    [][]byte
+		want    Outcome
+		client  string
+		replayd int64
+	}{
+		{"caught up", check("500"), unit, Passed, "TDCZ", 500},
+		{"exactly there", check("400"), unit, Passed, "TDCZ", 400},
+		{"behind", check("399"), unit, Behind, "", 399},
+		{"behind, the unit failed there", check("10"), [][]byte{errMsg("42P01"), rfq('I')}, Behind, "", 10},
+		{"check failed", [][]byte{errMsg("57014"), rfq('I')}, unit, Behind, "", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, _, _ := newPair(nil)
+			s.Push(Request{Type: 'Q', Edit: Capture, Verify: 400})
+			s.Push(Request{Type: 'Q'})
+			ch := s.Guard(never)
+			var out []byte
+			for _, m := range tc.check {
+				out, _ = s.Answer(out, m[0], m)
+			}
+			select {
+			case o := <-ch:
+				t.Fatalf("outcome %v at the check's ReadyForQuery", o)
+			default:
+			}
+			for _, m := range tc.unit {
+				out, _ = s.Answer(out, m[0], m)
+			}
+			if o := <-ch; o != tc.want {
+				t.Fatalf("outcome %v, want %v", o, tc.want)
+			}
+			if types(out) != tc.client {
+				t.Fatalf("client got %q, want %q", types(out), tc.client)
+			}
+			if s.Replayed() != tc.replayd {
+				t.Fatalf("Replayed() = %d, want %d", s.Replayed(), tc.replayd)
+			}
+		})
+	}
+}
