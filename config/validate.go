@@ -171,8 +171,7 @@ func (c *Config) validate(errs *[]error) {
 		"timeouts.primary_wait": c.Timeouts.PrimaryWait, "timeouts.shutdown": c.Timeouts.Shutdown,
 		"timeouts.pause": c.Timeouts.Pause, "routing.max_replica_lag": c.Routing.MaxReplicaLag,
 		"routing.volatile_refresh": c.Routing.VolatileRefresh, "routing.causal_wait": c.Routing.CausalWait,
-		"health.inter":     c.Health.Inter,
-		"health.downinter": c.Health.DownInter, "health.timeout": c.Health.Timeout,
+		"health.inter": c.Health.Inter, "health.downinter": c.Health.DownInter, "health.timeout": c.Health.Timeout,
 	} {
 		nonNegDur(key, d)
 	}

@@ -178,35 +178,21 @@ func (s *Session) unitResult(first classify.Result) classify.Result {
 				unnamed, hasUnnamed = r, true
 			}
 			if i > 0 {
-				res = combine(res, r)
+				res = classify.Combine(res, r)
 			}
 		case 'B':
 			_, name, _ := bindNames(msg)
 			switch st := s.state.Stmt(string(name)); {
 			case len(name) == 0 && hasUnnamed:
-				res = combine(res, unnamed)
+				res = classify.Combine(res, unnamed)
 			case len(name) > 0 && st != nil:
-				res = combine(res, st.Res)
+				res = classify.Combine(res, st.Res)
 			default:
-				res = combine(res, unknownStmt)
+				res = classify.Combine(res, unknownStmt)
 			}
 		}
 	}
-	return combine(res, incompleteUnit)
-}
-
-// combine classifies two parts of one unit together: a write if either
-// writes, a hint only if both carry it.
-func combine(a, b classify.Result) classify.Result {
-	out := a
-	out.Kind |= b.Kind
-	if a.Hint != b.Hint {
-		out.Hint = classify.HintNone
-	}
-	if a.Route != classify.Write && b.Route == classify.Write {
-		out.Route, out.Reason = classify.Write, b.Reason
-	}
-	return out
+	return classify.Combine(res, incompleteUnit)
 }
 
 // failLocal answers message typ with err, pgswitch's own error: with no

@@ -163,6 +163,13 @@ func TestClassifyCommand(t *testing.T) {
 		{[]string{"classify", "SELEC oops"}, "primary\twrite: pg_query could not parse it"},
 		{[]string{"classify", "--write-functions", "audit", "SELECT audit(1)"}, "primary\twrite: audit()"},
 		{[]string{"classify", "/* pgswitch:replica */ UPDATE t SET x = 1"}, "replica\thint: replica"},
+		// A batch (one argument per statement, as a pipeline sends them) and a
+		// multi-statement Query: the statement that made it a write is named.
+		{[]string{"classify", "SELECT inet_server_port()", "INSERT INTO t VALUES ($1, 'x')"},
+			"primary\twrite: INSERT (statement 2)\n1\treplica\tread: SELECT\tSELECT inet_server_port()\n2\tprimary\twrite: INSERT\tINSERT INTO t VALUES ($1, 'x')\n"},
+		{[]string{"classify", "SELECT 1; SELECT nextval('s')", "SELECT 2"},
+			"primary\twrite: nextval() is on the write list (statement 2)\n1\treplica\tread: SELECT\tSELECT 1\n2\tprimary\t"},
+		{[]string{"classify", "SELECT 1", "SELECT 2"}, "replica\tread: SELECT\n1\treplica"},
 	}
 	for _, c := range cases {
 		out, err := runCLI(t, c.args...)

@@ -173,7 +173,6 @@ func (c *Classifier) Stats() CacheStats {
 	return c.cache.stats()
 }
 
-// Fingerprint returns pg_query's fingerprint of sql: equal for queries that
 // Split returns the statements of a multi-statement text, as PostgreSQL's
 // parser splits them; nil when it cannot parse the text.
 func Split(sql string) []string {
@@ -184,6 +183,7 @@ func Split(sql string) []string {
 	return stmts
 }
 
+// Fingerprint returns pg_query's fingerprint of sql: equal for queries that
 // differ only in literals, whitespace and comments.
 func Fingerprint(sql string) (uint64, error) {
 	fp, err := pg_query.FingerprintToUInt64(sql)

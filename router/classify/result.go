@@ -113,6 +113,21 @@ func (r Result) Single() (Stmt, bool) {
 	return r.Stmts[0], true
 }
 
+// Combine classifies two parts of one unit of work together (statements of
+// one extended-protocol batch): a write if either writes, a hint only if
+// both carry it.
+func Combine(a, b Result) Result {
+	out := a
+	out.Kind |= b.Kind
+	if a.Hint != b.Hint {
+		out.Hint = HintNone
+	}
+	if a.Route != Write && b.Route == Write {
+		out.Route, out.Reason = Write, b.Reason
+	}
+	return out
+}
+
 // Reasons that are not built from a name.
 const (
 	reasonUnparsable = "write: pg_query could not parse it"
