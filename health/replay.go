@@ -87,14 +87,17 @@ func (r *Replay) Observe(addr string, lsn int64) {
 
 // Wait returns one of addrs that has replayed up to mark, polling them
 // while it waits, for at most within; false when none got there in time.
+// It polls the one furthest along first, and the others too only once
+// that one has kept it waiting for othersAfter: replicas replay the same
+// WAL at much the same pace, and each poll costs the server a query.
 func (r *Replay) Wait(addrs []string, mark int64, within time.Duration) (string, bool) {
 	servers := make([]*replayServer, len(addrs))
+	best := 0
 	for i, a := range addrs {
 		servers[i] = r.server(a)
 		servers[i].waiting.Add(1)
-		select {
-		case servers[i].wake <- struct{}{}:
-		default:
+		if servers[i].lsn.Load() > servers[best].lsn.Load() {
+			best = i
 		}
 	}
 	defer func() {
@@ -102,8 +105,17 @@ func (r *Replay) Wait(addrs []string, mark int64, within time.Duration) (string,
 			s.waiting.Add(-1)
 		}
 	}()
+	if len(servers) > 0 {
+		servers[best].poke()
+	}
 	timer := time.NewTimer(within)
 	defer timer.Stop()
+	var others <-chan time.Time
+	if len(servers) > 1 {
+		t := time.NewTimer(othersAfter)
+		defer t.Stop()
+		others = t.C
+	}
 	for {
 		r.mu.Lock()
 		changed := r.changed
@@ -115,11 +127,28 @@ func (r *Replay) Wait(addrs []string, mark int64, within time.Duration) (string,
 		}
 		select {
 		case <-changed:
+		case <-others:
+			others = nil
+			for _, s := range servers {
+				s.poke()
+			}
 		case <-timer.C:
 			return "", false
 		case <-r.ctx.Done():
 			return "", false
 		}
+	}
+}
+
+// othersAfter is how long a read waits on the replica furthest along
+// before the others are polled as well.
+const othersAfter = 2 * time.Millisecond
+
+// poke starts the server's poller, if it is not polling already.
+func (s *replayServer) poke() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
 	}
 }
 
@@ -172,7 +201,7 @@ func (c *Checker) PollReplay(ctx context.Context, addr string) (int64, error) {
 		c.replayMu.Unlock()
 	}
 	var lsn int64
-	if err := conn.QueryRow(ctx, ReplayQuery, pgx.QueryExecModeSimpleProtocol).Scan(&lsn); err != nil {
+	if err := conn.QueryRow(ctx, ReplayQuery).Scan(&lsn); err != nil {
 		c.replayMu.Lock()
 		delete(c.replayConns, addr)
 		c.replayMu.Unlock()

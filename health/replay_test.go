@@ -11,16 +11,24 @@ import (
 
 // fakeReplicas replay at the positions the test sets.
 type fakeReplicas struct {
-	mu    sync.Mutex
-	lsn   map[string]int64
-	polls atomic.Int64
+	mu     sync.Mutex
+	lsn    map[string]int64
+	polled map[string]int
+	polls  atomic.Int64
 }
 
 func (f *fakeReplicas) poll(ctx context.Context, addr string) (int64, error) {
 	f.polls.Add(1)
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.polled[addr]++
 	return f.lsn[addr], nil
+}
+
+func (f *fakeReplicas) pollsOf(addr string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.polled[addr]
 }
 
 func (f *fakeReplicas) set(addr string, lsn int64) {
@@ -32,7 +40,7 @@ func (f *fakeReplicas) set(addr string, lsn int64) {
 func TestReplayWait(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
-		f := &fakeReplicas{lsn: map[string]int64{"a": 100, "b": 50}}
+		f := &fakeReplicas{lsn: map[string]int64{"a": 100, "b": 50}, polled: map[string]int{}}
 		r := NewReplay(ctx, f.poll)
 		defer func() { cancel(); r.Close() }()
 
@@ -45,7 +53,14 @@ func TestReplayWait(t *testing.T) {
 		if addr, ok := r.Wait([]string{"a", "b"}, 80, 20*time.Millisecond); !ok || addr != "a" {
 			t.Fatalf("Wait(80) = %q, %v; want a", addr, ok)
 		}
-		// One that gets there while the read waits.
+		// A read waits on the replica furthest along (a) alone at first; b,
+		// which gets there while the read waits, is polled from othersAfter.
+		go func() {
+			time.Sleep(othersAfter - time.Microsecond)
+			if n := f.pollsOf("b"); n != 0 {
+				t.Errorf("b polled %d times before othersAfter", n)
+			}
+		}()
 		go func() {
 			time.Sleep(5 * time.Millisecond)
 			f.set("b", 200)

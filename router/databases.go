@@ -34,6 +34,8 @@ type dbState struct {
 	// pgswitch (routing.consistency causal): reads go to replicas that have
 	// replayed that far.
 	mark track.Mark
+	// checks follows how checks of replicas' replay positions go.
+	checks checkOdds
 }
 
 // Written implements track.DB.

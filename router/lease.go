@@ -3,11 +3,9 @@ package router
 import (
 	"context"
 	"errors"
-	"math"
 	"time"
 
 	"github.com/pgswitch/pgswitch/config"
-	"github.com/pgswitch/pgswitch/health"
 	"github.com/pgswitch/pgswitch/pool"
 	"github.com/pgswitch/pgswitch/router/classify"
 	"github.com/pgswitch/pgswitch/router/track"
@@ -35,11 +33,7 @@ func (s *Session) lease(res classify.Result, sql string) error {
 	}
 	var verify *config.Server
 	if d.behind {
-		if v := s.verifiable(res, known); v.server != nil {
-			d, verify = v, v.server
-		} else {
-			d = s.waitCaughtUp(res, d, known)
-		}
+		d, verify = s.catchUp(res, d, known)
 	}
 	c, d, err := s.acquire(d)
 	if err != nil {
@@ -68,59 +62,6 @@ func (s *Session) lease(res classify.Result, sql string) error {
 	return s.syncUnit()
 }
 
-var verifyMsg = wire.AppendQuery(nil, health.ReplayQuery)
-
-// verifiable returns, for a read no replica is known to have caught up
-// for, a replica to run it on anyway, behind a check of the replica's
-// replay position that refuses the unit if the replica is behind: the
-// answer of that check costs no round trip, while a poll does. Only a unit
-// that can run again unseen qualifies (the batch's only unit, complete,
-// not a retry) and only one of plain reads: one that begins a transaction
-// or changes session state must not run on a server it then leaves.
-func (s *Session) verifiable(res classify.Result, known bool) decision {
-	if !known || s.b.retry.rerunning || res.Kind != 0 || s.b.units != 1 ||
-		(s.b.out != nil && len(*s.b.out) > 0) || len(s.b.local) > 0 || !s.unitEndsBatch() {
-		return decision{}
-	}
-	d := decide(res, s.db, s.r.topology(), s.dbs.lb, s.loadFn, s.cands, nil)
-	if !d.read || d.server == nil || s.r.topology().Get(d.server.Addr()).Role != config.RoleReplica {
-		return decision{}
-	}
-	d.why += "; checked that the replica replayed the writes it must see"
-	return d
-}
-
-// verified learns from a checked read how far its replica has replayed,
-// and counts how the check went.
-func (s *Session) verified(addr string, outcome track.Outcome) {
-	if lsn := s.curT.Replayed(); lsn > 0 {
-		s.r.replay.Observe(addr, lsn)
-	}
-	st := &s.dbs.counters.stats
-	switch outcome {
-	case track.Passed:
-		st.CausalChecked.Add(1)
-	case track.Behind:
-		st.CausalBehind.Add(1)
-	}
-}
-
-// unitEndsBatch reports whether the unit starting at the message being
-// handled is the rest of the batch, complete: a Query, or extended-protocol
-// messages up to a Sync with no Flush among them.
-func (s *Session) unitEndsBatch() bool {
-	msgs := s.b.msgs[s.b.at:]
-	for i, m := range msgs {
-		switch m.typ {
-		case 'Q', 'S':
-			return i == len(msgs)-1
-		case 'F', 'H', 'd', 'c', 'f':
-			return false
-		}
-	}
-	return false
-}
-
 // switchLease lets cur finish what the client sent it, and ends the lease:
 // the next unit needs another server (a write after reads on a replica).
 func (s *Session) switchLease() {
@@ -145,65 +86,6 @@ func (s *Session) decide(res classify.Result) decision {
 		caughtUp = s.caughtUpFn
 	}
 	return decide(res, s.db, s.r.topology(), s.dbs.lb, s.loadFn, s.cands, caughtUp)
-}
-
-// unknownMark stands for a write whose WAL position could not be read: no
-// replica is known to have replayed it.
-const unknownMark = math.MaxInt64
-
-// setNeedLSN sets how far a replica must have replayed to serve a unit
-// classified as res that may read on one: past every write the read must
-// see (routing.consistency). It reports whether that position is known.
-func (s *Session) setNeedLSN(res classify.Result) bool {
-	s.needLSN = 0
-	if !s.readYourWrites() {
-		return true
-	}
-	if w, _ := wantFor(res, s.db.Route); w != wantReplica {
-		return true
-	}
-	var lsn int64
-	var ok bool
-	if s.cfg.Routing.Consistency == config.ConsistencySession {
-		lsn, ok = s.state.Mark()
-	} else {
-		lsn, ok = s.dbs.mark.Get()
-	}
-	if !ok {
-		s.needLSN = unknownMark
-		return false
-	}
-	s.needLSN = lsn
-	return true
-}
-
-// readYourWrites reports whether reads must see earlier writes.
-func (s *Session) readYourWrites() bool {
-	return s.mode == config.PoolModeTransaction && s.cfg.Routing.Consistency != config.ConsistencyEventual
-}
-
-// caughtUp reports whether srv has replayed as far as the unit being
-// routed needs.
-func (s *Session) caughtUp(srv *config.Server) bool {
-	return s.r.replay.Known(srv.Addr()) >= s.needLSN
-}
-
-// waitCaughtUp waits up to causal_wait for a fit replica to replay what
-// the read must see (d says none has yet), polling their positions; it
-// returns the decision then: that replica, or the primary.
-func (s *Session) waitCaughtUp(res classify.Result, d decision, known bool) decision {
-	st := &s.dbs.counters.stats
-	if known {
-		addrs := fitReplicas(nil, s.db, s.r.topology())
-		if _, ok := s.r.replay.Wait(addrs, s.needLSN, s.cfg.Routing.CausalWait); ok {
-			if again := s.decide(res); again.server != nil && !again.behind {
-				st.CausalWaits.Add(1)
-				return again
-			}
-		}
-	}
-	st.CausalPrimary.Add(1)
-	return d
 }
 
 // decideWaiting routes a unit; with no server to take it (a write while no

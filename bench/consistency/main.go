@@ -96,13 +96,17 @@ func run() error {
 	}
 	fmt.Printf("pgbench %s -c %d -j 2 -T %d -M simple, scale %d, pool %d, %d interleaved rounds, %s\n",
 		strings.Join(scripts, " "), *clients, *duration, *scale, *poolSize, *rounds, time.Now().Format(time.RFC3339))
-	fmt.Println("| round | consistency | TPS | reads on replicas | checked on a replica | check found it behind | waited for a replica | sent to the primary | pgswitch CPU µs/transaction |")
-	fmt.Println("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Println("| round | consistency | TPS | reads on replicas | checked on a replica | check found it behind | waited for a replica | sent to the primary | pgswitch CPU µs/transaction | PostgreSQL CPU µs/transaction |")
+	fmt.Println("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 	tps := map[string][]float64{}
 	share := map[string][]float64{}
 	for r := 1; r <= *rounds; r++ {
 		for _, t := range targets {
 			before, err := t.read(ctx)
+			if err != nil {
+				return err
+			}
+			pgBefore, err := serverTicks(cl)
 			if err != nil {
 				return err
 			}
@@ -115,6 +119,10 @@ func run() error {
 			if err != nil {
 				return err
 			}
+			pgAfter, err := serverTicks(cl)
+			if err != nil {
+				return err
+			}
 			v := parseTPS(out)
 			n := parseTxns(out)
 			rr, pr := after.replicaReads-before.replicaReads, after.primaryReads-before.primaryReads
@@ -122,14 +130,15 @@ func run() error {
 			if rr+pr > 0 {
 				sh = float64(rr) / float64(rr+pr)
 			}
-			cpu := 0.0
+			cpu, pgCPU := 0.0, 0.0
 			if n > 0 {
 				cpu = float64(after.cpuTicks-before.cpuTicks) * 1e6 / 100 / float64(n) // 100 ticks a second
+				pgCPU = float64(pgAfter-pgBefore) * 1e6 / 100 / float64(n)
 			}
 			tps[t.name] = append(tps[t.name], v)
 			share[t.name] = append(share[t.name], sh)
-			fmt.Printf("| %d | %s | %.0f | %.1f %% (%d of %d) | %d | %d | %d | %d | %.1f |\n", r, t.consistency, v, 100*sh, rr, rr+pr,
-				after.checked-before.checked, after.behind-before.behind, after.waited-before.waited, after.primary-before.primary, cpu)
+			fmt.Printf("| %d | %s | %.0f | %.1f %% (%d of %d) | %d | %d | %d | %d | %.1f | %.1f |\n", r, t.consistency, v, 100*sh, rr, rr+pr,
+				after.checked-before.checked, after.behind-before.behind, after.waited-before.waited, after.primary-before.primary, cpu, pgCPU)
 		}
 	}
 	c, e := mean(tps["causal"]), mean(tps["eventual"])
@@ -262,6 +271,46 @@ func (t *target) read(ctx context.Context) (counts, error) {
 	stime, _ := strconv.ParseUint(f[12], 10, 64)
 	c.cpuTicks = utime + stime
 	return c, nil
+}
+
+// serverTicks is the CPU time, in clock ticks, that the cluster's
+// PostgreSQL processes have used: each postmaster with its exited children,
+// and its live children.
+func serverTicks(cl *cluster.Cluster) (uint64, error) {
+	postmasters := map[int]bool{}
+	for _, srv := range append([]*cluster.Server{cl.Primary}, cl.Replicas...) {
+		b, err := os.ReadFile(filepath.Join(srv.DataDir, "postmaster.pid"))
+		if err != nil {
+			return 0, err
+		}
+		pid, err := strconv.Atoi(strings.SplitN(string(b), "\n", 2)[0])
+		if err != nil {
+			return 0, fmt.Errorf("%s: postmaster.pid: %v", srv.DataDir, err)
+		}
+		postmasters[pid] = true
+	}
+	procs, err := filepath.Glob("/proc/[0-9]*/stat")
+	if err != nil {
+		return 0, err
+	}
+	var total uint64
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue // gone
+		}
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+		pid, _ := strconv.Atoi(strings.Fields(string(b))[0])
+		ppid, _ := strconv.Atoi(f[1])
+		field := func(i int) uint64 { n, _ := strconv.ParseUint(f[i], 10, 64); return n }
+		switch {
+		case postmasters[pid]:
+			total += field(11) + field(12) + field(13) + field(14) // with exited children
+		case postmasters[ppid]:
+			total += field(11) + field(12)
+		}
+	}
+	return total, nil
 }
 
 func toUint(v any) uint64 {
