@@ -24,6 +24,15 @@ const flushAt = 64 << 10
 type Client struct {
 	conn   net.Conn
 	broken atomic.Bool // a write failed: the client is gone, later output is dropped
+	cut    atomic.Int64 // Cut's deadline (Unix nanoseconds); 0: none
+}
+
+// Cut makes every write to the client fail from at on, whoever is writing
+// and whatever deadline they set: a client that stops reading cannot hold
+// up pgswitch's shutdown. Any goroutine may call it.
+func (c *Client) Cut(at time.Time) {
+	c.cut.Store(at.UnixNano())
+	c.conn.SetWriteDeadline(at)
 }
 
 // NewClient returns the output side of conn.
@@ -47,7 +56,11 @@ func (c *Client) SendError(e *wire.Error) {
 	if e.IsFatal() {
 		// A client that stopped reading must not hold up whoever is
 		// disconnecting it.
-		c.conn.SetWriteDeadline(time.Now().Add(fatalWriteTimeout))
+		at := time.Now().Add(fatalWriteTimeout)
+		if cut := c.cut.Load(); cut != 0 && cut < at.UnixNano() {
+			at = time.Unix(0, cut)
+		}
+		c.conn.SetWriteDeadline(at)
 	}
 	c.Write(e.AppendResponse(nil))
 	if e.IsFatal() {

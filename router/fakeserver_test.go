@@ -389,6 +389,12 @@ func (c *fakeConn) statement(st string, extended bool) bool {
 // primary), listening on loopback; it is closed when the test ends.
 func fakeRouter(t *testing.T, poolSize int, servers ...*fakePG) (*Router, string) {
 	t.Helper()
+	return fakeRouterLogging(t, io.Discard, poolSize, servers...)
+}
+
+// fakeRouterLogging is fakeRouter with its log written to w.
+func fakeRouterLogging(t *testing.T, w io.Writer, poolSize int, servers ...*fakePG) (*Router, string) {
+	t.Helper()
 	var b strings.Builder
 	fmt.Fprintf(&b, "listen: 127.0.0.1:0\npool_mode: transaction\nauth_type: trust\npool:\n  size: %d\n", poolSize)
 	b.WriteString("timeouts:\n  query_wait: 20s\nhealth:\n  inter: 100ms\ndatabases:\n  db:\n    servers:\n")
@@ -404,7 +410,7 @@ func fakeRouter(t *testing.T, poolSize int, servers ...*fakePG) (*Router, string
 	if err != nil {
 		t.Fatalf("config: %v\n%s", err, b.String())
 	}
-	r, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	r, err := New(cfg, slog.New(slog.NewTextHandler(w, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package router
 
 import (
+	"context"
 	"errors"
 	"net"
 	"slices"
@@ -24,6 +25,10 @@ func (r *Router) serveConn(nc net.Conn) {
 	if cfg.Timeouts.ClientLogin > 0 {
 		nc.SetDeadline(time.Now().Add(cfg.Timeouts.ClientLogin))
 	}
+	// Until the session is registered (Close kicks it then), shutdown ends
+	// the login at once rather than after client_login.
+	stopLogin := context.AfterFunc(r.ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
+	defer stopLogin()
 	conn, startup, err := wire.Negotiate(nc, st.tls)
 	if conn == nil {
 		conn = nc
@@ -57,7 +62,14 @@ func (r *Router) serveConn(nc net.Conn) {
 		return
 	}
 	defer r.unregister(s)
+	if !stopLogin() {
+		return // shutdown began during the login
+	}
 	conn.SetDeadline(time.Time{})
+	if s.kicked.Load() != nil {
+		// Kicked while logging in: the kick's deadline was just undone.
+		conn.SetReadDeadline(time.Unix(1, 0))
+	}
 	s.run()
 }
 

@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"errors"
 	"github.com/pgswitch/pgswitch/pool"
 	"slices"
 	"time"
@@ -53,9 +54,13 @@ func (r *Router) Pause(ctx context.Context, names []string) error {
 		}
 	}
 	timeout := r.Config().Timeouts.Pause
-	if err := r.drain(ctx, dbs, timeout); err != nil {
+	if err := r.drain(ctx, dbs, timeout, "timeouts.pause"); err != nil {
 		for _, db := range paused {
 			r.pools.ResumeDatabase(db)
+		}
+		var we *wire.Error
+		if errors.As(err, &we) && we.Code == wire.CodeQueryCanceled {
+			we.Message += "; nothing was paused"
 		}
 		return err
 	}
@@ -64,12 +69,12 @@ func (r *Router) Pause(ctx context.Context, names []string) error {
 }
 
 // drain waits until the pools of dbs have no connection open.
-func (r *Router) drain(ctx context.Context, dbs []string, timeout time.Duration) error {
+func (r *Router) drain(ctx context.Context, dbs []string, timeout time.Duration, setting string) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	return r.waitPools(ctx, dbs, (*pool.Pool).Open, func(open int) error {
 		return wire.Errorf(wire.CodeQueryCanceled,
-			"%d server connections still in use after %s (timeouts.pause); nothing was paused", open, timeout).
+			"%d server connections still in use after %s (%s)", open, timeout, setting).
 			WithHint("Transactions in flight, or session-mode clients, hold them.")
 	})
 }
@@ -189,7 +194,7 @@ func (r *Router) Shutdown(timeout time.Duration) {
 	for _, db := range dbs {
 		r.pools.PauseDatabase(db)
 	}
-	if err := r.drain(context.Background(), dbs, timeout); err != nil {
+	if err := r.drain(context.Background(), dbs, timeout, "timeouts.shutdown"); err != nil {
 		r.log.Warn("shutting down with transactions in flight", "err", err)
 	}
 	r.Close()

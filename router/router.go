@@ -170,8 +170,13 @@ func (r *Router) Serve(ln net.Listener) error {
 	}
 }
 
+// shutdownGrace is how long clients have, once pgswitch closes, to read
+// what they are owed and their FATAL; past it, writes to them fail.
+const shutdownGrace = time.Second
+
 // Close stops accepting, disconnects every client with 57P01 and closes
-// every server connection. It waits for all sessions to end.
+// every server connection. It waits for all sessions to end, at most
+// shutdownGrace for clients that do not read.
 func (r *Router) Close() {
 	r.mu.Lock()
 	r.closed = true
@@ -186,8 +191,10 @@ func (r *Router) Close() {
 	}
 	r.stop()
 	e := wire.Fatalf(wire.CodeAdminShutdown, "pgswitch is shutting down")
+	cut := time.Now().Add(shutdownGrace)
 	for _, s := range sessions {
-		s.kick(e) // each tells its client itself, all at once
+		s.client.Cut(cut) // a client that does not read is cut off then
+		s.kick(e)         // each tells its client itself, all at once
 	}
 	r.pools.Close()
 	r.wg.Wait()

@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -205,4 +206,40 @@ func errorsAs(err error, target **pgconn.PgError) bool {
 		*target = pe
 	}
 	return ok
+}
+
+// lockedBuffer is a log sink several goroutines write.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestShutdownWarningNamesItsSetting: a shutdown that gives up on a
+// transaction in flight says which setting bounded the wait.
+func TestShutdownWarningNamesItsSetting(t *testing.T) {
+	pg := newFakePG(t, false)
+	var log lockedBuffer
+	r, addr := fakeRouterLogging(t, &log, 1, pg)
+	c := connect(t, addr, pgx.QueryExecModeSimpleProtocol, false)
+	if _, err := c.Exec(context.Background(), "BEGIN"); err != nil {
+		t.Fatal(err)
+	}
+	r.Shutdown(100 * time.Millisecond)
+	out := log.String()
+	if !strings.Contains(out, "shutting down with transactions in flight") || !strings.Contains(out, "timeouts.shutdown") ||
+		strings.Contains(out, "timeouts.pause") {
+		t.Fatalf("shutdown's warning does not name timeouts.shutdown:\n%s", out)
+	}
 }
