@@ -96,10 +96,12 @@ type Timeouts struct {
 	ServerConnect  time.Duration `yaml:"server_connect"`  // default 5s
 	ServerIdle     time.Duration `yaml:"server_idle"`     // default 10m; idle server conns closed after
 	ServerLifetime time.Duration `yaml:"server_lifetime"` // default 1h
-	ClientIdle     time.Duration `yaml:"client_idle"`     // default 0 (none)
-	PrimaryWait    time.Duration `yaml:"primary_wait"`    // default 30s; writes wait this long for a primary
-	Shutdown       time.Duration `yaml:"shutdown"`        // default 30s
-	Pause          time.Duration `yaml:"pause"`           // default 60s; PAUSE gives up after
+	ClientIdle     time.Duration `yaml:"client_idle"`     // default 0 (none); outside a transaction
+	// IdleTransaction disconnects a client idle inside a transaction.
+	IdleTransaction time.Duration `yaml:"idle_transaction"` // default 0 (none)
+	PrimaryWait     time.Duration `yaml:"primary_wait"`     // default 30s; writes wait this long for a primary
+	Shutdown        time.Duration `yaml:"shutdown"`         // default 30s
+	Pause           time.Duration `yaml:"pause"`            // default 60s; PAUSE gives up after
 }
 
 // Limits on what clients may send.

@@ -59,7 +59,7 @@ func Parse(data []byte) (*Config, error) {
 // there means seconds, as in PgBouncer's configuration.
 var durationKeys = map[string]bool{
 	"client_login": true, "query_wait": true, "server_connect": true, "server_idle": true,
-	"server_lifetime": true, "client_idle": true, "primary_wait": true, "shutdown": true, "pause": true,
+	"server_lifetime": true, "client_idle": true, "idle_transaction": true, "primary_wait": true, "shutdown": true, "pause": true,
 	"max_replica_lag": true, "volatile_refresh": true, "causal_wait": true, "inter": true, "downinter": true, "timeout": true,
 }
 

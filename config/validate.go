@@ -168,6 +168,7 @@ func (c *Config) validate(errs *[]error) {
 		"timeouts.client_login": c.Timeouts.ClientLogin, "timeouts.query_wait": c.Timeouts.QueryWait,
 		"timeouts.server_connect": c.Timeouts.ServerConnect, "timeouts.server_idle": c.Timeouts.ServerIdle,
 		"timeouts.server_lifetime": c.Timeouts.ServerLifetime, "timeouts.client_idle": c.Timeouts.ClientIdle,
+		"timeouts.idle_transaction": c.Timeouts.IdleTransaction,
 		"timeouts.primary_wait": c.Timeouts.PrimaryWait, "timeouts.shutdown": c.Timeouts.Shutdown,
 		"timeouts.pause": c.Timeouts.Pause, "routing.max_replica_lag": c.Routing.MaxReplicaLag,
 		"routing.volatile_refresh": c.Routing.VolatileRefresh, "routing.causal_wait": c.Routing.CausalWait,

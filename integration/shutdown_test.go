@@ -92,15 +92,21 @@ func dialRaw(t *testing.T, url string) rawClient {
 // lastFatal reads until the connection ends and returns the SQLSTATE of
 // the FATAL it ended with ("" if none).
 func (c rawClient) lastFatal() string {
+	code, _ := c.fatal()
+	return code
+}
+
+// fatal reads until the connection ends and returns the SQLSTATE and
+// message of the FATAL it ended with.
+func (c rawClient) fatal() (code, message string) {
 	c.conn.SetReadDeadline(time.Now().Add(30 * time.Second))
-	code := ""
 	for {
 		m, err := c.fe.Receive()
 		if err != nil {
-			return code
+			return code, message
 		}
 		if e, ok := m.(*pgproto3.ErrorResponse); ok && e.Severity == "FATAL" {
-			code = e.Code
+			code, message = e.Code, e.Message
 		}
 	}
 }

@@ -194,6 +194,19 @@ func (c *Conn) AtRest() bool {
 	return c.pending == 0 && !c.unsynced && c.status == 'I' && c.cancels == 0
 }
 
+// StateFor reports, for client, whether the server is still answering it
+// (requests not answered up to a ReadyForQuery) and whether the last
+// ReadyForQuery left its transaction open; neither once the connection no
+// longer serves client.
+func (c *Conn) StateFor(client *Client) (busy, inTxn bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.client != client {
+		return false, false
+	}
+	return c.pending > 0 || c.unsynced, c.status != 'I'
+}
+
 // WaitReleased blocks until the connection no longer serves client: the
 // server answered everything the client sent and the lease ended, or the
 // connection closed. The pump has written the client's last answer then.

@@ -109,7 +109,9 @@ type Session struct {
 
 	queue  queueWait // the session's wait for a server connection
 	kicked atomic.Pointer[wire.Error]
-	done   chan struct{} // closed when the session has ended and is unregistered
+	// idleTimed: the client's read deadline is set for an idle limit.
+	idleTimed bool
+	done      chan struct{} // closed when the session has ended and is unregistered
 }
 
 func newSession(r *Router, conn net.Conn, cfg *config.Config, db *config.Database, u *config.User, startup map[string]string) *Session {
@@ -139,6 +141,15 @@ func (s *Session) run() {
 	defer s.end()
 	maxMsg := s.cfg.Limits.MaxMessageSize
 	for {
+		idle, err := s.awaitNext()
+		if idle != nil {
+			s.idleOut(idle)
+			return
+		}
+		if err != nil {
+			s.readFailed(err)
+			return
+		}
 		h, err := s.in.next(maxMsg)
 		if err != nil {
 			s.readFailed(err)

@@ -24,6 +24,8 @@ const (
 	CodeQueryCanceled                     = "57014"
 	CodeAdminShutdown                     = "57P01"
 	CodeCannotConnectNow                  = "57P03"
+	CodeIdleSessionTimeout                = "57P05"
+	CodeIdleInTransactionSessionTimeout   = "25P03"
 	CodeInternalError                     = "XX000"
 	CodeObjectNotInPrerequisiteState      = "55000"
 	CodeConfigFileError                   = "F0000"

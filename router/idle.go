@@ -1,0 +1,101 @@
+package router
+
+import (
+	"errors"
+	"os"
+	"time"
+
+	"github.com/pgswitch/pgswitch/wire"
+)
+
+// Idle clients (timeouts.client_idle outside a transaction,
+// timeouts.idle_transaction inside one) are disconnected as PostgreSQL's
+// idle_session_timeout and idle_in_transaction_session_timeout do: with
+// their FATAL, the transaction rolled back, the server connection back in
+// its pool.
+
+// idleLimit returns how long the client may idle now (0: no limit), the
+// error that ends it then, and whether its server is still answering (the
+// client is not idle yet: the limit only says when to look again).
+func (s *Session) idleLimit() (time.Duration, *wire.Error, bool) {
+	t := s.cfg.Timeouts
+	if t.ClientIdle == 0 && t.IdleTransaction == 0 {
+		return 0, nil, false
+	}
+	busy, inTxn := false, false
+	if s.cur != nil {
+		busy, inTxn = s.cur.StateFor(s.client)
+	}
+	if busy {
+		return min(nonZero(t.ClientIdle), nonZero(t.IdleTransaction)), nil, true
+	}
+	if inTxn {
+		return t.IdleTransaction, errIdleInTransaction, false
+	}
+	return t.ClientIdle, errIdleSession, false
+}
+
+// nonZero maps 0 (no limit) to the longest duration.
+func nonZero(d time.Duration) time.Duration {
+	if d == 0 {
+		return 1<<63 - 1
+	}
+	return d
+}
+
+var (
+	errIdleSession       = wire.Fatalf(wire.CodeIdleSessionTimeout, "terminating connection due to idle-session timeout")
+	errIdleInTransaction = wire.Fatalf(wire.CodeIdleInTransactionSessionTimeout, "terminating connection due to idle-in-transaction timeout")
+)
+
+// awaitNext waits for the client's next message to begin, as long as the
+// client may idle. It returns the FATAL to end the session with when the
+// client idled too long, or the read's error.
+func (s *Session) awaitNext() (*wire.Error, error) {
+	if s.in.buffered() > 0 || !s.idleTimed && s.cfg.Timeouts.ClientIdle == 0 && s.cfg.Timeouts.IdleTransaction == 0 {
+		return nil, nil
+	}
+	for {
+		limit, e, busy := s.idleLimit()
+		if limit == 0 {
+			s.readDeadline(time.Time{})
+			return nil, nil
+		}
+		s.readDeadline(time.Now().Add(limit))
+		_, err := s.in.br.Peek(1)
+		switch {
+		case err == nil:
+			// A message is on its way: the rest of it has no limit.
+			s.readDeadline(time.Time{})
+			return nil, nil
+		case s.kicked.Load() != nil || !errors.Is(err, os.ErrDeadlineExceeded):
+			return nil, err
+		}
+		if _, again, stillBusy := s.idleLimit(); !busy && !stillBusy && again == e {
+			return e, nil
+		}
+		// The server was answering, or the transaction ended: look again.
+	}
+}
+
+// readDeadline sets the client's read deadline for the idle limits,
+// without undoing a kick's.
+func (s *Session) readDeadline(t time.Time) {
+	if t.IsZero() && !s.idleTimed {
+		return
+	}
+	s.idleTimed = !t.IsZero()
+	s.client.Conn().SetReadDeadline(t)
+	if s.kicked.Load() != nil {
+		s.client.Conn().SetReadDeadline(time.Unix(1, 0))
+	}
+}
+
+// idleOut ends the session of a client that idled too long: its
+// transaction is rolled back and the server connection given back, then
+// the client gets e.
+func (s *Session) idleOut(e *wire.Error) {
+	s.r.log.Info("client idled too long", "user", s.user.Name, "database", s.db.Name, "code", e.Code)
+	s.end()
+	s.client.SendError(e)
+}
