@@ -108,6 +108,11 @@ type Timeouts struct {
 type Limits struct {
 	// MaxMessageSize bounds one protocol message from a client (default 64 MiB).
 	MaxMessageSize int `yaml:"max_message_size"`
+	// MaxClientStatements bounds the prepared statements (protocol and
+	// SQL) pgswitch keeps for one client (default 10000), and
+	// MaxClientStatementBytes the bytes they hold (default 16 MiB).
+	MaxClientStatements     int `yaml:"max_client_statements"`
+	MaxClientStatementBytes int `yaml:"max_client_statement_bytes"`
 }
 
 // Routing settings for the read/write split.

@@ -41,6 +41,8 @@ func TestParseDefaults(t *testing.T) {
 		{"timeouts.shutdown", cfg.Timeouts.Shutdown, 30 * time.Second},
 		{"timeouts.pause", cfg.Timeouts.Pause, 60 * time.Second},
 		{"limits.max_message_size", cfg.Limits.MaxMessageSize, 64 << 20},
+		{"limits.max_client_statements", cfg.Limits.MaxClientStatements, 10000},
+		{"limits.max_client_statement_bytes", cfg.Limits.MaxClientStatementBytes, 16 << 20},
 		{"routing.load_balance", cfg.Routing.LoadBalance, "round_robin"},
 		{"routing.max_replica_lag_bytes", cfg.Routing.MaxReplicaLagBytes, int64(0)},
 		{"routing.max_replica_lag", cfg.Routing.MaxReplicaLag, time.Duration(0)},

@@ -50,6 +50,8 @@ func (c *Config) setDefaults() {
 	defDur(&t.Shutdown, 30*time.Second)
 	defDur(&t.Pause, 60*time.Second)
 	defInt(&c.Limits.MaxMessageSize, 64<<20)
+	defInt(&c.Limits.MaxClientStatements, 10000)
+	defInt(&c.Limits.MaxClientStatementBytes, 16<<20)
 	def(&c.Routing.LoadBalance, "round_robin")
 	defInt(&c.Routing.CacheSize, 10000)
 	defDur(&c.Routing.VolatileRefresh, time.Minute)
@@ -164,12 +166,14 @@ func (c *Config) validate(errs *[]error) {
 	}
 	nonNeg("pool.max_client_conn", c.Pool.MaxClientConn)
 	nonNeg("pool.max_prepared_statements", c.Pool.MaxPreparedStatements)
+	nonNeg("limits.max_client_statements", c.Limits.MaxClientStatements)
+	nonNeg("limits.max_client_statement_bytes", c.Limits.MaxClientStatementBytes)
 	for key, d := range map[string]time.Duration{
 		"timeouts.client_login": c.Timeouts.ClientLogin, "timeouts.query_wait": c.Timeouts.QueryWait,
 		"timeouts.server_connect": c.Timeouts.ServerConnect, "timeouts.server_idle": c.Timeouts.ServerIdle,
 		"timeouts.server_lifetime": c.Timeouts.ServerLifetime, "timeouts.client_idle": c.Timeouts.ClientIdle,
 		"timeouts.idle_transaction": c.Timeouts.IdleTransaction,
-		"timeouts.primary_wait": c.Timeouts.PrimaryWait, "timeouts.shutdown": c.Timeouts.Shutdown,
+		"timeouts.primary_wait":     c.Timeouts.PrimaryWait, "timeouts.shutdown": c.Timeouts.Shutdown,
 		"timeouts.pause": c.Timeouts.Pause, "routing.max_replica_lag": c.Routing.MaxReplicaLag,
 		"routing.volatile_refresh": c.Routing.VolatileRefresh, "routing.causal_wait": c.Routing.CausalWait,
 		"health.inter": c.Health.Inter, "health.downinter": c.Health.DownInter, "health.timeout": c.Health.Timeout,

@@ -58,7 +58,12 @@ func (c *Conn) peekHeader() (wire.Header, error) {
 // what the client gets.
 func (c *Conn) forward(client *Client, h wire.Header) error {
 	out := c.out[:0]
-	defer func() { c.out = out[:0] }()
+	defer func() {
+		if cap(out) > 4*flushAt {
+			out = nil // a large message passed: do not keep its room
+		}
+		c.out = out[:0]
+	}()
 	for {
 		n := wire.HeaderSize + h.Len
 		var msg []byte

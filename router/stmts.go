@@ -189,3 +189,23 @@ func duplicateStatement(name string) *wire.Error {
 func isServerName(name []byte) bool {
 	return bytes.HasPrefix(name, []byte(serverPrefix))
 }
+
+// stmtRoom checks that the client may keep one more statement, name, of
+// about size bytes (limits.max_client_statements and
+// max_client_statement_bytes): pgswitch keeps every statement a client
+// prepared, to prepare it on whichever server runs it.
+func (s *Session) stmtRoom(name string, size int) *wire.Error {
+	n, used := s.state.StmtUse()
+	lim := s.cfg.Limits
+	switch {
+	case n >= lim.MaxClientStatements:
+		return wire.Errorf(wire.CodeConfigurationLimitExceeded,
+			"cannot prepare statement %q: this client has %d prepared statements, the most pgswitch keeps for one (limits.max_client_statements)", name, n).
+			WithHint("Close or DEALLOCATE statements the client no longer uses.")
+	case used+track.StmtBytes(name, &track.Stmt{})+size > lim.MaxClientStatementBytes:
+		return wire.Errorf(wire.CodeConfigurationLimitExceeded,
+			"cannot prepare statement %q: this client's prepared statements would hold more than %d bytes (limits.max_client_statement_bytes)", name, lim.MaxClientStatementBytes).
+			WithHint("Close or DEALLOCATE statements the client no longer uses.")
+	}
+	return nil
+}

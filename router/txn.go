@@ -252,10 +252,16 @@ func (s *Session) query(m span) error {
 	if single {
 		switch {
 		case st.Kind.Any(classify.KindPrepare):
-			if def := s.state.Stmt(st.Name); def != nil && !def.SQL {
+			def := s.state.Stmt(st.Name)
+			if def != nil && !def.SQL {
 				// The name is taken by a protocol-level statement, which the
 				// server knows under another name.
 				return s.failHere('Q', duplicateStatement(st.Name))
+			}
+			if def == nil {
+				if e := s.stmtRoom(st.Name, len(text)); e != nil {
+					return s.failHere('Q', e)
+				}
 			}
 		case st.Kind.Any(classify.KindDeallocate) && st.Name != "":
 			if def := s.state.Stmt(st.Name); def != nil && !def.SQL {
@@ -294,6 +300,9 @@ func (s *Session) parse(m span, unitStart bool) error {
 			return err
 		}
 		s.unnamed.n++
+		if cap(s.unnamed.msg) > batchFlushAt && len(msg) < cap(s.unnamed.msg)/4 {
+			s.unnamed.msg = nil // a large one went before: do not keep its room
+		}
 		s.unnamed.msg = append(s.unnamed.msg[:0], msg...)
 		s.unnamed.res = res
 		// A view of the copy kept above, while it is the unnamed statement;
@@ -306,8 +315,14 @@ func (s *Session) parse(m span, unitStart bool) error {
 		return s.emit(track.Request{Type: 'P', Unnamed: true}, msg)
 	}
 	s.dbs.counters.stats.ClientParses.Add(1)
+	old := s.state.Stmt(string(name))
+	if old == nil {
+		if e := s.stmtRoom(string(name), len(text)+len(types)); e != nil {
+			return e
+		}
+	}
 	st := s.newStmt(strings.Clone(text), append([]byte(nil), types...), res)
-	if old := s.state.Stmt(string(name)); old != nil {
+	if old != nil {
 		// PostgreSQL parses first: a syntax error wins over the name.
 		known := s.dbs.known(st.Server)
 		if s.cur == nil && known {

@@ -21,6 +21,7 @@ const (
 	CodeInvalidSQLStatementName           = "26000"
 	CodeDuplicatePreparedStatement        = "42P05"
 	CodeTooManyConnections                = "53300"
+	CodeConfigurationLimitExceeded        = "53400"
 	CodeQueryCanceled                     = "57014"
 	CodeAdminShutdown                     = "57P01"
 	CodeCannotConnectNow                  = "57P03"

@@ -268,7 +268,7 @@ func (s *Server) effectLocked(e Effect, client bool, tag []byte) {
 		s.stmts, s.sqlNames, s.unnamedBy = nil, nil, nil
 		if cl != nil {
 			cl.mu.Lock()
-			clear(cl.stmts)
+			cl.clearStmtsLocked()
 			cl.mu.Unlock()
 		}
 	case k.Any(classify.KindPrepare):
@@ -310,7 +310,7 @@ func (s *Server) deallocateLocked(name string, cl *Client) {
 		s.stmts, s.sqlNames = nil, nil
 		if cl != nil {
 			cl.mu.Lock()
-			clear(cl.stmts)
+			cl.clearStmtsLocked()
 			cl.mu.Unlock()
 		}
 		return
@@ -324,7 +324,7 @@ func (s *Server) deallocateLocked(name string, cl *Client) {
 		if !st.SQL {
 			delete(s.stmts, st.Server) // the router sent DEALLOCATE of its server name
 		}
-		delete(cl.stmts, name)
+		cl.dropStmtLocked(name)
 	}
 	cl.mu.Unlock()
 }

@@ -39,6 +39,7 @@ type Client struct {
 	settings map[string]string
 	key      uint64           // hash of settings: the parse context of new statements
 	stmts    map[string]*Stmt // by the client's name: protocol and SQL share one namespace, as in PostgreSQL
+	stmtSize int              // bytes the statements hold (stmtBytes of each)
 	pin      string           // why the client keeps its server connection; "" when it does not
 
 	mark Mark // where the primary's WAL stood after the client's last write
@@ -155,17 +156,48 @@ func (c *Client) Stmt(name string) *Stmt {
 func (c *Client) AddStmt(name string, st *Stmt) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.stmts == nil {
-		c.stmts = map[string]*Stmt{}
-	}
-	c.stmts[name] = st
+	c.addStmtLocked(name, st)
 }
 
 // DropStmt forgets the client's statement name (a Close).
 func (c *Client) DropStmt(name string) {
 	c.mu.Lock()
-	delete(c.stmts, name)
+	c.dropStmtLocked(name)
 	c.mu.Unlock()
+}
+
+// StmtUse is how many statements the client has and the bytes they hold.
+func (c *Client) StmtUse() (n, size int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.stmts), c.stmtSize
+}
+
+// StmtBytes is what a statement of the client costs to keep, roughly: its
+// name, text and parameter types.
+func StmtBytes(name string, st *Stmt) int {
+	return len(name) + len(st.Text) + len(st.Types) + 64
+}
+
+func (c *Client) addStmtLocked(name string, st *Stmt) {
+	if c.stmts == nil {
+		c.stmts = map[string]*Stmt{}
+	}
+	c.dropStmtLocked(name)
+	c.stmts[name] = st
+	c.stmtSize += StmtBytes(name, st)
+}
+
+func (c *Client) dropStmtLocked(name string) {
+	if old := c.stmts[name]; old != nil {
+		c.stmtSize -= StmtBytes(name, old)
+		delete(c.stmts, name)
+	}
+}
+
+func (c *Client) clearStmtsLocked() {
+	clear(c.stmts)
+	c.stmtSize = 0
 }
 
 // SQLStmts returns the client's SQL-level statements by name.
