@@ -23,7 +23,7 @@ const flushAt = 64 << 10
 // pumps tell the client why) or wake the session.
 type Client struct {
 	conn   net.Conn
-	broken atomic.Bool // a write failed: the client is gone, later output is dropped
+	broken atomic.Bool  // a write failed: the client is gone, later output is dropped
 	cut    atomic.Int64 // Cut's deadline (Unix nanoseconds); 0: none
 }
 
