@@ -1,0 +1,340 @@
+// Command iomodel is a prototype, not a product: a minimal transaction
+// pooler for pgbench's simple-protocol scripts, built three ways, to measure
+// what the I/O model alone costs per transaction before pgswitch's own
+// logic comes in:
+//
+//   - pump: a goroutine per client reading it, and a goroutine per server
+//     connection forwarding its answers (pgswitch's model today);
+//   - sync: one goroutine per client that writes the query, reads the answer
+//     and writes it back itself (no hand-off between goroutines);
+//   - epoll: one event loop per core, PgBouncer's model, on raw epoll with
+//     level-triggered readiness and a pool of server connections per loop.
+//
+// Clients log in without a password (trust); servers with pgconn.
+//
+//	go run ./bench/iomodel -mode epoll -listen 127.0.0.1:6499 -server 'postgres://…'
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"flag"
+	"io"
+	"log"
+	"net"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+var (
+	mode   = flag.String("mode", "pump", "pump, sync or epoll")
+	listen = flag.String("listen", "127.0.0.1:6499", "address clients connect to")
+	server = flag.String("server", "", "server connection URL (the primary)")
+	size   = flag.Int("pool", 20, "server connections")
+)
+
+func main() {
+	flag.Parse()
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		log.Fatal(err)
+	}
+	conns := make([]net.Conn, *size)
+	for i := range conns {
+		pc, err := pgconn.Connect(context.Background(), *server)
+		if err != nil {
+			log.Fatal(err)
+		}
+		hj, err := pc.Hijack()
+		if err != nil {
+			log.Fatal(err)
+		}
+		conns[i] = hj.Conn
+	}
+	go func() {
+		ch := make(chan os.Signal, 1)
+		signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+		<-ch
+		os.Exit(0)
+	}()
+	switch *mode {
+	case "pump":
+		servePump(ln, conns)
+	case "sync":
+		serveSync(ln, conns)
+	case "epoll":
+		serveEpoll(ln, conns)
+	default:
+		log.Fatalf("mode %q", *mode)
+	}
+}
+
+// greeting is what a client gets after its startup packet.
+var greeting = func() []byte {
+	var b []byte
+	b = append(b, 'R', 0, 0, 0, 8, 0, 0, 0, 0)
+	for _, p := range [][2]string{{"server_version", "15.0"}, {"client_encoding", "UTF8"}, {"DateStyle", "ISO, MDY"},
+		{"integer_datetimes", "on"}, {"standard_conforming_strings", "on"}} {
+		n := 4 + len(p[0]) + 1 + len(p[1]) + 1
+		b = append(b, 'S')
+		b = binary.BigEndian.AppendUint32(b, uint32(n))
+		b = append(append(append(append(b, p[0]...), 0), p[1]...), 0)
+	}
+	b = append(b, 'K', 0, 0, 0, 12, 0, 0, 0, 1, 0, 0, 0, 2)
+	return append(b, 'Z', 0, 0, 0, 5, 'I')
+}()
+
+// startup reads a client's startup packet (answering SSLRequest with N)
+// and greets it.
+func startup(c net.Conn) error {
+	for {
+		var hdr [8]byte
+		if _, err := io.ReadFull(c, hdr[:]); err != nil {
+			return err
+		}
+		n := int(binary.BigEndian.Uint32(hdr[:4]))
+		if n < 8 || n > 10000 {
+			return errors.New("bad startup length")
+		}
+		rest := make([]byte, n-8)
+		if _, err := io.ReadFull(c, rest); err != nil {
+			return err
+		}
+		if binary.BigEndian.Uint32(hdr[4:]) == 80877103 { // SSLRequest
+			c.Write([]byte{'N'})
+			continue
+		}
+		_, err := c.Write(greeting)
+		return err
+	}
+}
+
+// pool hands out server connections.
+type pool chan net.Conn
+
+// readMessage reads one message into buf.
+func readMessage(r io.Reader, buf []byte) ([]byte, error) {
+	buf = buf[:5]
+	if _, err := io.ReadFull(r, buf); err != nil {
+		return buf, err
+	}
+	n := int(binary.BigEndian.Uint32(buf[1:5])) - 4
+	if n < 0 || n > 1<<24 {
+		return buf, errors.New("bad length")
+	}
+	if cap(buf) < 5+n {
+		nb := make([]byte, 5, 5+n)
+		copy(nb, buf)
+		buf = nb
+	}
+	buf = buf[:5+n]
+	_, err := io.ReadFull(r, buf[5:])
+	return buf, err
+}
+
+// scanner follows a server's message stream to tell when an answer ends
+// (its ReadyForQuery is complete).
+type scanner struct {
+	skip int    // bytes of the current message's body still to come
+	typ  byte   // the current message's type
+	hdr  []byte // a partial header
+}
+
+// feed consumes p and reports whether a ReadyForQuery ended in it.
+func (s *scanner) feed(p []byte) bool {
+	done := false
+	for len(p) > 0 {
+		if s.skip > 0 {
+			k := min(s.skip, len(p))
+			s.skip -= k
+			p = p[k:]
+			if s.skip == 0 && s.typ == 'Z' {
+				done = true
+			}
+			continue
+		}
+		k := min(5-len(s.hdr), len(p))
+		s.hdr = append(s.hdr, p[:k]...)
+		p = p[k:]
+		if len(s.hdr) < 5 {
+			break
+		}
+		s.typ = s.hdr[0]
+		s.skip = int(binary.BigEndian.Uint32(s.hdr[1:5])) - 4
+		s.hdr = s.hdr[:0]
+		if s.skip == 0 && s.typ == 'Z' {
+			done = true
+		}
+	}
+	return done
+}
+
+// serveSync: one goroutine per client does the whole round trip.
+func serveSync(ln net.Listener, conns []net.Conn) {
+	p := make(pool, len(conns))
+	for _, c := range conns {
+		p <- c
+	}
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			if startup(c) != nil {
+				return
+			}
+			buf := make([]byte, 0, 8192)
+			rbuf := make([]byte, 16384)
+			for {
+				var err error
+				if buf, err = readMessage(c, buf); err != nil || buf[0] == 'X' {
+					return
+				}
+				srv := <-p
+				if _, err := srv.Write(buf); err != nil {
+					return
+				}
+				var sc scanner
+				for {
+					n, err := srv.Read(rbuf)
+					if err != nil {
+						return
+					}
+					done := sc.feed(rbuf[:n])
+					c.Write(rbuf[:n])
+					if done {
+						break
+					}
+				}
+				p <- srv
+			}
+		}()
+	}
+}
+
+// servePump: a goroutine per client reads it; each server connection's
+// pump goroutine forwards answers to whichever client it serves.
+func servePump(ln net.Listener, conns []net.Conn) {
+	type link struct {
+		srv    net.Conn
+		client chan net.Conn // the client to forward the next answer to
+	}
+	p := make(chan *link, len(conns))
+	for _, c := range conns {
+		l := &link{srv: c, client: make(chan net.Conn, 1)}
+		p <- l
+		go func() {
+			rbuf := make([]byte, 16384)
+			for cl := range l.client {
+				var sc scanner
+				for {
+					n, err := l.srv.Read(rbuf)
+					if err != nil {
+						return
+					}
+					done := sc.feed(rbuf[:n])
+					cl.Write(rbuf[:n])
+					if done {
+						break
+					}
+				}
+				p <- l
+			}
+		}()
+	}
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			if startup(c) != nil {
+				return
+			}
+			buf := make([]byte, 0, 8192)
+			for {
+				var err error
+				if buf, err = readMessage(c, buf); err != nil || buf[0] == 'X' {
+					return
+				}
+				l := <-p
+				l.client <- c
+				if _, err := l.srv.Write(buf); err != nil {
+					return
+				}
+			}
+		}()
+	}
+}
+
+// serveEpoll: runtime.NumCPU event loops; the listener's connections are
+// dealt to them in turn after their startup (done on a goroutine, as logins
+// are rare), and each loop has its share of the server connections.
+func serveEpoll(ln net.Listener, conns []net.Conn) {
+	n := runtime.NumCPU()
+	loops := make([]*loop, n)
+	for i := range loops {
+		l, err := newLoop()
+		if err != nil {
+			log.Fatal(err)
+		}
+		loops[i] = l
+	}
+	for i, c := range conns {
+		fd, err := rawFD(c)
+		if err != nil {
+			log.Fatal(err)
+		}
+		loops[i%n].addServer(fd)
+	}
+	for _, l := range loops {
+		go l.run()
+	}
+	next := 0
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		l := loops[next%n]
+		next++
+		go func() {
+			if startup(c) != nil {
+				c.Close()
+				return
+			}
+			fd, err := rawFD(c)
+			if err != nil {
+				return
+			}
+			l.addClient(fd)
+		}()
+	}
+}
+
+// rawFD takes the descriptor out of c (a duplicate, non-blocking) and
+// closes c.
+func rawFD(c net.Conn) (int, error) {
+	f, err := c.(*net.TCPConn).File()
+	c.Close()
+	if err != nil {
+		return 0, err
+	}
+	fd, err := syscall.Dup(int(f.Fd()))
+	f.Close()
+	if err != nil {
+		return 0, err
+	}
+	if err := syscall.SetNonblock(fd, true); err != nil {
+		return 0, err
+	}
+	return fd, nil
+}
