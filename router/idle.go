@@ -5,6 +5,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/pgswitch/pgswitch/config"
 	"github.com/pgswitch/pgswitch/wire"
 )
 
@@ -48,13 +49,99 @@ var (
 	errIdleInTransaction = wire.Fatalf(wire.CodeIdleInTransactionSessionTimeout, "terminating connection due to idle-in-transaction timeout")
 )
 
+// waitMessage waits for the client's next message to begin. It returns
+// the FATAL to end the session with when the client idled too long, park
+// when the session parked instead (a client idle a while), or the read's
+// error.
+func (s *Session) waitMessage() (idle *wire.Error, park bool, err error) {
+	if s.in.buffered() > 0 {
+		return nil, false, nil
+	}
+	if s.idleTimed || s.cfg.Timeouts.ClientIdle != 0 || s.cfg.Timeouts.IdleTransaction != 0 {
+		idle, err := s.awaitNext()
+		return idle, false, err
+	}
+	if s.mode == config.PoolModeSession || len(s.b.msgs) > 0 {
+		return nil, false, nil // the read of the message waits
+	}
+	for {
+		s.parkMu.Lock()
+		s.parkState = parkWaiting
+		s.parkMu.Unlock()
+		_, err := s.in.br.Peek(1)
+		s.parkMu.Lock()
+		requested := s.parkState == parkRequested
+		s.parkState = parkBusy
+		s.parkMu.Unlock()
+		if requested {
+			s.readDeadlineOff()
+		}
+		switch {
+		case err == nil:
+			s.seen.Store(s.r.parker.generation())
+			return nil, false, nil
+		case !requested || s.kicked.Load() != nil || !errors.Is(err, os.ErrDeadlineExceeded):
+			return nil, false, err
+		}
+		if s.parkable() && s.parkNow() {
+			return nil, true, nil
+		}
+		// Not now (a transaction is open, or an answer is on its way): the
+		// next scan asks again.
+	}
+}
+
+// parkable reports whether the session may give its goroutine up while it
+// waits: transaction mode, no server connection, nothing half-sent.
+func (s *Session) parkable() bool {
+	if s.mode == config.PoolModeSession || len(s.b.msgs) > 0 || len(s.b.local) > 0 || s.extOpen || s.copyIn || s.kicked.Load() != nil {
+		return false
+	}
+	if s.cur != nil {
+		if s.cur.LinkedTo(s.client) {
+			return false // a transaction, a pin, or an answer on its way
+		}
+		s.switchLease() // the last unit's lease ended already
+	}
+	return true
+}
+
+// parkNow parks the session: its buffers go, and its connection waits in
+// the parker's epoll set. False if it could not park.
+func (s *Session) parkNow() bool {
+	s.b.buf = nil
+	s.in = clientReader{}
+	s.parkMu.Lock()
+	s.parkState = parkParked
+	s.parkMu.Unlock()
+	s.r.wg.Add(1) // for the goroutine that resumes the session
+	if !s.r.parker.park(s) {
+		s.r.wg.Done()
+		s.parkMu.Lock()
+		s.parkState = parkBusy
+		s.parkMu.Unlock()
+		s.in = newClientReader(s.conn)
+		return false
+	}
+	if s.kicked.Load() != nil {
+		s.r.parker.unpark(s) // kicked while parking: its kick found nothing to wake
+	}
+	return true
+}
+
+// readDeadlineOff undoes the deadline a park request set, without undoing
+// a kick's.
+func (s *Session) readDeadlineOff() {
+	s.conn.SetReadDeadline(time.Time{})
+	if s.kicked.Load() != nil {
+		s.conn.SetReadDeadline(time.Unix(1, 0))
+	}
+}
+
 // awaitNext waits for the client's next message to begin, as long as the
 // client may idle. It returns the FATAL to end the session with when the
 // client idled too long, or the read's error.
 func (s *Session) awaitNext() (*wire.Error, error) {
-	if s.in.buffered() > 0 || !s.idleTimed && s.cfg.Timeouts.ClientIdle == 0 && s.cfg.Timeouts.IdleTransaction == 0 {
-		return nil, nil
-	}
 	for {
 		limit, e, busy := s.idleLimit()
 		if limit == 0 {

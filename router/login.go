@@ -19,7 +19,12 @@ import (
 
 // serveConn runs one client connection from its first byte to its end.
 func (r *Router) serveConn(nc net.Conn) {
-	defer nc.Close()
+	parked := false // the session went on without this goroutine, which must not end it
+	defer func() {
+		if !parked {
+			nc.Close()
+		}
+	}()
 	st := r.state.Load()
 	cfg := st.cfg
 	if cfg.Timeouts.ClientLogin > 0 {
@@ -38,7 +43,11 @@ func (r *Router) serveConn(nc net.Conn) {
 		r.log.Debug("client startup refused", "addr", nc.RemoteAddr().String(), "err", err)
 		return
 	}
-	defer conn.Close()
+	defer func() {
+		if !parked {
+			conn.Close()
+		}
+	}()
 	if startup.Cancel != nil {
 		r.cancel(*startup.Cancel)
 		return
@@ -47,7 +56,11 @@ func (r *Router) serveConn(nc net.Conn) {
 		wire.WriteFatal(conn, wire.Fatalf(wire.CodeTooManyConnections, "no more connections allowed (max_client_conn %d)", cfg.Pool.MaxClientConn))
 		return
 	}
-	defer r.leave()
+	defer func() {
+		if !parked {
+			r.leave()
+		}
+	}()
 	if r.serveReserved(conn, st, startup) {
 		return
 	}
@@ -61,8 +74,8 @@ func (r *Router) serveConn(nc net.Conn) {
 			"user", startup.Params["user"], "database", startup.Params["database"], "code", e.Code, "err", e.Message)
 		return
 	}
-	defer r.unregister(s)
 	if !stopLogin() {
+		r.unregister(s)
 		return // shutdown began during the login
 	}
 	conn.SetDeadline(time.Time{})
@@ -70,7 +83,17 @@ func (r *Router) serveConn(nc net.Conn) {
 		// Kicked while logging in: the kick's deadline was just undone.
 		conn.SetReadDeadline(time.Unix(1, 0))
 	}
-	s.run()
+	s.finish = func() {
+		r.unregister(s)
+		r.leave()
+		conn.Close()
+		nc.Close()
+	}
+	if s.serve() {
+		parked = true // the goroutine that resumes it ends it: s.finish
+		return
+	}
+	r.unregister(s)
 }
 
 func (r *Router) admit() bool {

@@ -43,6 +43,8 @@ type Router struct {
 	stop context.CancelFunc
 	wg   sync.WaitGroup // one per session and per Serve
 
+	parker *parker // idle clients without goroutines
+
 	mu       sync.Mutex
 	sessions map[wire.CancelKey]*Session // by the cancel key pgswitch gave out
 	clients  int
@@ -69,7 +71,12 @@ func New(cfg *config.Config, log *slog.Logger) (*Router, error) {
 		Unusable: func(addr, reason string) { r.pools.DisconnectServer(addr, reason) },
 	}, log)
 	r.replay = health.NewReplay(ctx, r.checker.PollReplay)
-	r.wg.Add(3)
+	r.parker = newParker(r)
+	r.wg.Add(4)
+	go func() {
+		defer r.wg.Done()
+		r.parker.run()
+	}()
 	go func() {
 		defer r.wg.Done()
 		r.checker.Run(ctx)

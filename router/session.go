@@ -112,6 +112,17 @@ type Session struct {
 	// idleTimed: the client's read deadline is set for an idle limit.
 	idleTimed bool
 	done      chan struct{} // closed when the session has ended and is unregistered
+
+	// Parking (park_linux.go).
+	conn      net.Conn      // the client connection, for a reader made anew after parking
+	seen      atomic.Uint64 // the parker's generation when the session last handled a batch
+	parkMu    sync.Mutex
+	parkState int    // guarded by parkMu
+	parkID    uint64 // while parked: the session's key in the parker
+	parkFD    int    // while parked: the descriptor in the epoll set
+	// finish ends a session that parked: what its first goroutine would
+	// have done on leaving (unregister, close, count out).
+	finish func()
 }
 
 func newSession(r *Router, conn net.Conn, cfg *config.Config, db *config.Database, u *config.User, startup map[string]string) *Session {
@@ -123,6 +134,7 @@ func newSession(r *Router, conn net.Conn, cfg *config.Config, db *config.Databas
 		mode:    cfg.PoolModeFor(db, u),
 		startup: startup,
 		client:  pool.NewClient(conn),
+		conn:    conn,
 		in:      newClientReader(conn),
 		dbs:     r.database(db.Name),
 		state:   track.NewClient(startupSets(startup)),
@@ -135,40 +147,67 @@ func newSession(r *Router, conn net.Conn, cfg *config.Config, db *config.Databas
 	return s
 }
 
-// run reads the client's messages until it leaves, and sends them on in
-// batches: what the client wrote before waiting for an answer.
-func (s *Session) run() {
-	defer s.end()
+// serve runs the session until the client leaves, or until it parks
+// (true): then its goroutine is given up, and resume carries on in another.
+func (s *Session) serve() (parked bool) {
+	if s.run() {
+		return true
+	}
+	s.end()
+	return false
+}
+
+// resume carries on a session that parked, in a goroutine of its own, when
+// its client wrote (or it was kicked).
+func (s *Session) resume() {
+	defer s.r.wg.Done()
+	s.in = newClientReader(s.conn)
+	if s.kicked.Load() != nil {
+		s.conn.SetReadDeadline(time.Unix(1, 0))
+	}
+	if s.serve() {
+		return
+	}
+	s.finish()
+}
+
+// run reads the client's messages until it leaves (or parks: true), and
+// sends them on in batches: what the client wrote before waiting for an
+// answer.
+func (s *Session) run() (parked bool) {
 	maxMsg := s.cfg.Limits.MaxMessageSize
 	for {
-		idle, err := s.awaitNext()
+		idle, park, err := s.waitMessage()
+		if park {
+			return true
+		}
 		if idle != nil {
 			s.idleOut(idle)
-			return
+			return false
 		}
 		if err != nil {
 			s.readFailed(err)
-			return
+			return false
 		}
 		h, err := s.in.next(maxMsg)
 		if err != nil {
 			s.readFailed(err)
-			return
+			return false
 		}
 		switch h.Type {
 		case 'X':
 			s.sendBatch()
-			return
+			return false
 		case 'Q', 'P', 'B', 'D', 'E', 'C', 'S', 'H', 'F', 'd', 'c', 'f':
 		default:
 			s.sendBatch()
 			s.fatal(wire.Fatalf(wire.CodeProtocolViolation, "invalid frontend message type %d", h.Type))
-			return
+			return false
 		}
 		start := len(s.b.buf)
 		if s.b.buf, err = s.in.appendMessage(s.b.buf, h); err != nil {
 			s.readFailed(err)
-			return
+			return false
 		}
 		s.b.msgs = append(s.b.msgs, span{typ: h.Type, start: start, end: len(s.b.buf)})
 		if s.in.buffered() == 0 || len(s.b.buf) >= batchFlushAt {
@@ -320,6 +359,7 @@ func (s *Session) kick(e *wire.Error) {
 	s.kicked.CompareAndSwap(nil, e)
 	s.client.Conn().SetReadDeadline(time.Unix(1, 0))
 	s.queue.cancelWait()
+	s.r.parker.unpark(s) // a parked session has no read to wake
 }
 
 // end gives the server connection back: reset in session mode and when

@@ -258,6 +258,9 @@ func (c *clientConn) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// Unwrap returns the connection whose traffic c counts.
+func (c *clientConn) Unwrap() net.Conn { return c.Conn }
+
 // countBytes wraps a client connection of database db so that its traffic
 // is counted.
 func (r *Router) countBytes(conn net.Conn, db string) net.Conn {
@@ -266,6 +269,9 @@ func (r *Router) countBytes(conn net.Conn, db string) net.Conn {
 	}
 	return &clientConn{Conn: conn, stats: r.Stats(db), connected: time.Now()}
 }
+
+// Parked is how many idle clients wait without a goroutine of their own.
+func (r *Router) Parked() int { return r.parker.parked() }
 
 // ClientInfo describes one client session for SHOW CLIENTS.
 type ClientInfo struct {
