@@ -147,7 +147,8 @@ type Health struct {
 	Fall      int           `yaml:"fall"`      // default 3
 	Rise      int           `yaml:"rise"`      // default 2
 	Timeout   time.Duration `yaml:"timeout"`   // default 2s; connect + query
-	// User and Password used by health checks; default: the first configured user.
+	// User and Password used by health checks; default: the first configured
+	// user. Load stores Password SASLprep-prepared, as ServerPasswordValue.
 	User     string `yaml:"user"`
 	Password string `yaml:"password"`
 }

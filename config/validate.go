@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pgswitch/pgswitch/wire/saslprep"
 )
 
 func (c *Config) setDefaults() {
@@ -71,6 +73,8 @@ func (c *Config) setDefaults() {
 	}
 	if h.Password == "" && c.Users[h.User] != nil {
 		h.Password = c.Users[h.User].ServerPasswordValue()
+	} else {
+		h.Password = serverPassword(h.Password)
 	}
 	for name, db := range c.Databases {
 		if db == nil {
@@ -312,13 +316,24 @@ func (u *User) PasswordKind() PasswordKind {
 	return PasswordPlain
 }
 
-// ServerPasswordValue is the password pgswitch logs in to servers with.
+// ServerPasswordValue is the password pgswitch logs in to servers with,
+// SASLprep-prepared as libpq prepares it for SCRAM (see serverPassword).
 func (u *User) ServerPasswordValue() string {
 	if u.ServerPassword != "" {
-		return u.ServerPassword
+		return serverPassword(u.ServerPassword)
 	}
-	return u.Password
+	return serverPassword(u.Password)
 }
+
+// serverPassword returns the form of password p that pgswitch hands to
+// pgconn for a server login. A PostgreSQL server derives SCRAM keys from
+// the password's SASLprep form (U+2168 "Ⅸ" is "IX"), and pgconn prepares
+// it with PRECIS OpaqueString instead, which keeps such characters; given
+// the SASLprep form, which OpaqueString leaves alone, pgconn proves what
+// the server expects. The cost: an md5 or cleartext login to a role whose
+// password is stored as an md5 hash gets the prepared form too, which
+// differs from the one hashed only for passwords that SASLprep changes.
+func serverPassword(p string) string { return saslprep.Password(p) }
 
 // PoolModeFor is the pool mode of db for u: the database's setting wins
 // over the user's, which wins over the global one.

@@ -270,6 +270,10 @@ func TestServerPasswordValue(t *testing.T) {
 		{"SCRAM verifier", withUser("password: '" + scramVerifier + "', server_password: clear-pw"), "clear-pw"},
 		{"md5 verifier", withUser("password: " + md5Verifier32 + ", server_password: clear-pw"), "clear-pw"},
 		{"plain password with a different server password", withUser("password: client-pw, server_password: server-pw"), "server-pw"},
+		// As libpq sends it for SCRAM: PostgreSQL hashed the SASLprep form.
+		{"password SASLprep maps", withUser(`password: "\u2168-pw"`), "IX-pw"},
+		{"server password SASLprep maps", withUser(`password: client-pw, server_password: "\uff50\u00adw"`), "pw"},
+		{"password SASLprep refuses: the raw bytes", withUser(`password: "\u2168\u05d0"`), "\u2168\u05d0"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := mustParse(t, tc.yaml)
@@ -281,5 +285,12 @@ func TestServerPasswordValue(t *testing.T) {
 				t.Errorf("health.password: got %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestHealthPasswordPrepared(t *testing.T) {
+	cfg := mustParse(t, withUser("password: pw")+"health: {user: monitor, password: \"mon-\u2168\"}\n")
+	if got, want := cfg.Health.Password, "mon-IX"; got != want {
+		t.Errorf("health.password: got %q, want %q", got, want)
 	}
 }

@@ -14,11 +14,10 @@ import (
 	"io"
 	"strconv"
 	"strings"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgproto3"
-	"golang.org/x/text/unicode/norm"
+
+	"github.com/pgswitch/pgswitch/wire/saslprep"
 )
 
 // MaxAuthMessageSize bounds the body of a client message during
@@ -188,9 +187,10 @@ func (s Secret) scramKeys() (keys scramKeys, mock error, err error) {
 	return scramKeys{salt: random[:16], iterations: scramIterations, storedKey: random[16:48], serverKey: random[48:]}, mock, nil
 }
 
-// deriveSCRAMKeys computes a verifier from a password (RFC 5802 §3).
+// deriveSCRAMKeys computes a verifier from a password (RFC 5802 §3),
+// SASLprep-prepared as PostgreSQL and libpq prepare it.
 func deriveSCRAMKeys(password string, salt []byte, iterations int) (scramKeys, error) {
-	salted, err := pbkdf2.Key(sha256.New, normalizePassword(password), salt, iterations, sha256.Size)
+	salted, err := pbkdf2.Key(sha256.New, saslprep.Password(password), salt, iterations, sha256.Size)
 	if err != nil {
 		return scramKeys{}, err
 	}
@@ -217,76 +217,6 @@ func (k scramKeys) verify(authMessage string, proof []byte) bool {
 func (k scramKeys) serverFinal(authMessage string) string {
 	return "v=" + base64.StdEncoding.EncodeToString(hmacSHA256(k.serverKey, authMessage))
 }
-
-// normalizePassword prepares a password for SCRAM as PostgreSQL's
-// pg_saslprep does (RFC 4013 SASLprep), so that libpq clients, which apply
-// the same, get in: non-ASCII spaces become spaces, characters "mapped to
-// nothing" go, then NFKC. Where SASLprep would prohibit a character,
-// PostgreSQL uses the raw bytes, and so do we. Not checked: the bidi rule
-// and Unicode 3.2's unassigned code points (both also fall back in
-// PostgreSQL, so only exotic passwords can differ).
-func normalizePassword(p string) string {
-	ascii := true
-	for i := 0; i < len(p); i++ {
-		if p[i] >= utf8.RuneSelf {
-			ascii = false
-			break
-		}
-	}
-	if ascii || !utf8.ValidString(p) {
-		return p
-	}
-	mapped := make([]rune, 0, len(p))
-	for _, r := range p {
-		switch {
-		case unicode.Is(saslprepNonASCIISpace, r): // before B.1, which shares U+200B
-			mapped = append(mapped, ' ')
-		case unicode.Is(saslprepMappedToNothing, r):
-		default:
-			mapped = append(mapped, r)
-		}
-	}
-	out := norm.NFKC.String(string(mapped))
-	for _, r := range out {
-		if saslprepProhibited(r) {
-			return p // PostgreSQL's fallback
-		}
-	}
-	return out
-}
-
-// saslprepProhibited approximates RFC 4013 §2.3 (RFC 3454 tables C.1.2 to
-// C.9) with Unicode categories: controls, format characters, private use,
-// surrogates, line and paragraph separators, non-characters, and the few
-// code points listed by hand.
-func saslprepProhibited(r rune) bool {
-	return unicode.Is(saslprepNonASCIISpace, r) ||
-		unicode.In(r, unicode.Cc, unicode.Cf, unicode.Co, unicode.Cs, unicode.Zl, unicode.Zp) ||
-		r >= 0xfdd0 && r <= 0xfdef || r&0xfffe == 0xfffe ||
-		r >= 0xfff9 && r <= 0xfffd || r >= 0x2ff0 && r <= 0x2ffb || r == 0x0340 || r == 0x0341
-}
-
-// saslprepMappedToNothing is RFC 3454 table B.1.
-var saslprepMappedToNothing = &unicode.RangeTable{R16: []unicode.Range16{
-	{Lo: 0x00ad, Hi: 0x00ad, Stride: 1},
-	{Lo: 0x034f, Hi: 0x034f, Stride: 1},
-	{Lo: 0x1806, Hi: 0x1806, Stride: 1},
-	{Lo: 0x180b, Hi: 0x180d, Stride: 1},
-	{Lo: 0x200b, Hi: 0x200d, Stride: 1},
-	{Lo: 0x2060, Hi: 0x2060, Stride: 1},
-	{Lo: 0xfe00, Hi: 0xfe0f, Stride: 1},
-	{Lo: 0xfeff, Hi: 0xfeff, Stride: 1},
-}}
-
-// saslprepNonASCIISpace is RFC 3454 table C.1.2.
-var saslprepNonASCIISpace = &unicode.RangeTable{R16: []unicode.Range16{
-	{Lo: 0x00a0, Hi: 0x00a0, Stride: 1},
-	{Lo: 0x1680, Hi: 0x1680, Stride: 1},
-	{Lo: 0x2000, Hi: 0x200b, Stride: 1},
-	{Lo: 0x202f, Hi: 0x202f, Stride: 1},
-	{Lo: 0x205f, Hi: 0x205f, Stride: 1},
-	{Lo: 0x3000, Hi: 0x3000, Stride: 1},
-}}
 
 func hmacSHA256(key []byte, msg string) []byte {
 	h := hmac.New(sha256.New, key)
