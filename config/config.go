@@ -106,6 +106,12 @@ type Timeouts struct {
 type Limits struct {
 	// MaxMessageSize bounds one protocol message from a client (default 64 MiB).
 	MaxMessageSize int `yaml:"max_message_size"`
+	// MaxConcurrentAuth bounds how many client logins compute their
+	// authentication (SCRAM or md5 checks) at once; more wait their turn,
+	// which comes within microseconds. Waiting for a client's answer holds
+	// no turn. Default: half of GOMAXPROCS, at least 1, so that a login
+	// flood leaves the other CPUs to the clients already in.
+	MaxConcurrentAuth int `yaml:"max_concurrent_auth"`
 }
 
 // Routing settings for the read/write split.

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -52,6 +53,7 @@ func (c *Config) setDefaults() {
 	defDur(&t.Shutdown, 30*time.Second)
 	defDur(&t.Pause, 60*time.Second)
 	defInt(&c.Limits.MaxMessageSize, 64<<20)
+	defInt(&c.Limits.MaxConcurrentAuth, max(1, runtime.GOMAXPROCS(0)/2))
 	def(&c.Routing.LoadBalance, "round_robin")
 	defInt(&c.Routing.CacheSize, 10000)
 	defDur(&c.Routing.VolatileRefresh, time.Minute)
@@ -181,6 +183,9 @@ func (c *Config) validate(errs *[]error) {
 	}
 	if c.Limits.MaxMessageSize < 1024 {
 		bad("limits.max_message_size", "must be at least 1024 bytes, got %d", c.Limits.MaxMessageSize)
+	}
+	if c.Limits.MaxConcurrentAuth < 1 {
+		bad("limits.max_concurrent_auth", "must be at least 1, got %d", c.Limits.MaxConcurrentAuth)
 	}
 	oneOf("routing.load_balance", c.Routing.LoadBalance, "round_robin", "least_connections", "random")
 	oneOf("routing.consistency", string(c.Routing.Consistency), string(ConsistencyCausal), string(ConsistencySession), string(ConsistencyEventual))

@@ -96,7 +96,7 @@ func (r *Router) adminLogin(conn net.Conn, st *state, startup *wire.Startup) (*A
 	if u == nil {
 		return nil, wire.Fatalf(wire.CodeInvalidAuthorizationSpecification, "role %q does not exist", userName)
 	}
-	if err := authenticate(conn, cfg, u, st.secrets[userName]); err != nil {
+	if err := r.authenticate(conn, cfg, u, st.secrets[userName]); err != nil {
 		return nil, err
 	}
 	admin := slices.Contains(cfg.Admin.Users, userName)

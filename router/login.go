@@ -1,6 +1,7 @@
 package router
 
 import (
+	"context"
 	"errors"
 	"net"
 	"slices"
@@ -92,7 +93,7 @@ func (r *Router) login(conn net.Conn, st *state, startup *wire.Startup) (*Sessio
 	if db == nil {
 		return nil, wire.Fatalf(wire.CodeInvalidCatalogName, "database %q does not exist", dbName)
 	}
-	if err := authenticate(conn, cfg, u, st.secrets[userName]); err != nil {
+	if err := r.authenticate(conn, cfg, u, st.secrets[userName]); err != nil {
 		return nil, err
 	}
 
@@ -123,18 +124,32 @@ func (r *Router) login(conn net.Conn, st *state, startup *wire.Startup) (*Sessio
 	return s, nil
 }
 
-func authenticate(conn net.Conn, cfg *config.Config, u *config.User, secret wire.Secret) error {
-	switch cfg.AuthFor(u) {
-	case config.AuthTrust:
+// authenticate runs the client's authentication exchange on conn. Its
+// computations take turns of loginTurns (limits.max_concurrent_auth);
+// waiting for the client holds none.
+func (r *Router) authenticate(conn net.Conn, cfg *config.Config, u *config.User, secret wire.Secret) error {
+	method := cfg.AuthFor(u)
+	if method == config.AuthTrust {
 		return nil
-	case config.AuthMD5:
-		if secret.CanMD5() {
-			return wire.AuthenticateMD5(conn, u.Name, secret)
-		}
+	}
+	ctx, cancel := context.WithTimeout(r.ctx, cfg.Timeouts.ClientLogin)
+	defer cancel()
+	tc := &turnConn{Conn: conn, turns: &loginTurns, ctx: ctx, limit: cfg.Limits.MaxConcurrentAuth}
+	var err error
+	if method == config.AuthMD5 && secret.CanMD5() {
+		err = wire.AuthenticateMD5(tc, u.Name, secret)
+	} else {
 		// As PostgreSQL does: md5 asked, but only a SCRAM verifier known.
-		return wire.AuthenticateSCRAM(conn, u.Name, secret)
+		err = wire.AuthenticateSCRAM(tc, u.Name, secret)
+	}
+	tc.release()
+	switch {
+	case tc.err == nil:
+		return err
+	case r.ctx.Err() != nil:
+		return wire.Fatalf(wire.CodeAdminShutdown, "pgswitch is shutting down")
 	default:
-		return wire.AuthenticateSCRAM(conn, u.Name, secret)
+		return wire.Fatalf(wire.CodeTooManyConnections, "too many logins in progress (limits.max_concurrent_auth %d)", tc.limit).WithCause(tc.err)
 	}
 }
 
