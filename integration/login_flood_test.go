@@ -31,8 +31,11 @@ func TestLoginFlood(t *testing.T) {
 	var wg sync.WaitGroup
 	var refused atomic.Int64
 	errs := make(chan error, 8)
-	for range 8 {
+	for i := range 8 {
 		user := cl.User
+		if i%2 == 1 {
+			user = fmt.Sprintf("nobody_%d", i) // refused as a wrong password
+		}
 		wg.Go(func() {
 			for n := 0; n < 5000; n++ {
 				select {
