@@ -113,6 +113,12 @@ type Limits struct {
 	// MaxClientStatementBytes the bytes they hold (default 16 MiB).
 	MaxClientStatements     int `yaml:"max_client_statements"`
 	MaxClientStatementBytes int `yaml:"max_client_statement_bytes"`
+	// MaxConcurrentAuth bounds how many client logins compute their
+	// authentication (SCRAM or md5 checks) at once; more wait their turn,
+	// which comes within microseconds. Waiting for a client's answer holds
+	// no turn. Default: half of GOMAXPROCS, at least 1, so that a login
+	// flood leaves the other CPUs to the clients already in.
+	MaxConcurrentAuth int `yaml:"max_concurrent_auth"`
 }
 
 // Routing settings for the read/write split.
@@ -154,7 +160,8 @@ type Health struct {
 	Fall      int           `yaml:"fall"`      // default 3
 	Rise      int           `yaml:"rise"`      // default 2
 	Timeout   time.Duration `yaml:"timeout"`   // default 2s; connect + query
-	// User and Password used by health checks; default: the first configured user.
+	// User and Password used by health checks; default: the first configured
+	// user. Load stores Password SASLprep-prepared, as ServerPasswordValue.
 	User     string `yaml:"user"`
 	Password string `yaml:"password"`
 }

@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -43,6 +44,7 @@ func TestParseDefaults(t *testing.T) {
 		{"limits.max_message_size", cfg.Limits.MaxMessageSize, 64 << 20},
 		{"limits.max_client_statements", cfg.Limits.MaxClientStatements, 10000},
 		{"limits.max_client_statement_bytes", cfg.Limits.MaxClientStatementBytes, 16 << 20},
+		{"limits.max_concurrent_auth", cfg.Limits.MaxConcurrentAuth, max(1, runtime.GOMAXPROCS(0)/2)},
 		{"routing.load_balance", cfg.Routing.LoadBalance, "round_robin"},
 		{"routing.max_replica_lag_bytes", cfg.Routing.MaxReplicaLagBytes, int64(0)},
 		{"routing.max_replica_lag", cfg.Routing.MaxReplicaLag, time.Duration(0)},
@@ -90,7 +92,7 @@ auth_type: md5
 server_tls_mode: verify-full
 metrics_listen: 127.0.0.1:9187
 pool: {size: 4, min_idle: 2, max_client_conn: 50, reset_query: "RESET ALL", max_prepared_statements: 10}
-limits: {max_message_size: 4096}
+limits: {max_message_size: 4096, max_concurrent_auth: 3}
 routing: {load_balance: least_connections, max_replica_lag_bytes: 1048576, write_functions: [audit_log, bump], cache_size: 5}
 health: {fall: 5, rise: 4, user: monitor, password: mon}
 databases:
@@ -118,6 +120,7 @@ users:
 		{"pool.reset_query", cfg.Pool.ResetQuery, "RESET ALL"},
 		{"pool.max_prepared_statements", cfg.Pool.MaxPreparedStatements, 10},
 		{"limits.max_message_size", cfg.Limits.MaxMessageSize, 4096},
+		{"limits.max_concurrent_auth", cfg.Limits.MaxConcurrentAuth, 3},
 		{"routing.load_balance", cfg.Routing.LoadBalance, "least_connections"},
 		{"routing.max_replica_lag_bytes", cfg.Routing.MaxReplicaLagBytes, int64(1048576)},
 		{"routing.write_functions", strings.Join(cfg.Routing.WriteFunctions, ","), "audit_log,bump"},

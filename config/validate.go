@@ -6,10 +6,13 @@ import (
 	"net"
 	"os"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pgswitch/pgswitch/wire/saslprep"
 )
 
 func (c *Config) setDefaults() {
@@ -52,6 +55,7 @@ func (c *Config) setDefaults() {
 	defInt(&c.Limits.MaxMessageSize, 64<<20)
 	defInt(&c.Limits.MaxClientStatements, 10000)
 	defInt(&c.Limits.MaxClientStatementBytes, 16<<20)
+	defInt(&c.Limits.MaxConcurrentAuth, max(1, runtime.GOMAXPROCS(0)/2))
 	def(&c.Routing.LoadBalance, "round_robin")
 	defInt(&c.Routing.CacheSize, 10000)
 	defDur(&c.Routing.VolatileRefresh, time.Minute)
@@ -73,6 +77,8 @@ func (c *Config) setDefaults() {
 	}
 	if h.Password == "" && c.Users[h.User] != nil {
 		h.Password = c.Users[h.User].ServerPasswordValue()
+	} else {
+		h.Password = serverPassword(h.Password)
 	}
 	for name, db := range c.Databases {
 		if db == nil {
@@ -182,6 +188,9 @@ func (c *Config) validate(errs *[]error) {
 	}
 	if c.Limits.MaxMessageSize < 1024 {
 		bad("limits.max_message_size", "must be at least 1024 bytes, got %d", c.Limits.MaxMessageSize)
+	}
+	if c.Limits.MaxConcurrentAuth < 1 {
+		bad("limits.max_concurrent_auth", "must be at least 1, got %d", c.Limits.MaxConcurrentAuth)
 	}
 	oneOf("routing.load_balance", c.Routing.LoadBalance, "round_robin", "least_connections", "random")
 	oneOf("routing.consistency", string(c.Routing.Consistency), string(ConsistencyCausal), string(ConsistencySession), string(ConsistencyEventual))
@@ -317,13 +326,24 @@ func (u *User) PasswordKind() PasswordKind {
 	return PasswordPlain
 }
 
-// ServerPasswordValue is the password pgswitch logs in to servers with.
+// ServerPasswordValue is the password pgswitch logs in to servers with,
+// SASLprep-prepared as libpq prepares it for SCRAM (see serverPassword).
 func (u *User) ServerPasswordValue() string {
 	if u.ServerPassword != "" {
-		return u.ServerPassword
+		return serverPassword(u.ServerPassword)
 	}
-	return u.Password
+	return serverPassword(u.Password)
 }
+
+// serverPassword returns the form of password p that pgswitch hands to
+// pgconn for a server login. A PostgreSQL server derives SCRAM keys from
+// the password's SASLprep form (U+2168 "Ⅸ" is "IX"), and pgconn prepares
+// it with PRECIS OpaqueString instead, which keeps such characters; given
+// the SASLprep form, which OpaqueString leaves alone, pgconn proves what
+// the server expects. The cost: an md5 or cleartext login to a role whose
+// password is stored as an md5 hash gets the prepared form too, which
+// differs from the one hashed only for passwords that SASLprep changes.
+func serverPassword(p string) string { return saslprep.Password(p) }
 
 // PoolModeFor is the pool mode of db for u: the database's setting wins
 // over the user's, which wins over the global one.

@@ -73,6 +73,7 @@ func TestValidationErrors(t *testing.T) {
 
 		// limits, routing
 		{"limits.max_message_size too small", minimal + "limits: {max_message_size: 1023}\n", []string{"limits.max_message_size: must be at least 1024 bytes, got 1023"}},
+		{"limits.max_concurrent_auth negative", minimal + "limits: {max_concurrent_auth: -1}\n", []string{"limits.max_concurrent_auth: must be at least 1, got -1"}},
 		{"routing.load_balance", minimal + "routing: {load_balance: weighted}\n", []string{`routing.load_balance: must be one of "round_robin", "least_connections", "random", got "weighted"`}},
 		{"routing.max_replica_lag_bytes negative", minimal + "routing: {max_replica_lag_bytes: -1}\n", []string{"routing.max_replica_lag_bytes: must not be negative, got -1"}},
 		{"routing.cache_size negative", minimal + "routing: {cache_size: -1}\n", []string{"routing.cache_size: must not be negative, got -1"}},
@@ -270,6 +271,10 @@ func TestServerPasswordValue(t *testing.T) {
 		{"SCRAM verifier", withUser("password: '" + scramVerifier + "', server_password: clear-pw"), "clear-pw"},
 		{"md5 verifier", withUser("password: " + md5Verifier32 + ", server_password: clear-pw"), "clear-pw"},
 		{"plain password with a different server password", withUser("password: client-pw, server_password: server-pw"), "server-pw"},
+		// As libpq sends it for SCRAM: PostgreSQL hashed the SASLprep form.
+		{"password SASLprep maps", withUser(`password: "\u2168-pw"`), "IX-pw"},
+		{"server password SASLprep maps", withUser(`password: client-pw, server_password: "\uff50\u00adw"`), "pw"},
+		{"password SASLprep refuses: the raw bytes", withUser(`password: "\u2168\u05d0"`), "\u2168\u05d0"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := mustParse(t, tc.yaml)
@@ -281,5 +286,12 @@ func TestServerPasswordValue(t *testing.T) {
 				t.Errorf("health.password: got %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestHealthPasswordPrepared(t *testing.T) {
+	cfg := mustParse(t, withUser("password: pw")+"health: {user: monitor, password: \"mon-\u2168\"}\n")
+	if got, want := cfg.Health.Password, "mon-IX"; got != want {
+		t.Errorf("health.password: got %q, want %q", got, want)
 	}
 }

@@ -21,8 +21,10 @@ func TestLoginRefusals(t *testing.T) {
 		name, user, password, db, code string
 	}{
 		{"wrong password", cl.User, "not-the-password", db, "28P01"},
-		{"unknown user", "nobody_here", "x", db, "28000"},
+		// As PostgreSQL: a password exchange first (TestUnknownRoleOrDatabase).
+		{"unknown user", "nobody_here", "x", db, "28P01"},
 		{"unknown database", cl.User, cl.Password, "no_such_db", "3D000"},
+		{"unknown database, wrong password", cl.User, "not-the-password", "no_such_db", "28P01"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

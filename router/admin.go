@@ -93,10 +93,7 @@ func (r *Router) adminLogin(conn net.Conn, st *state, startup *wire.Startup) (*A
 	cfg := st.cfg
 	userName := startup.Params["user"]
 	u := cfg.Users[userName]
-	if u == nil {
-		return nil, wire.Fatalf(wire.CodeInvalidAuthorizationSpecification, "role %q does not exist", userName)
-	}
-	if err := authenticate(conn, cfg, u, st.secrets[userName]); err != nil {
+	if err := r.authenticate(conn, cfg, userName, u, st.secrets[userName]); err != nil {
 		return nil, err
 	}
 	admin := slices.Contains(cfg.Admin.Users, userName)

@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"slices"
 	"strings"
@@ -120,15 +121,14 @@ func (r *Router) login(conn net.Conn, st *state, startup *wire.Startup) (*Sessio
 	userName := startup.Params["user"]
 	dbName := startup.Params["database"]
 	u := cfg.Users[userName]
-	if u == nil {
-		return nil, wire.Fatalf(wire.CodeInvalidAuthorizationSpecification, "role %q does not exist", userName)
+	if err := r.authenticate(conn, cfg, userName, u, st.secrets[userName]); err != nil {
+		return nil, err
 	}
 	db := cfg.Databases[dbName]
 	if db == nil {
-		return nil, wire.Fatalf(wire.CodeInvalidCatalogName, "database %q does not exist", dbName)
-	}
-	if err := authenticate(conn, cfg, u, st.secrets[userName]); err != nil {
-		return nil, err
+		// As PostgreSQL: the database is looked up once the client is
+		// authenticated, and told so.
+		return nil, authenticatedButRefused(conn, wire.Fatalf(wire.CodeInvalidCatalogName, "database %q does not exist", dbName))
 	}
 
 	s := newSession(r, conn, cfg, db, u, startup.Params)
@@ -158,19 +158,58 @@ func (r *Router) login(conn net.Conn, st *state, startup *wire.Startup) (*Sessio
 	return s, nil
 }
 
-func authenticate(conn net.Conn, cfg *config.Config, u *config.User, secret wire.Secret) error {
-	switch cfg.AuthFor(u) {
-	case config.AuthTrust:
-		return nil
-	case config.AuthMD5:
-		if secret.CanMD5() {
-			return wire.AuthenticateMD5(conn, u.Name, secret)
+// authenticate runs the client's authentication exchange on conn for the
+// user it named, u being that user's configuration (nil: none). Its
+// computations take turns of loginTurns (limits.max_concurrent_auth);
+// waiting for the client holds none.
+//
+// As PostgreSQL does, a client learns that a role does not exist only
+// where no password is asked (trust: 28000). Otherwise the exchange runs
+// against a mock secret and ends as a wrong password does, 28P01, and only
+// pgswitch's log says why.
+func (r *Router) authenticate(conn net.Conn, cfg *config.Config, name string, u *config.User, secret wire.Secret) error {
+	method := cfg.AuthFor(u)
+	if method == config.AuthTrust {
+		if u == nil {
+			return authenticatedButRefused(conn, wire.Fatalf(wire.CodeInvalidAuthorizationSpecification, "role %q does not exist", name))
 		}
-		// As PostgreSQL does: md5 asked, but only a SCRAM verifier known.
-		return wire.AuthenticateSCRAM(conn, u.Name, secret)
-	default:
-		return wire.AuthenticateSCRAM(conn, u.Name, secret)
+		return nil
 	}
+	ctx, cancel := context.WithTimeout(r.ctx, cfg.Timeouts.ClientLogin)
+	defer cancel()
+	tc := &turnConn{Conn: conn, turns: &loginTurns, ctx: ctx, limit: cfg.Limits.MaxConcurrentAuth}
+	var err error
+	if method == config.AuthMD5 && (u == nil || secret.CanMD5()) {
+		// An unknown user gets the exchange the known ones get. (PostgreSQL
+		// picks by password_encryption, the kind most of its roles have.)
+		err = wire.AuthenticateMD5(tc, name, secret)
+	} else {
+		// As PostgreSQL does: md5 asked, but only a SCRAM verifier known.
+		err = wire.AuthenticateSCRAM(tc, name, secret)
+	}
+	tc.release()
+	switch {
+	case tc.err == nil:
+	case r.ctx.Err() != nil:
+		return wire.Fatalf(wire.CodeAdminShutdown, "pgswitch is shutting down")
+	default:
+		return wire.Fatalf(wire.CodeTooManyConnections, "too many logins in progress (limits.max_concurrent_auth %d)", tc.limit).WithCause(tc.err)
+	}
+	if u == nil && wire.AsError(err).Code == wire.CodeInvalidPassword {
+		r.log.Info("client authentication failed", "addr", conn.RemoteAddr().String(), "user", name,
+			"detail", fmt.Sprintf("role %q does not exist", name))
+	}
+	return err
+}
+
+// authenticatedButRefused tells the client it is authenticated, then
+// returns e to end its login, as PostgreSQL does when the role (under
+// trust) or the database it named does not exist.
+func authenticatedButRefused(conn net.Conn, e *wire.Error) error {
+	if _, err := conn.Write(wire.AppendAuthOK(nil)); err != nil {
+		return wire.Fatalf(wire.CodeConnectionFailure, "could not send authentication response").WithCause(err)
+	}
+	return e
 }
 
 // serverParams returns the ParameterStatus values a client is told at login:

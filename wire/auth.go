@@ -14,11 +14,10 @@ import (
 	"io"
 	"strconv"
 	"strings"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgproto3"
-	"golang.org/x/text/unicode/norm"
+
+	"github.com/pgswitch/pgswitch/wire/saslprep"
 )
 
 // MaxAuthMessageSize bounds the body of a client message during
@@ -51,13 +50,11 @@ const (
 // Secret stands for an unknown user: authentication runs, then fails.
 type Secret struct {
 	kind  secretKind
-	plain string // secretPlain: the password
+	plain string // secretPlain: the password, for md5
 	md5   string // secretMD5: "md5" + hex(md5(password + user))
-	// secretSCRAM: the parsed verifier.
-	salt       []byte
-	iterations int
-	storedKey  []byte
-	serverKey  []byte
+	// secretSCRAM: the parsed verifier; secretPlain: the verifier derived
+	// by ParseSecret, so that no login pays for the key derivation.
+	scram scramKeys
 }
 
 // ParseSecret reads a password as written in configuration: a SCRAM verifier
@@ -66,6 +63,11 @@ type Secret struct {
 // digits, or else a plain-text password. As in PostgreSQL, a string that is
 // not exactly an md5 hash is a plain password; unlike PostgreSQL, a malformed
 // SCRAM verifier is an error rather than a password, since it is a typo.
+//
+// For a plain password it derives the SCRAM verifier at once (PBKDF2 with
+// 4096 iterations, about a millisecond of CPU), with the salt this process
+// shows for user whether or not the user exists (see userSalt), so that a
+// login costs no derivation and reveals nothing by its salt.
 func ParseSecret(password string, user string) (Secret, error) {
 	switch {
 	case password == "":
@@ -79,7 +81,11 @@ func ParseSecret(password string, user string) (Secret, error) {
 	case isMD5Hash(password):
 		return Secret{kind: secretMD5, md5: password}, nil
 	default:
-		return Secret{kind: secretPlain, plain: password}, nil
+		keys, err := deriveSCRAMKeys(password, userSalt(user), scramIterations)
+		if err != nil {
+			return Secret{}, fmt.Errorf("secret for user %q: %w", user, err)
+		}
+		return Secret{kind: secretPlain, plain: password, scram: keys}, nil
 	}
 }
 
@@ -125,7 +131,7 @@ func parseSCRAMVerifier(v string) (Secret, error) {
 	if err != nil || len(server) != sha256.Size {
 		return Secret{}, errors.New("SCRAM verifier: ServerKey is not 32 bytes of base64")
 	}
-	return Secret{kind: secretSCRAM, salt: salt, iterations: int(iter), storedKey: stored, serverKey: server}, nil
+	return Secret{kind: secretSCRAM, scram: scramKeys{salt: salt, iterations: int(iter), storedKey: stored, serverKey: server}}, nil
 }
 
 // CanMD5 reports whether s can check an md5 password exchange. A SCRAM
@@ -165,32 +171,47 @@ type scramKeys struct {
 	storedKey, serverKey []byte
 }
 
-// scramKeys returns s's verifier, derived with a fresh salt from a plain
-// password (nothing is cached: a stolen cache would be a verifier too).
-// Without a usable secret it returns random keys, which no proof matches,
-// and the reason the exchange must fail.
-func (s Secret) scramKeys() (keys scramKeys, mock error, err error) {
+// scramKeys returns the verifier to run the exchange for user against.
+// Without a usable secret it returns a mock verifier, which no proof
+// matches, and the reason the exchange must fail. The mock has the salt and
+// iteration count a plain password of user's would have, so that a client
+// cannot tell an unknown user (or one whose secret cannot verify SCRAM)
+// from a known one, nor see a salt change between attempts.
+func (s Secret) scramKeys(user string) (keys scramKeys, mock error) {
 	switch s.kind {
-	case secretSCRAM:
-		return scramKeys{salt: s.salt, iterations: s.iterations, storedKey: s.storedKey, serverKey: s.serverKey}, nil, nil
-	case secretPlain:
-		salt := make([]byte, 16)
-		_, _ = rand.Read(salt)
-		keys, err := deriveSCRAMKeys(s.plain, salt, scramIterations)
-		return keys, nil, err
+	case secretSCRAM, secretPlain:
+		return s.scram, nil
 	case secretMD5:
 		mock = errors.New("an md5 hash cannot verify SCRAM-SHA-256")
 	default:
 		mock = errors.New("no secret for this user")
 	}
-	random := make([]byte, 16+2*sha256.Size)
+	random := make([]byte, 2*sha256.Size)
 	_, _ = rand.Read(random)
-	return scramKeys{salt: random[:16], iterations: scramIterations, storedKey: random[16:48], serverKey: random[48:]}, mock, nil
+	return scramKeys{salt: userSalt(user), iterations: scramIterations, storedKey: random[:32], serverKey: random[32:]}, mock
 }
 
-// deriveSCRAMKeys computes a verifier from a password (RFC 5802 §3).
+// saltKey is this process's secret for userSalt.
+var saltKey = func() []byte {
+	k := make([]byte, sha256.Size)
+	_, _ = rand.Read(k)
+	return k
+}()
+
+// userSalt returns the salt this process gives the verifiers it derives
+// for user, real or mock: the first 16 bytes (PostgreSQL's salt length) of an HMAC of
+// the name under a per-process secret. As PostgreSQL's scram_mock_salt, it
+// is stable for a name and cannot be predicted from it; unlike it, it
+// changes when pgswitch restarts, for known and unknown plain-password
+// users alike.
+func userSalt(user string) []byte {
+	return hmacSHA256(saltKey, user)[:16]
+}
+
+// deriveSCRAMKeys computes a verifier from a password (RFC 5802 §3),
+// SASLprep-prepared as PostgreSQL and libpq prepare it.
 func deriveSCRAMKeys(password string, salt []byte, iterations int) (scramKeys, error) {
-	salted, err := pbkdf2.Key(sha256.New, normalizePassword(password), salt, iterations, sha256.Size)
+	salted, err := pbkdf2.Key(sha256.New, saslprep.Password(password), salt, iterations, sha256.Size)
 	if err != nil {
 		return scramKeys{}, err
 	}
@@ -218,76 +239,6 @@ func (k scramKeys) serverFinal(authMessage string) string {
 	return "v=" + base64.StdEncoding.EncodeToString(hmacSHA256(k.serverKey, authMessage))
 }
 
-// normalizePassword prepares a password for SCRAM as PostgreSQL's
-// pg_saslprep does (RFC 4013 SASLprep), so that libpq clients, which apply
-// the same, get in: non-ASCII spaces become spaces, characters "mapped to
-// nothing" go, then NFKC. Where SASLprep would prohibit a character,
-// PostgreSQL uses the raw bytes, and so do we. Not checked: the bidi rule
-// and Unicode 3.2's unassigned code points (both also fall back in
-// PostgreSQL, so only exotic passwords can differ).
-func normalizePassword(p string) string {
-	ascii := true
-	for i := 0; i < len(p); i++ {
-		if p[i] >= utf8.RuneSelf {
-			ascii = false
-			break
-		}
-	}
-	if ascii || !utf8.ValidString(p) {
-		return p
-	}
-	mapped := make([]rune, 0, len(p))
-	for _, r := range p {
-		switch {
-		case unicode.Is(saslprepNonASCIISpace, r): // before B.1, which shares U+200B
-			mapped = append(mapped, ' ')
-		case unicode.Is(saslprepMappedToNothing, r):
-		default:
-			mapped = append(mapped, r)
-		}
-	}
-	out := norm.NFKC.String(string(mapped))
-	for _, r := range out {
-		if saslprepProhibited(r) {
-			return p // PostgreSQL's fallback
-		}
-	}
-	return out
-}
-
-// saslprepProhibited approximates RFC 4013 §2.3 (RFC 3454 tables C.1.2 to
-// C.9) with Unicode categories: controls, format characters, private use,
-// surrogates, line and paragraph separators, non-characters, and the few
-// code points listed by hand.
-func saslprepProhibited(r rune) bool {
-	return unicode.Is(saslprepNonASCIISpace, r) ||
-		unicode.In(r, unicode.Cc, unicode.Cf, unicode.Co, unicode.Cs, unicode.Zl, unicode.Zp) ||
-		r >= 0xfdd0 && r <= 0xfdef || r&0xfffe == 0xfffe ||
-		r >= 0xfff9 && r <= 0xfffd || r >= 0x2ff0 && r <= 0x2ffb || r == 0x0340 || r == 0x0341
-}
-
-// saslprepMappedToNothing is RFC 3454 table B.1.
-var saslprepMappedToNothing = &unicode.RangeTable{R16: []unicode.Range16{
-	{Lo: 0x00ad, Hi: 0x00ad, Stride: 1},
-	{Lo: 0x034f, Hi: 0x034f, Stride: 1},
-	{Lo: 0x1806, Hi: 0x1806, Stride: 1},
-	{Lo: 0x180b, Hi: 0x180d, Stride: 1},
-	{Lo: 0x200b, Hi: 0x200d, Stride: 1},
-	{Lo: 0x2060, Hi: 0x2060, Stride: 1},
-	{Lo: 0xfe00, Hi: 0xfe0f, Stride: 1},
-	{Lo: 0xfeff, Hi: 0xfeff, Stride: 1},
-}}
-
-// saslprepNonASCIISpace is RFC 3454 table C.1.2.
-var saslprepNonASCIISpace = &unicode.RangeTable{R16: []unicode.Range16{
-	{Lo: 0x00a0, Hi: 0x00a0, Stride: 1},
-	{Lo: 0x1680, Hi: 0x1680, Stride: 1},
-	{Lo: 0x2000, Hi: 0x200b, Stride: 1},
-	{Lo: 0x202f, Hi: 0x202f, Stride: 1},
-	{Lo: 0x205f, Hi: 0x205f, Stride: 1},
-	{Lo: 0x3000, Hi: 0x3000, Stride: 1},
-}}
-
 func hmacSHA256(key []byte, msg string) []byte {
 	h := hmac.New(sha256.New, key)
 	h.Write([]byte(msg))
@@ -302,13 +253,12 @@ func hmacSHA256(key []byte, msg string) []byte {
 // malformed exchange.
 //
 // With a zero Secret (an unknown user) or an md5 hash, the exchange runs
-// against a random verifier and ends in 28P01, as in PostgreSQL: a client
-// cannot tell an unknown user from a wrong password.
+// against a mock verifier and ends in 28P01, as in PostgreSQL: a client
+// cannot tell an unknown user from a wrong password, by the messages or by
+// the salt and iteration count it is shown (see Secret.scramKeys). The
+// exchange derives no keys: ParseSecret did.
 func AuthenticateSCRAM(rw io.ReadWriter, user string, s Secret) error {
-	keys, mock, err := s.scramKeys()
-	if err != nil {
-		return Fatalf(CodeInternalError, "internal error").WithCause(err)
-	}
+	keys, mock := s.scramKeys(user)
 	if err := send(rw, &pgproto3.AuthenticationSASL{AuthMechanisms: []string{scramMechanism}}); err != nil {
 		return err
 	}

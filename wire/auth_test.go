@@ -189,6 +189,7 @@ func TestAuthenticateWithPgconn(t *testing.T) {
 		{"SCRAM, verifier with other iterations, right password", testVerifier(t, "pw", salt, 1000), scram, "pw", true},
 		{"SCRAM, verifier, wrong password", testVerifier(t, "pw", salt, 4096), scram, "px", false},
 		{"SCRAM, plain non-ASCII secret in NFD, client NFC", "pa\u0301ss", scram, "p\u00e1ss", true},
+		{"SCRAM, plain secret SASLprep maps, client sends the mapped form", "\u2168-pw", scram, "IX-pw", true},
 		{"SCRAM, md5 secret cannot", testMD5("pw", user), scram, "pw", false},
 		{"MD5, plain secret, right password", "pw", md5auth, "pw", true},
 		{"MD5, plain secret, wrong password", "pw", md5auth, "pw ", false},
@@ -507,30 +508,6 @@ func attrOrEmpty(msg, name string) string {
 	return ""
 }
 
-// TestNormalizePassword checks SASLprep as PostgreSQL applies it, with the
-// examples of RFC 4013 §3 among others.
-func TestNormalizePassword(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"user", "user"},
-		{"with space and \x07bell", "with space and \x07bell"}, // ASCII is never changed
-		{"I\u00adX", "IX"},               // soft hyphen maps to nothing
-		{"\u00aa", "a"},                  // NFKC
-		{"\u2168", "IX"},                 // NFKC
-		{"\uff50\uff57", "pw"},           // full-width, as libpq sends it
-		{"pa\u0301ss", "p\u00e1ss"},      // composed
-		{"a\u00a0b", "a b"},              // non-ASCII space
-		{"a\u200bb", "a b"},              // U+200B is a space first, as in PostgreSQL
-		{"\u00e9\x07", "\u00e9\x07"},     // prohibited control: raw bytes
-		{"\ue000\u00e9", "\ue000\u00e9"}, // private use: raw bytes
-		{"\xff\u00e9", "\xff\u00e9"},     // not UTF-8: raw bytes
-	}
-	for _, tt := range tests {
-		if got := normalizePassword(tt.in); got != tt.want {
-			t.Errorf("normalizePassword(%q): got %q, want %q", tt.in, got, tt.want)
-		}
-	}
-}
-
 // TestAuthenticateWithoutUsableSecret checks that a client is asked for its
 // password and refused with 28P01 whether or not a usable secret exists, as
 // PostgreSQL does to hide which users exist.
@@ -579,5 +556,66 @@ func TestAuthenticateWithoutUsableSecret(t *testing.T) {
 				t.Errorf("client got %s %q, want 28P01 and PostgreSQL's message", e.Code, e.Message)
 			}
 		})
+	}
+}
+
+// serverFirstFor runs a SCRAM exchange for user against s up to the
+// server-first-message, which it returns, then fails it with a zero proof.
+func serverFirstFor(t *testing.T, user string, s Secret) string {
+	t.Helper()
+	client, server := tcpPair(t)
+	done := make(chan error, 1)
+	go func() { done <- AuthenticateSCRAM(server, user, s) }()
+	f := pgproto3.NewFrontend(client, client)
+	receive[*pgproto3.AuthenticationSASL](t, f)
+	clientSend(t, f, &pgproto3.SASLInitialResponse{AuthMechanism: "SCRAM-SHA-256", Data: []byte("n,,n=,r=abc")})
+	cont := receive[*pgproto3.AuthenticationSASLContinue](t, f)
+	proof := base64.StdEncoding.EncodeToString(make([]byte, 32))
+	clientSend(t, f, &pgproto3.SASLResponse{Data: []byte("c=biws,r=" + attr(t, string(cont.Data), "r") + ",p=" + proof)})
+	if err := waitErr(t, done); errorCode(err) != CodeInvalidPassword {
+		t.Fatalf("got %v, want 28P01", err)
+	}
+	return string(cont.Data)
+}
+
+// TestSCRAMSaltStable checks that a client is shown, for a user name, the
+// same salt and iteration count at every attempt whether the user is
+// configured with a plain password, with an md5 hash (which cannot verify
+// SCRAM), or not at all, as PostgreSQL shows a stored salt or its mock
+// salt; and that a plain password's verifier is derived once, by
+// ParseSecret, not at each login.
+func TestSCRAMSaltStable(t *testing.T) {
+	saltOf := func(user string, s Secret) string {
+		first := serverFirstFor(t, user, s)
+		return "s=" + attr(t, first, "s") + ",i=" + attr(t, first, "i")
+	}
+	plain := mustSecret(t, "pw", "u")
+	want := saltOf("u", plain)
+	if raw, _ := base64.StdEncoding.DecodeString(attr(t, "x,"+want, "s")); len(raw) != 16 || !strings.HasSuffix(want, ",i=4096") {
+		t.Fatalf("got %s, want a 16-byte salt and 4096 iterations as PostgreSQL's", want)
+	}
+	for _, c := range []struct {
+		name string
+		s    Secret
+	}{
+		{"plain password, again", plain},
+		{"plain password, parsed again", mustSecret(t, "pw", "u")},
+		{"other plain password", mustSecret(t, "other", "u")},
+		{"md5 hash", mustSecret(t, testMD5("pw", "u"), "u")},
+		{"unknown user", Secret{}},
+		{"unknown user, again", Secret{}},
+	} {
+		if got := saltOf("u", c.s); got != want {
+			t.Errorf("%s: got %s, want %s", c.name, got, want)
+		}
+	}
+	if other := saltOf("v", Secret{}); other == want {
+		t.Errorf("user v is shown user u's salt %s, want one of its own", want)
+	}
+	// The derived verifier is the one a client computes from that salt.
+	salt, _ := base64.StdEncoding.DecodeString(attr(t, "x,"+want, "s"))
+	if got, want := plain.scram, testVerifier(t, "pw", salt, 4096); "SCRAM-SHA-256$4096:"+base64.StdEncoding.EncodeToString(got.salt)+"$"+
+		base64.StdEncoding.EncodeToString(got.storedKey)+":"+base64.StdEncoding.EncodeToString(got.serverKey) != want {
+		t.Errorf("ParseSecret derived a verifier other than %s", want)
 	}
 }
