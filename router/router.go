@@ -128,6 +128,9 @@ func (r *Router) Apply(cfg *config.Config) error {
 func (r *Router) Pools() *pool.Set { return r.pools }
 
 // Serve accepts clients on ln until ln is closed or the router is closed.
+// Accept failures that pass (out of file descriptors, a client gone before
+// it was accepted) are retried after a back-off and logged at most once a
+// second; any other failure ends Serve with it.
 func (r *Router) Serve(ln net.Listener) error {
 	r.mu.Lock()
 	if r.closed {
@@ -138,23 +141,15 @@ func (r *Router) Serve(ln net.Listener) error {
 	r.wg.Add(1)
 	r.mu.Unlock()
 	defer r.wg.Done()
-	var delay time.Duration
+	a := acceptor{ln: ln, log: r.log, done: r.ctx.Done()}
 	for {
-		nc, err := ln.Accept()
+		nc, err := a.accept()
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				// Out of file descriptors and the like: back off, don't spin.
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				time.Sleep(delay)
-				continue
-			}
 			if errors.Is(err, net.ErrClosed) {
 				return nil
 			}
 			return err
 		}
-		delay = 0
 		r.mu.Lock()
 		if r.closed {
 			r.mu.Unlock()
