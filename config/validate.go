@@ -38,6 +38,7 @@ func (c *Config) setDefaults() {
 	def(&c.ServerTLSMode, "disable")
 	defInt(&c.Pool.Size, 20)
 	defInt(&c.Pool.MaxClientConn, 10000)
+	defInt(&c.Pool.MaxStartupConn, 1000)
 	def(&c.Pool.ResetQuery, "DISCARD ALL")
 	defInt(&c.Pool.MaxPreparedStatements, 200)
 	t := &c.Timeouts
@@ -163,6 +164,7 @@ func (c *Config) validate(errs *[]error) {
 		bad("pool.min_idle", "must not exceed pool.size (%d), got %d", c.Pool.Size, c.Pool.MinIdle)
 	}
 	nonNeg("pool.max_client_conn", c.Pool.MaxClientConn)
+	nonNeg("pool.max_startup_conn", c.Pool.MaxStartupConn)
 	nonNeg("pool.max_prepared_statements", c.Pool.MaxPreparedStatements)
 	for key, d := range map[string]time.Duration{
 		"timeouts.client_login": c.Timeouts.ClientLogin, "timeouts.query_wait": c.Timeouts.QueryWait,

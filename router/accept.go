@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -76,4 +77,56 @@ func (a *acceptor) accept() (net.Conn, error) {
 			return nil, net.ErrClosed
 		}
 	}
+}
+
+// startupSlots counts the connections still in their startup phase:
+// accepted, but their startup packet (and TLS handshake) not read yet.
+// Serve takes a slot before it accepts, so that beyond pool.max_startup_conn
+// connections wait in the kernel's listen backlog, holding no descriptor.
+type startupSlots struct {
+	mu    sync.Mutex
+	n     int
+	freed chan struct{} // closed (and dropped) when a slot frees; nil if no one waits
+}
+
+// acquire takes a slot once fewer than max() are taken; it reports false if
+// done closes first. max is read again each time a slot frees, so a reload
+// applies to the next wait.
+func (s *startupSlots) acquire(max func() int, done <-chan struct{}) bool {
+	for {
+		s.mu.Lock()
+		if m := max(); m <= 0 || s.n < m {
+			s.n++
+			s.mu.Unlock()
+			return true
+		}
+		if s.freed == nil {
+			s.freed = make(chan struct{})
+		}
+		freed := s.freed
+		s.mu.Unlock()
+		select {
+		case <-freed:
+		case <-done:
+			return false
+		}
+	}
+}
+
+// release gives back a slot taken by acquire.
+func (s *startupSlots) release() {
+	s.mu.Lock()
+	s.n--
+	if s.freed != nil {
+		close(s.freed)
+		s.freed = nil
+	}
+	s.mu.Unlock()
+}
+
+// count returns how many connections are in their startup phase.
+func (s *startupSlots) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.n
 }

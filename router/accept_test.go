@@ -13,6 +13,8 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/pgswitch/pgswitch/config"
 )
 
@@ -146,5 +148,69 @@ func TestServeSurvivesEMFILE(t *testing.T) {
 	}}
 	if err := r.Serve(ln); err != nil || ln.calls != 6 {
 		t.Fatalf("Serve returned %v after %d accepts, want nil after 6 (5 EMFILE, then closed)", err, ln.calls)
+	}
+}
+
+// Connections that have not sent their startup packet hold a slot of
+// pool.max_startup_conn each; beyond it, new connections wait in the listen
+// backlog (no descriptor taken) until a slot frees.
+func TestStartupSlotsBoundHalfOpenConnections(t *testing.T) {
+	noLeaks(t)
+	fp := newFakePG(t, false)
+	r, addr := fakeRouter(t, 2, fp)
+	cfg := *r.Config()
+	cfg.Pool.MaxStartupConn = 2
+	if err := r.Reload(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	var silent []net.Conn
+	for range 2 {
+		nc, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		silent = append(silent, nc)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for r.startup.count() != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections in their startup phase, want the 2 silent ones", r.startup.count())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+
+	served := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		c, err := pgx.Connect(ctx, "postgres://u@"+addr+"/db?sslmode=disable")
+		if err == nil {
+			_, err = c.Exec(ctx, "SELECT 1")
+			c.Close(ctx)
+		}
+		served <- err
+	}()
+	// A slow machine only makes this wait less likely to end early.
+	select {
+	case err := <-served:
+		t.Fatalf("a third client was served (%v) while two connections held the startup slots", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if n := r.startup.count(); n != 2 {
+		t.Fatalf("%d connections in their startup phase, want 2", n)
+	}
+	silent[0].Close()
+	if err := <-served; err != nil {
+		t.Fatalf("the waiting client, once a slot freed: %v", err)
+	}
+	silent[1].Close()
+	// What stays taken is the slot Serve holds for the next connection
+	// while it waits in Accept.
+	for r.startup.count() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d startup slots still taken after the clients left", r.startup.count())
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -16,7 +16,9 @@ import (
 	"github.com/pgswitch/pgswitch/wire"
 )
 
-// serveConn runs one client connection from its first byte to its end.
+// serveConn runs one client connection from its first byte to its end. It
+// holds one of r.startup's slots, taken by Serve, until the client's
+// startup packet is read.
 func (r *Router) serveConn(nc net.Conn) {
 	defer nc.Close()
 	st := r.state.Load()
@@ -25,6 +27,7 @@ func (r *Router) serveConn(nc net.Conn) {
 		nc.SetDeadline(time.Now().Add(cfg.Timeouts.ClientLogin))
 	}
 	conn, startup, err := wire.Negotiate(nc, st.tls)
+	r.startup.release()
 	if conn == nil {
 		conn = nc
 	}

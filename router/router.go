@@ -43,6 +43,8 @@ type Router struct {
 	stop context.CancelFunc
 	wg   sync.WaitGroup // one per session and per Serve
 
+	startup startupSlots // connections not past their startup packet (pool.max_startup_conn)
+
 	mu       sync.Mutex
 	sessions map[wire.CancelKey]*Session // by the cancel key pgswitch gave out
 	clients  int
@@ -130,7 +132,9 @@ func (r *Router) Pools() *pool.Set { return r.pools }
 // Serve accepts clients on ln until ln is closed or the router is closed.
 // Accept failures that pass (out of file descriptors, a client gone before
 // it was accepted) are retried after a back-off and logged at most once a
-// second; any other failure ends Serve with it.
+// second; any other failure ends Serve with it. While pool.max_startup_conn
+// connections are still in their startup phase, Serve accepts no more: new
+// ones wait in the listen backlog.
 func (r *Router) Serve(ln net.Listener) error {
 	r.mu.Lock()
 	if r.closed {
@@ -142,9 +146,14 @@ func (r *Router) Serve(ln net.Listener) error {
 	r.mu.Unlock()
 	defer r.wg.Done()
 	a := acceptor{ln: ln, log: r.log, done: r.ctx.Done()}
+	maxStartup := func() int { return r.state.Load().cfg.Pool.MaxStartupConn }
 	for {
+		if !r.startup.acquire(maxStartup, r.ctx.Done()) {
+			return nil // closed
+		}
 		nc, err := a.accept()
 		if err != nil {
+			r.startup.release()
 			if errors.Is(err, net.ErrClosed) {
 				return nil
 			}
@@ -153,6 +162,7 @@ func (r *Router) Serve(ln net.Listener) error {
 		r.mu.Lock()
 		if r.closed {
 			r.mu.Unlock()
+			r.startup.release()
 			nc.Close()
 			return nil
 		}
@@ -160,7 +170,7 @@ func (r *Router) Serve(ln net.Listener) error {
 		r.mu.Unlock()
 		go func() {
 			defer r.wg.Done()
-			r.serveConn(nc)
+			r.serveConn(nc) // releases the startup slot
 		}()
 	}
 }
