@@ -57,16 +57,16 @@ func (r *Router) SetAdmin(h AdminHandler) {
 
 // serveReserved serves a client that needs no session: one of the admin
 // console, or one of a disabled database, which is refused. It reports
-// whether it did.
-func (r *Router) serveReserved(conn net.Conn, st *state, startup *wire.Startup) bool {
+// whether it did. deadline is the login's.
+func (r *Router) serveReserved(conn net.Conn, st *state, startup *wire.Startup, deadline time.Time) bool {
 	dbName := startup.Params["database"]
 	r.admin.mu.Lock()
 	h := r.admin.handler
 	disabled := r.admin.disabled[dbName]
 	r.admin.mu.Unlock()
 	if disabled {
-		wire.WriteFatal(conn, wire.Fatalf(wire.CodeCannotConnectNow, "database %q is disabled", dbName).
-			WithHint("An administrator ran DISABLE; ENABLE lets clients in again."))
+		refuse(conn, wire.Fatalf(wire.CodeCannotConnectNow, "database %q is disabled", dbName).
+			WithHint("An administrator ran DISABLE; ENABLE lets clients in again."), deadline)
 		return true
 	}
 	if h == nil || !IsAdminDatabase(dbName) {
@@ -74,8 +74,7 @@ func (r *Router) serveReserved(conn net.Conn, st *state, startup *wire.Startup) 
 	}
 	c, err := r.adminLogin(conn, st, startup)
 	if err != nil {
-		e := wire.AsError(err)
-		wire.WriteFatal(conn, e)
+		e := refuse(conn, err, deadline)
 		r.log.Info("admin console login failed", "addr", conn.RemoteAddr().String(),
 			"user", startup.Params["user"], "code", e.Code, "err", e.Message)
 		return true

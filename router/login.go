@@ -3,6 +3,7 @@ package router
 import (
 	"errors"
 	"net"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -23,8 +24,10 @@ func (r *Router) serveConn(nc net.Conn) {
 	defer nc.Close()
 	st := r.state.Load()
 	cfg := st.cfg
+	var deadline time.Time // of the login
 	if cfg.Timeouts.ClientLogin > 0 {
-		nc.SetDeadline(time.Now().Add(cfg.Timeouts.ClientLogin))
+		deadline = time.Now().Add(cfg.Timeouts.ClientLogin)
+		nc.SetDeadline(deadline)
 	}
 	conn, startup, err := wire.Negotiate(nc, st.tls)
 	r.startup.release()
@@ -32,7 +35,7 @@ func (r *Router) serveConn(nc net.Conn) {
 		conn = nc
 	}
 	if err != nil {
-		wire.WriteFatal(conn, err)
+		refuse(conn, err, deadline)
 		r.log.Debug("client startup refused", "addr", nc.RemoteAddr().String(), "err", err)
 		return
 	}
@@ -42,19 +45,18 @@ func (r *Router) serveConn(nc net.Conn) {
 		return
 	}
 	if !r.admit() {
-		wire.WriteFatal(conn, wire.Fatalf(wire.CodeTooManyConnections, "no more connections allowed (max_client_conn %d)", cfg.Pool.MaxClientConn))
+		refuse(conn, wire.Fatalf(wire.CodeTooManyConnections, "no more connections allowed (max_client_conn %d)", cfg.Pool.MaxClientConn), deadline)
 		return
 	}
 	defer r.leave()
-	if r.serveReserved(conn, st, startup) {
+	if r.serveReserved(conn, st, startup, deadline) {
 		return
 	}
 	conn = r.countBytes(conn, startup.Params["database"])
 
 	s, err := r.login(conn, st, startup)
 	if err != nil {
-		e := wire.AsError(err)
-		wire.WriteFatal(conn, e)
+		e := refuse(conn, err, deadline)
 		r.log.Info("client login failed", "addr", nc.RemoteAddr().String(),
 			"user", startup.Params["user"], "database", startup.Params["database"], "code", e.Code, "err", e.Message)
 		return
@@ -62,6 +64,26 @@ func (r *Router) serveConn(nc net.Conn) {
 	defer r.unregister(s)
 	conn.SetDeadline(time.Time{})
 	s.run()
+}
+
+// refuseWriteTimeout bounds the write of the FATAL that ends a login,
+// which may come when the login's deadline has passed.
+const refuseWriteTimeout = time.Second
+
+// refuse sends err, FATAL, to a client whose login failed, and returns what
+// it sent. A read or write that failed because timeouts.client_login passed
+// becomes the error PostgreSQL raises when authentication_timeout passes
+// (57014): PostgreSQL itself closes the connection without sending it,
+// pgswitch tells the client why.
+func refuse(conn net.Conn, err error, deadline time.Time) *wire.Error {
+	e := wire.AsError(err)
+	if !deadline.IsZero() && !time.Now().Before(deadline) && errors.Is(err, os.ErrDeadlineExceeded) {
+		e = wire.Fatalf(wire.CodeQueryCanceled, "canceling authentication due to timeout").
+			WithDetail("The login did not complete within timeouts.client_login.").WithCause(err)
+	}
+	conn.SetWriteDeadline(time.Now().Add(refuseWriteTimeout))
+	wire.WriteFatal(conn, e)
+	return e
 }
 
 func (r *Router) admit() bool {
