@@ -37,6 +37,26 @@ var adminDatabases = []string{"pgswitch", "pgbouncer"}
 // IsAdminDatabase reports whether clients connecting to name reach the admin console.
 func IsAdminDatabase(name string) bool { return slices.Contains(adminDatabases, name) }
 
+// adminReserve is how many clients of the admin console may connect beyond
+// pool.max_client_conn, so that an operator can still look and act when
+// pgswitch is full. PgBouncer keeps none; PostgreSQL keeps
+// superuser_reserved_connections (3) for the same reason.
+const adminReserve = 3
+
+// consoleUser reports whether a client asks for the admin console as one
+// of its users (admin.admin_users or admin.stats_users), who may take a
+// place of adminReserve; its password is checked after.
+func (r *Router) consoleUser(cfg *config.Config, startup *wire.Startup) bool {
+	if !IsAdminDatabase(startup.Params["database"]) {
+		return false
+	}
+	r.admin.mu.Lock()
+	h := r.admin.handler
+	r.admin.mu.Unlock()
+	user := startup.Params["user"]
+	return h != nil && (slices.Contains(cfg.Admin.Users, user) || slices.Contains(cfg.Admin.StatsUsers, user))
+}
+
 // adminState is what the admin console changes in the router.
 type adminState struct {
 	mu       sync.Mutex

@@ -30,7 +30,7 @@ func (b FileBudget) Total() int { return b.Clients + b.Startup + b.Servers + b.O
 // at once. Server connections count as if every user used every database.
 func FilesNeeded(cfg *config.Config) FileBudget {
 	b := FileBudget{
-		Clients: cfg.Pool.MaxClientConn,
+		Clients: cfg.Pool.MaxClientConn + adminReserve,
 		Startup: cfg.Pool.MaxStartupConn,
 		Own:     ownFiles,
 	}

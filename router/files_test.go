@@ -26,11 +26,11 @@ users:
 	// 5432: a (3 for u, 7 for v) and b (5 for u, 7 for v) = 22;
 	// 5433: a's 10 within maxconn 4; two health connections per server;
 	// a catalog read per database.
-	want := FileBudget{Clients: 100, Startup: 10, Servers: 22 + 4 + 2*2 + 2, Own: ownFiles}
+	want := FileBudget{Clients: 100 + adminReserve, Startup: 10, Servers: 22 + 4 + 2*2 + 2, Own: ownFiles}
 	if got != want {
 		t.Fatalf("got %+v, want %+v", got, want)
 	}
-	if got.Total() != 100+10+32+ownFiles {
+	if got.Total() != 100+adminReserve+10+32+ownFiles {
 		t.Fatalf("total %d", got.Total())
 	}
 }

@@ -44,7 +44,7 @@ func (r *Router) serveConn(nc net.Conn) {
 		r.cancel(*startup.Cancel)
 		return
 	}
-	if !r.admit() {
+	if !r.admit(r.consoleUser(cfg, startup)) {
 		refuse(conn, wire.Fatalf(wire.CodeTooManyConnections, "no more connections allowed (max_client_conn %d)", cfg.Pool.MaxClientConn), deadline)
 		return
 	}
@@ -86,8 +86,14 @@ func refuse(conn net.Conn, err error, deadline time.Time) *wire.Error {
 	return e
 }
 
-func (r *Router) admit() bool {
+// admit counts a new client against pool.max_client_conn, or reports
+// false if pgswitch is full. A client of the admin console (console) may
+// also take one of adminReserve more places.
+func (r *Router) admit(console bool) bool {
 	max := r.state.Load().cfg.Pool.MaxClientConn
+	if console && max > 0 {
+		max += adminReserve
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if max > 0 && r.clients >= max {
