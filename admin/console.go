@@ -1,6 +1,8 @@
 package admin
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -46,36 +48,50 @@ func New(r *router.Router, opts Options) *Console {
 const maxAdminMessage = 1 << 20
 
 // ServeAdmin runs the command loop of one admin client: simple Query
-// messages only, as PgBouncer's console.
+// messages only, as PgBouncer's console. Malformed messages are answered
+// as PostgreSQL answers them: a Query whose text is not one terminated
+// string gets ERROR 08P01 and the console goes on; an unknown message type
+// or a bad length is FATAL 08P01.
 func (con *Console) ServeAdmin(c *router.AdminClient) {
-	be := pgproto3.NewBackend(c.Conn, c.Conn)
-	be.SetMaxBodyLen(maxAdminMessage)
-	skipping := false // after an extended-protocol message, until Sync
+	in := bufio.NewReaderSize(c.Conn, 4096)
+	be := pgproto3.NewBackend(in, c.Conn) // for sending; messages are read below
+	skipping := false                     // after an extended-protocol message, until Sync
 	for {
-		msg, err := be.Receive()
+		typ, body, err := readMessage(in)
 		if err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && c.Ctx.Err() == nil {
+			var e *wire.Error
+			if errors.As(err, &e) {
+				be.Send(e.Response())
+				be.Flush()
+				con.opts.Log.Info("admin client sent a malformed message", "user", c.User, "err", e.Message)
+			} else if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && c.Ctx.Err() == nil {
 				con.opts.Log.Debug("admin client read failed", "user", c.User, "err", err)
 			}
 			return
 		}
-		switch m := msg.(type) {
-		case *pgproto3.Terminate:
+		switch typ {
+		case 'X':
 			return
-		case *pgproto3.Query:
-			con.run(be, c, m.String)
+		case 'Q':
+			if sql, e := queryText(body); e != nil {
+				be.Send(e.Response())
+			} else {
+				con.run(be, c, sql)
+			}
 			be.Send(&pgproto3.ReadyForQuery{TxStatus: 'I'})
-		case *pgproto3.Sync:
+		case 'S':
 			if skipping {
 				skipping = false
 				be.Send(wire.Errorf(wire.CodeFeatureNotSupported, "the admin console supports only the simple query protocol").Response())
 			}
 			be.Send(&pgproto3.ReadyForQuery{TxStatus: 'I'})
-		case *pgproto3.Parse, *pgproto3.Bind, *pgproto3.Describe, *pgproto3.Execute, *pgproto3.Close, *pgproto3.Flush:
+		case 'P', 'B', 'D', 'E', 'C', 'H':
 			skipping = true
 			continue
-		default:
-			be.Send(wire.Fatalf(wire.CodeProtocolViolation, "unexpected message %T on the admin console", m).Response())
+		case 'd', 'c', 'f':
+			continue // COPY messages outside COPY: ignored, as PostgreSQL does
+		default: // 'F': function calls
+			be.Send(wire.Fatalf(wire.CodeProtocolViolation, "unexpected message type %q on the admin console", typ).Response())
 			be.Flush()
 			return
 		}
@@ -83,6 +99,43 @@ func (con *Console) ServeAdmin(c *router.AdminClient) {
 			return
 		}
 	}
+}
+
+// readMessage reads one client message. A message type no client may send,
+// or a length out of bounds, is a FATAL *wire.Error (08P01); read errors
+// are returned as they are.
+func readMessage(in *bufio.Reader) (typ byte, body []byte, err error) {
+	var hdr [wire.HeaderSize]byte
+	if _, err := io.ReadFull(in, hdr[:]); err != nil {
+		return 0, nil, err
+	}
+	switch hdr[0] {
+	case 'Q', 'P', 'B', 'D', 'E', 'C', 'S', 'H', 'X', 'F', 'd', 'c', 'f':
+	default:
+		return 0, nil, wire.Fatalf(wire.CodeProtocolViolation, "invalid frontend message type %d", hdr[0])
+	}
+	h, err := wire.ParseHeader(hdr[:], maxAdminMessage)
+	if err != nil {
+		return 0, nil, err
+	}
+	body = make([]byte, h.Len)
+	if _, err := io.ReadFull(in, body); err != nil {
+		return 0, nil, err
+	}
+	return h.Type, body, nil
+}
+
+// queryText returns the text of a Query message body, or PostgreSQL's
+// ERROR when it is not one NUL-terminated string.
+func queryText(body []byte) (string, *wire.Error) {
+	i := bytes.IndexByte(body, 0)
+	if i < 0 {
+		return "", wire.Errorf(wire.CodeProtocolViolation, "invalid string in message")
+	}
+	if i != len(body)-1 {
+		return "", wire.Errorf(wire.CodeProtocolViolation, "invalid message format")
+	}
+	return string(body[:i]), nil
 }
 
 // run executes one Query's text and queues its answer (without ReadyForQuery).

@@ -83,6 +83,12 @@ type PoolSettings struct {
 	MinIdle int `yaml:"min_idle"`
 	// MaxClientConn bounds client connections to pgswitch (default 10000).
 	MaxClientConn int `yaml:"max_client_conn"`
+	// MaxStartupConn bounds the connections still sending their startup
+	// packet (default 1000): beyond it, new connections wait in the listen
+	// backlog, so that half-open connections cannot take every file
+	// descriptor. They count against max_client_conn once their startup
+	// packet is in.
+	MaxStartupConn int `yaml:"max_startup_conn"`
 	// ResetQuery is sent when a session-mode client leaves (default "DISCARD ALL").
 	ResetQuery string `yaml:"reset_query"`
 	// MaxPreparedStatements kept per server connection (default 200).

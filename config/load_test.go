@@ -29,6 +29,7 @@ func TestParseDefaults(t *testing.T) {
 		{"pool.size", cfg.Pool.Size, 20},
 		{"pool.min_idle", cfg.Pool.MinIdle, 0},
 		{"pool.max_client_conn", cfg.Pool.MaxClientConn, 10000},
+		{"pool.max_startup_conn", cfg.Pool.MaxStartupConn, 1000},
 		{"pool.reset_query", cfg.Pool.ResetQuery, "DISCARD ALL"},
 		{"pool.max_prepared_statements", cfg.Pool.MaxPreparedStatements, 200},
 		{"timeouts.client_login", cfg.Timeouts.ClientLogin, 15 * time.Second},
@@ -91,7 +92,7 @@ pool_mode: session
 auth_type: md5
 server_tls_mode: verify-full
 metrics_listen: 127.0.0.1:9187
-pool: {size: 4, min_idle: 2, max_client_conn: 50, reset_query: "RESET ALL", max_prepared_statements: 10}
+pool: {size: 4, min_idle: 2, max_client_conn: 50, max_startup_conn: 7, reset_query: "RESET ALL", max_prepared_statements: 10}
 limits: {max_message_size: 4096, max_concurrent_auth: 3}
 routing: {load_balance: least_connections, max_replica_lag_bytes: 1048576, write_functions: [audit_log, bump], cache_size: 5}
 health: {fall: 5, rise: 4, user: monitor, password: mon}
@@ -117,6 +118,7 @@ users:
 		{"pool.size", cfg.Pool.Size, 4},
 		{"pool.min_idle", cfg.Pool.MinIdle, 2},
 		{"pool.max_client_conn", cfg.Pool.MaxClientConn, 50},
+		{"pool.max_startup_conn", cfg.Pool.MaxStartupConn, 7},
 		{"pool.reset_query", cfg.Pool.ResetQuery, "RESET ALL"},
 		{"pool.max_prepared_statements", cfg.Pool.MaxPreparedStatements, 10},
 		{"limits.max_message_size", cfg.Limits.MaxMessageSize, 4096},

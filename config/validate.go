@@ -41,6 +41,7 @@ func (c *Config) setDefaults() {
 	def(&c.ServerTLSMode, "disable")
 	defInt(&c.Pool.Size, 20)
 	defInt(&c.Pool.MaxClientConn, 10000)
+	defInt(&c.Pool.MaxStartupConn, 1000)
 	def(&c.Pool.ResetQuery, "DISCARD ALL")
 	defInt(&c.Pool.MaxPreparedStatements, 200)
 	t := &c.Timeouts
@@ -171,6 +172,7 @@ func (c *Config) validate(errs *[]error) {
 		bad("pool.min_idle", "must not exceed pool.size (%d), got %d", c.Pool.Size, c.Pool.MinIdle)
 	}
 	nonNeg("pool.max_client_conn", c.Pool.MaxClientConn)
+	nonNeg("pool.max_startup_conn", c.Pool.MaxStartupConn)
 	nonNeg("pool.max_prepared_statements", c.Pool.MaxPreparedStatements)
 	nonNeg("limits.max_client_statements", c.Limits.MaxClientStatements)
 	nonNeg("limits.max_client_statement_bytes", c.Limits.MaxClientStatementBytes)

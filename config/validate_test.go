@@ -69,6 +69,7 @@ func TestValidationErrors(t *testing.T) {
 		{"pool.min_idle above size", minimal + "pool: {size: 5, min_idle: 6}\n", []string{"pool.min_idle: must not exceed pool.size (5), got 6"}},
 		{"pool.min_idle negative", minimal + "pool: {min_idle: -1}\n", []string{"pool.min_idle: must not be negative, got -1"}},
 		{"pool.max_client_conn negative", minimal + "pool: {max_client_conn: -1}\n", []string{"pool.max_client_conn: must not be negative, got -1"}},
+		{"pool.max_startup_conn negative", minimal + "pool: {max_startup_conn: -1}\n", []string{"pool.max_startup_conn: must not be negative, got -1"}},
 		{"pool.max_prepared_statements negative", minimal + "pool: {max_prepared_statements: -5}\n", []string{"pool.max_prepared_statements: must not be negative, got -5"}},
 
 		// limits, routing

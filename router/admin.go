@@ -37,6 +37,26 @@ var adminDatabases = []string{"pgswitch", "pgbouncer"}
 // IsAdminDatabase reports whether clients connecting to name reach the admin console.
 func IsAdminDatabase(name string) bool { return slices.Contains(adminDatabases, name) }
 
+// adminReserve is how many clients of the admin console may connect beyond
+// pool.max_client_conn, so that an operator can still look and act when
+// pgswitch is full. PgBouncer keeps none; PostgreSQL keeps
+// superuser_reserved_connections (3) for the same reason.
+const adminReserve = 3
+
+// consoleUser reports whether a client asks for the admin console as one
+// of its users (admin.admin_users or admin.stats_users), who may take a
+// place of adminReserve; its password is checked after.
+func (r *Router) consoleUser(cfg *config.Config, startup *wire.Startup) bool {
+	if !IsAdminDatabase(startup.Params["database"]) {
+		return false
+	}
+	r.admin.mu.Lock()
+	h := r.admin.handler
+	r.admin.mu.Unlock()
+	user := startup.Params["user"]
+	return h != nil && (slices.Contains(cfg.Admin.Users, user) || slices.Contains(cfg.Admin.StatsUsers, user))
+}
+
 // adminState is what the admin console changes in the router.
 type adminState struct {
 	mu       sync.Mutex
@@ -57,16 +77,16 @@ func (r *Router) SetAdmin(h AdminHandler) {
 
 // serveReserved serves a client that needs no session: one of the admin
 // console, or one of a disabled database, which is refused. It reports
-// whether it did.
-func (r *Router) serveReserved(conn net.Conn, st *state, startup *wire.Startup) bool {
+// whether it did. deadline is the login's.
+func (r *Router) serveReserved(conn net.Conn, st *state, startup *wire.Startup, deadline time.Time) bool {
 	dbName := startup.Params["database"]
 	r.admin.mu.Lock()
 	h := r.admin.handler
 	disabled := r.admin.disabled[dbName]
 	r.admin.mu.Unlock()
 	if disabled {
-		wire.WriteFatal(conn, wire.Fatalf(wire.CodeCannotConnectNow, "database %q is disabled", dbName).
-			WithHint("An administrator ran DISABLE; ENABLE lets clients in again."))
+		refuse(conn, wire.Fatalf(wire.CodeCannotConnectNow, "database %q is disabled", dbName).
+			WithHint("An administrator ran DISABLE; ENABLE lets clients in again."), deadline)
 		return true
 	}
 	if h == nil || !IsAdminDatabase(dbName) {
@@ -74,8 +94,7 @@ func (r *Router) serveReserved(conn net.Conn, st *state, startup *wire.Startup) 
 	}
 	c, err := r.adminLogin(conn, st, startup)
 	if err != nil {
-		e := wire.AsError(err)
-		wire.WriteFatal(conn, e)
+		e := refuse(conn, err, deadline)
 		r.log.Info("admin console login failed", "addr", conn.RemoteAddr().String(),
 			"user", startup.Params["user"], "code", e.Code, "err", e.Message)
 		return true

@@ -5,20 +5,23 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
-	"github.com/pgswitch/pgswitch/config"
 
+	"github.com/pgswitch/pgswitch/config"
 	"github.com/pgswitch/pgswitch/pool"
 	"github.com/pgswitch/pgswitch/router/classify"
 	"github.com/pgswitch/pgswitch/router/track"
 	"github.com/pgswitch/pgswitch/wire"
 )
 
-// serveConn runs one client connection from its first byte to its end.
+// serveConn runs one client connection from its first byte to its end. It
+// holds one of r.startup's slots, taken by Serve, until the client's
+// startup packet is read.
 func (r *Router) serveConn(nc net.Conn) {
 	parked := false // the session went on without this goroutine, which must not end it
 	defer func() {
@@ -28,19 +31,22 @@ func (r *Router) serveConn(nc net.Conn) {
 	}()
 	st := r.state.Load()
 	cfg := st.cfg
+	var deadline time.Time // of the login
 	if cfg.Timeouts.ClientLogin > 0 {
-		nc.SetDeadline(time.Now().Add(cfg.Timeouts.ClientLogin))
+		deadline = time.Now().Add(cfg.Timeouts.ClientLogin)
+		nc.SetDeadline(deadline)
 	}
 	// Until the session is registered (Close kicks it then), shutdown ends
 	// the login at once rather than after client_login.
 	stopLogin := context.AfterFunc(r.ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
 	defer stopLogin()
 	conn, startup, err := wire.Negotiate(nc, st.tls)
+	r.startup.release()
 	if conn == nil {
 		conn = nc
 	}
 	if err != nil {
-		wire.WriteFatal(conn, err)
+		refuse(conn, err, deadline)
 		r.log.Debug("client startup refused", "addr", nc.RemoteAddr().String(), "err", err)
 		return
 	}
@@ -53,8 +59,8 @@ func (r *Router) serveConn(nc net.Conn) {
 		r.cancel(*startup.Cancel)
 		return
 	}
-	if !r.admit() {
-		wire.WriteFatal(conn, wire.Fatalf(wire.CodeTooManyConnections, "no more connections allowed (max_client_conn %d)", cfg.Pool.MaxClientConn))
+	if !r.admit(r.consoleUser(cfg, startup)) {
+		refuse(conn, wire.Fatalf(wire.CodeTooManyConnections, "no more connections allowed (max_client_conn %d)", cfg.Pool.MaxClientConn), deadline)
 		return
 	}
 	defer func() {
@@ -62,15 +68,14 @@ func (r *Router) serveConn(nc net.Conn) {
 			r.leave()
 		}
 	}()
-	if r.serveReserved(conn, st, startup) {
+	if r.serveReserved(conn, st, startup, deadline) {
 		return
 	}
 	conn = r.countBytes(conn, startup.Params["database"])
 
 	s, err := r.login(conn, st, startup)
 	if err != nil {
-		e := wire.AsError(err)
-		wire.WriteFatal(conn, e)
+		e := refuse(conn, err, deadline)
 		r.log.Info("client login failed", "addr", nc.RemoteAddr().String(),
 			"user", startup.Params["user"], "database", startup.Params["database"], "code", e.Code, "err", e.Message)
 		return
@@ -97,8 +102,34 @@ func (r *Router) serveConn(nc net.Conn) {
 	r.unregister(s)
 }
 
-func (r *Router) admit() bool {
+// refuseWriteTimeout bounds the write of the FATAL that ends a login,
+// which may come when the login's deadline has passed.
+const refuseWriteTimeout = time.Second
+
+// refuse sends err, FATAL, to a client whose login failed, and returns what
+// it sent. A read or write that failed because timeouts.client_login passed
+// becomes the error PostgreSQL raises when authentication_timeout passes
+// (57014): PostgreSQL itself closes the connection without sending it,
+// pgswitch tells the client why.
+func refuse(conn net.Conn, err error, deadline time.Time) *wire.Error {
+	e := wire.AsError(err)
+	if !deadline.IsZero() && !time.Now().Before(deadline) && errors.Is(err, os.ErrDeadlineExceeded) {
+		e = wire.Fatalf(wire.CodeQueryCanceled, "canceling authentication due to timeout").
+			WithDetail("The login did not complete within timeouts.client_login.").WithCause(err)
+	}
+	conn.SetWriteDeadline(time.Now().Add(refuseWriteTimeout))
+	wire.WriteFatal(conn, e)
+	return e
+}
+
+// admit counts a new client against pool.max_client_conn, or reports
+// false if pgswitch is full. A client of the admin console (console) may
+// also take one of adminReserve more places.
+func (r *Router) admit(console bool) bool {
 	max := r.state.Load().cfg.Pool.MaxClientConn
+	if console && max > 0 {
+		max += adminReserve
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if max > 0 && r.clients >= max {

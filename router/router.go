@@ -44,6 +44,7 @@ type Router struct {
 	wg   sync.WaitGroup // one per session and per Serve
 
 	parker *parker // idle clients without goroutines
+	startup startupSlots // connections not past their startup packet (pool.max_startup_conn)
 
 	mu       sync.Mutex
 	sessions map[wire.CancelKey]*Session // by the cancel key pgswitch gave out
@@ -135,6 +136,11 @@ func (r *Router) Apply(cfg *config.Config) error {
 func (r *Router) Pools() *pool.Set { return r.pools }
 
 // Serve accepts clients on ln until ln is closed or the router is closed.
+// Accept failures that pass (out of file descriptors, a client gone before
+// it was accepted) are retried after a back-off and logged at most once a
+// second; any other failure ends Serve with it. While pool.max_startup_conn
+// connections are still in their startup phase, Serve accepts no more: new
+// ones wait in the listen backlog.
 func (r *Router) Serve(ln net.Listener) error {
 	r.mu.Lock()
 	if r.closed {
@@ -145,26 +151,24 @@ func (r *Router) Serve(ln net.Listener) error {
 	r.wg.Add(1)
 	r.mu.Unlock()
 	defer r.wg.Done()
-	var delay time.Duration
+	a := acceptor{ln: ln, log: r.log, done: r.ctx.Done()}
+	maxStartup := func() int { return r.state.Load().cfg.Pool.MaxStartupConn }
 	for {
-		nc, err := ln.Accept()
+		if !r.startup.acquire(maxStartup, r.ctx.Done()) {
+			return nil // closed
+		}
+		nc, err := a.accept()
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				// Out of file descriptors and the like: back off, don't spin.
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				time.Sleep(delay)
-				continue
-			}
+			r.startup.release()
 			if errors.Is(err, net.ErrClosed) {
 				return nil
 			}
 			return err
 		}
-		delay = 0
 		r.mu.Lock()
 		if r.closed {
 			r.mu.Unlock()
+			r.startup.release()
 			nc.Close()
 			return nil
 		}
@@ -172,7 +176,7 @@ func (r *Router) Serve(ln net.Listener) error {
 		r.mu.Unlock()
 		go func() {
 			defer r.wg.Done()
-			r.serveConn(nc)
+			r.serveConn(nc) // releases the startup slot
 		}()
 	}
 }

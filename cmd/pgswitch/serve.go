@@ -35,7 +35,15 @@ tell the remaining clients 57P01 and exit 0.`,
 			if err != nil {
 				return err
 			}
-			cfg, err := config.Load(path)
+			checkFiles := fileLimitCheck(logger)
+			load := func() (*config.Config, error) {
+				cfg, err := config.Load(path)
+				if err == nil {
+					checkFiles(cfg)
+				}
+				return cfg, err
+			}
+			cfg, err := load()
 			if err != nil {
 				return err
 			}
@@ -52,7 +60,7 @@ tell the remaining clients 57P01 and exit 0.`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return serve(ctx, cfg, func() (*config.Config, error) { return config.Load(path) }, logger, nil)
+			return serve(ctx, cfg, load, logger, nil)
 		},
 	}
 	cmd.Flags().StringVarP(&path, "config", "c", "pgswitch.yaml", "configuration file")
@@ -129,6 +137,31 @@ func reload(r *router.Router, load func() (*config.Config, error), logger *slog.
 	}
 	if err != nil {
 		logger.Error("reload refused; the running configuration stays", "err", err)
+	}
+}
+
+// fileLimitCheck raises the limit on open files to the hard limit and
+// returns a check that warns when a configuration may need more file
+// descriptors than that: clients up to pool.max_client_conn, connections in
+// their startup phase, and every server connection the pools may open.
+// Beyond the limit, accepting clients and opening server connections fail
+// until descriptors free up.
+func fileLimitCheck(logger *slog.Logger) func(*config.Config) {
+	limit, err := raiseFileLimit()
+	if err != nil {
+		logger.Warn("cannot raise the limit on open files to the hard limit", "limit", limit, "err", err)
+	} else if limit > 0 {
+		logger.Info("limit on open files", "limit", limit)
+	}
+	return func(cfg *config.Config) {
+		need := router.FilesNeeded(cfg)
+		if limit == 0 || uint64(need.Total()) <= limit {
+			return
+		}
+		logger.Warn("the limit on open files is too low for this configuration: beyond it clients wait to be accepted and server connections fail",
+			"limit", limit, "need", need.Total(), "clients", need.Clients, "startup", need.Startup,
+			"server_connections", need.Servers, "own", need.Own,
+			"hint", "raise the hard limit (ulimit -Hn, systemd LimitNOFILE=) or lower pool.max_client_conn, pool.max_startup_conn or pool sizes")
 	}
 }
 
