@@ -43,7 +43,7 @@ type Router struct {
 	stop context.CancelFunc
 	wg   sync.WaitGroup // one per session and per Serve
 
-	parker *parker // idle clients without goroutines
+	parker  *parker      // idle clients without goroutines
 	startup startupSlots // connections not past their startup packet (pool.max_startup_conn)
 
 	mu       sync.Mutex
