@@ -25,6 +25,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/pgswitch/pgswitch/bench/internal/proc"
 	"github.com/pgswitch/pgswitch/integration/cluster"
 )
 
@@ -132,8 +133,9 @@ func run() error {
 			}
 			cpu, pgCPU := 0.0, 0.0
 			if n > 0 {
-				cpu = float64(after.cpuTicks-before.cpuTicks) * 1e6 / 100 / float64(n) // 100 ticks a second
-				pgCPU = float64(pgAfter-pgBefore) * 1e6 / 100 / float64(n)
+				tick := float64(proc.Tick.Microseconds())
+				cpu = float64(after.cpuTicks-before.cpuTicks) * tick / float64(n)
+				pgCPU = float64(pgAfter-pgBefore) * tick / float64(n)
 			}
 			tps[t.name] = append(tps[t.name], v)
 			share[t.name] = append(share[t.name], sh)
@@ -262,14 +264,9 @@ func (t *target) read(ctx context.Context) (counts, error) {
 		}
 	}
 	rows.Close()
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", t.pid))
-	if err != nil {
+	if c.cpuTicks, err = proc.CPU(t.pid); err != nil {
 		return c, err
 	}
-	f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+2:]))
-	utime, _ := strconv.ParseUint(f[11], 10, 64)
-	stime, _ := strconv.ParseUint(f[12], 10, 64)
-	c.cpuTicks = utime + stime
 	return c, nil
 }
 
@@ -277,40 +274,11 @@ func (t *target) read(ctx context.Context) (counts, error) {
 // PostgreSQL processes have used: each postmaster with its exited children,
 // and its live children.
 func serverTicks(cl *cluster.Cluster) (uint64, error) {
-	postmasters := map[int]bool{}
-	for _, srv := range append([]*cluster.Server{cl.Primary}, cl.Replicas...) {
-		b, err := os.ReadFile(filepath.Join(srv.DataDir, "postmaster.pid"))
-		if err != nil {
-			return 0, err
-		}
-		pid, err := strconv.Atoi(strings.SplitN(string(b), "\n", 2)[0])
-		if err != nil {
-			return 0, fmt.Errorf("%s: postmaster.pid: %v", srv.DataDir, err)
-		}
-		postmasters[pid] = true
+	var dirs []string
+	for _, srv := range cl.Servers() {
+		dirs = append(dirs, srv.DataDir)
 	}
-	procs, err := filepath.Glob("/proc/[0-9]*/stat")
-	if err != nil {
-		return 0, err
-	}
-	var total uint64
-	for _, p := range procs {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			continue // gone
-		}
-		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-		pid, _ := strconv.Atoi(strings.Fields(string(b))[0])
-		ppid, _ := strconv.Atoi(f[1])
-		field := func(i int) uint64 { n, _ := strconv.ParseUint(f[i], 10, 64); return n }
-		switch {
-		case postmasters[pid]:
-			total += field(11) + field(12) + field(13) + field(14) // with exited children
-		case postmasters[ppid]:
-			total += field(11) + field(12)
-		}
-	}
-	return total, nil
+	return proc.ServerCPU(dirs)
 }
 
 func toUint(v any) uint64 {
