@@ -147,7 +147,10 @@ func (l *Listen) serve(w *recorder, r *http.Request) *metrics.Codes {
 		writeError(w, http.StatusRequestHeaderFieldsTooLarge, "Your browser sent too many header fields.")
 		return l.codesNoServer
 	}
-	s, err := l.pool.Acquire(r.Context(), l.cfg.Timeouts.Queue)
+	s, err := l.pool.TryAcquire()
+	if s == nil && err == nil {
+		s, err = l.queue(r)
+	}
 	if err != nil {
 		switch {
 		case errors.Is(err, backend.ErrNoServer):
@@ -166,6 +169,19 @@ func (l *Listen) serve(w *recorder, r *http.Request) *metrics.Codes {
 	t := l.targets[s.Index]
 	t.proxy.ServeHTTP(w, r)
 	return t.codes
+}
+
+// queue waits for a server below its maxconn. An HTTP/1.x request without
+// a body that waits there is abandoned when its client closes the
+// connection (HTTP/2 requests end with their stream).
+func (l *Listen) queue(r *http.Request) (*backend.Server, error) {
+	ctx := r.Context()
+	if cc := connOf(r); cc != nil && r.Body == http.NoBody {
+		var stop func()
+		ctx, stop = cc.watchGone(ctx)
+		defer stop()
+	}
+	return l.pool.Acquire(ctx, l.cfg.Timeouts.Queue)
 }
 
 // proxyError answers a request the server did not answer, and logs why.
