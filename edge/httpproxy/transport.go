@@ -54,7 +54,8 @@ type serverConn struct {
 	net.Conn
 	raw       net.Conn // the TCP connection under TLS, for the liveness peek
 	br        *bufio.Reader
-	bw        *bufio.Writer
+	bw        *bufio.Writer // for requests appendRequest leaves to req.Write
+	head      []byte        // the request head appendRequest made
 	idleSince time.Time
 }
 
@@ -118,8 +119,10 @@ func (t *serverTransport) conn(ctx context.Context) (*serverConn, bool, error) {
 }
 
 // alive peeks at an idle connection without blocking: no byte and no EOF
-// means the server still keeps it open.
+// means the server still keeps it open. It clears the deadline the last
+// exchange left, which would fail the peek once past.
 func alive(c net.Conn) bool {
+	_ = c.SetReadDeadline(time.Time{})
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return true
@@ -163,16 +166,36 @@ func (t *serverTransport) dial(ctx context.Context) (*serverConn, error) {
 var aLongTimeAgo = time.Unix(1, 0)
 
 // exchange writes req on c and reads the answer's headers.
+//
+// An HTTP/2 client that resets its stream stops the wait for the server at
+// once. The context of an HTTP/1.x request ends only when its handler does
+// (clientConn answers net/http's background read), so watching it would
+// cost every request a context.AfterFunc for nothing: such a client's
+// leaving is noticed when the answer is written, as HAProxy does without
+// abortonclose.
+//
+// The deadline set here bounds the writing of the request and the wait for
+// the answer's headers; it is not cleared after (the next exchange sets its
+// own, and alive clears it before peeking).
 func (t *serverTransport) exchange(c *serverConn, req *http.Request) (*http.Response, error) {
-	// A client that leaves stops the wait for the server.
-	stop := context.AfterFunc(req.Context(), func() { c.SetDeadline(aLongTimeAgo) })
-	defer stop()
-	_ = c.SetDeadline(time.Now().Add(t.responseTimeout))
-	if err := req.Write(c.bw); err != nil {
-		return nil, noAnswer(err, req)
+	stop := func() bool { return true }
+	if req.ProtoMajor >= 2 {
+		stop = context.AfterFunc(req.Context(), func() { c.SetDeadline(aLongTimeAgo) })
+		defer stop()
 	}
-	if err := c.bw.Flush(); err != nil {
-		return nil, noAnswer(err, req)
+	_ = c.SetDeadline(time.Now().Add(t.responseTimeout))
+	var ok bool
+	if c.head, ok = appendRequest(c.head[:0], req); ok {
+		if _, err := c.Conn.Write(c.head); err != nil {
+			return nil, noAnswer(err, req)
+		}
+	} else {
+		if err := req.Write(c.bw); err != nil {
+			return nil, noAnswer(err, req)
+		}
+		if err := c.bw.Flush(); err != nil {
+			return nil, noAnswer(err, req)
+		}
 	}
 	var resp *http.Response
 	for {
@@ -199,7 +222,6 @@ func (t *serverTransport) exchange(c *serverConn, req *http.Request) (*http.Resp
 		// The client left as the answer arrived.
 		return nil, req.Context().Err()
 	}
-	_ = c.SetDeadline(time.Time{})
 	if resp.Body == http.NoBody {
 		t.release(c, resp)
 		return resp, nil
@@ -278,7 +300,6 @@ func (b *serverBody) Read(p []byte) (int, error) {
 	n, err := b.body.Read(p)
 	if err == io.EOF {
 		b.done = true
-		_ = b.c.SetReadDeadline(time.Time{})
 		b.t.release(b.c, b.resp)
 	} else if err != nil {
 		b.done = true

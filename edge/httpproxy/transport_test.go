@@ -156,7 +156,9 @@ func TestTransportRetriesStaleConnection(t *testing.T) {
 }
 
 // TestTransportTimeoutAndCancel: a server that never answers is given up
-// after the response timeout; a client that leaves stops the wait at once.
+// after the response timeout; an HTTP/2 client that resets its stream stops
+// the wait at once (an HTTP/1.x request's context does not end while its
+// handler runs: see exchange).
 func TestTransportTimeoutAndCancel(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -184,6 +186,7 @@ func TestTransportTimeoutAndCancel(t *testing.T) {
 	tr = newTestTransport(ln.Addr().String(), time.Hour)
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+ln.Addr().String()+"/", nil)
+	req.Proto, req.ProtoMajor, req.ProtoMinor = "HTTP/2.0", 2, 0
 	errc := make(chan error, 1)
 	go func() {
 		_, err := tr.RoundTrip(req)
