@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/http"
 	"os"
 	"strconv"
 	"sync"
@@ -40,6 +41,9 @@ type clientConn struct {
 	l       *Listen
 	isTLS   bool
 	started time.Time // accepted
+	// answer is the header map of the answer to the request being served;
+	// only the handler's goroutine uses it (one request at a time).
+	answer http.Header
 
 	// mu guards the fields below; net/http's background read runs in
 	// another goroutine than its request reads.
