@@ -63,6 +63,8 @@ type clientConn struct {
 	// early is a byte watchGone read, kept for net/http's next read.
 	early   byte
 	isEarly bool
+	// rdl and wdl are the deadlines set on Conn.
+	rdl, wdl deadline
 }
 
 func (l *Listen) newClientConn(c net.Conn, isTLS bool, accepted time.Time) *clientConn {
@@ -71,25 +73,32 @@ func (l *Listen) newClientConn(c net.Conn, isTLS bool, accepted time.Time) *clie
 	return cc
 }
 
-// readDeadlineLocked is the deadline of the next read.
-func (c *clientConn) readDeadlineLocked() time.Time {
+// readDeadlineLocked is the deadline of the next read, and how much later
+// it may fire (see deadline).
+func (c *clientConn) readDeadlineLocked() (time.Time, time.Duration) {
 	if !c.abortDL.IsZero() {
-		return c.abortDL
+		return c.abortDL, 0
 	}
 	t := &c.l.cfg.Timeouts
 	switch c.phase {
 	case phaseHeaders:
-		return c.phaseStart.Add(t.HTTPRequest)
+		return c.phaseStart.Add(t.HTTPRequest), slackOf(t.HTTPRequest)
 	case phaseIdle:
-		return c.phaseStart.Add(t.HTTPKeepAlive)
+		return c.phaseStart.Add(t.HTTPKeepAlive), slackOf(t.HTTPKeepAlive)
 	case phaseBusy:
-		// Only body reads are bounded; net/http's background read waits
-		// for the next request while the server answers, for as long as
-		// that takes.
-		return c.bodyDL
+		// Only body reads are bounded.
+		return c.bodyDL, slackOf(t.Client)
 	default:
-		return time.Now().Add(t.Client)
+		return time.Now().Add(t.Client), slackOf(t.Client)
 	}
+}
+
+// setReadDeadlineLocked arms the read deadline for the next read.
+func (c *clientConn) setReadDeadlineLocked() error {
+	if at, ok := c.rdl.arm(c.readDeadlineLocked()); ok {
+		return c.Conn.SetReadDeadline(at)
+	}
+	return nil
 }
 
 // Read is every read net/http makes. One of them is answered at once: the
@@ -114,7 +123,7 @@ func (c *clientConn) Read(b []byte) (int, error) {
 		c.afterRead(b[:1], nil)
 		return 1, nil
 	}
-	err := c.Conn.SetReadDeadline(c.readDeadlineLocked())
+	err := c.setReadDeadlineLocked()
 	c.mu.Unlock()
 	if err != nil {
 		return 0, err
@@ -177,7 +186,11 @@ func (c *clientConn) requestTimeout(sawBytes bool, line []byte) {
 		}
 		return
 	}
-	_ = c.Conn.SetWriteDeadline(time.Now().Add(time.Second))
+	c.mu.Lock()
+	dl := time.Now().Add(time.Second)
+	c.wdl.set(dl)
+	_ = c.Conn.SetWriteDeadline(dl)
+	c.mu.Unlock()
 	n, _ := c.Conn.Write(answer408)
 	bytes := int64(0)
 	if n == len(answer408) {
@@ -217,10 +230,13 @@ func (c *clientConn) Write(b []byte) (int, error) {
 	if c.phase == phaseBusy || c.phase == phaseTunnel {
 		dl = time.Now().Add(c.l.cfg.Timeouts.Client)
 	}
-	c.mu.Unlock()
-	if err := c.Conn.SetWriteDeadline(dl); err != nil {
-		return 0, err
+	if at, ok := c.wdl.arm(dl, slackOf(c.l.cfg.Timeouts.Client)); ok {
+		if err := c.Conn.SetWriteDeadline(at); err != nil {
+			c.mu.Unlock()
+			return 0, err
+		}
 	}
+	c.mu.Unlock()
 	return c.Conn.Write(b)
 }
 
@@ -232,6 +248,7 @@ func (c *clientConn) SetReadDeadline(t time.Time) error {
 	defer c.mu.Unlock()
 	if !t.IsZero() && !t.After(time.Now()) {
 		c.abortDL = t
+		c.rdl.set(t)
 		return c.Conn.SetReadDeadline(t)
 	}
 	c.abortDL = time.Time{}
@@ -288,7 +305,10 @@ type goneWatch struct {
 func (c *clientConn) watchGone(parent context.Context) (ctx context.Context, stop func()) {
 	ctx, cancel := context.WithCancel(parent)
 	w := &goneWatch{done: make(chan struct{})}
+	c.mu.Lock()
+	c.rdl.set(time.Time{})
 	_ = c.Conn.SetReadDeadline(time.Time{})
+	c.mu.Unlock()
 	go func() {
 		defer close(w.done)
 		var b [1]byte
@@ -306,8 +326,9 @@ func (c *clientConn) watchGone(parent context.Context) (ctx context.Context, sto
 	return ctx, func() {
 		c.mu.Lock()
 		w.stopped = true
-		c.mu.Unlock()
+		c.rdl.set(aLongTimeAgo)
 		_ = c.Conn.SetReadDeadline(aLongTimeAgo)
+		c.mu.Unlock()
 		<-w.done
 		cancel()
 	}

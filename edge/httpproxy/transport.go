@@ -57,6 +57,18 @@ type serverConn struct {
 	bw        *bufio.Writer // for requests appendRequest leaves to req.Write
 	head      []byte        // the request head appendRequest made
 	idleSince time.Time
+	rdl, wdl  deadline // set on Conn (and raw under it)
+}
+
+// armDeadlines bounds the next reads and writes by the response timeout.
+func (c *serverConn) armDeadlines(timeout time.Duration) {
+	want := time.Now().Add(timeout)
+	if at, ok := c.rdl.arm(want, slackOf(timeout)); ok {
+		_ = c.Conn.SetReadDeadline(at)
+	}
+	if at, ok := c.wdl.arm(want, slackOf(timeout)); ok {
+		_ = c.Conn.SetWriteDeadline(at)
+	}
 }
 
 func (t *serverTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -108,6 +120,9 @@ func (t *serverTransport) conn(ctx context.Context) (*serverConn, bool, error) {
 		t.idle = t.idle[:n-1]
 		t.mu.Unlock()
 		age := now.Sub(c.idleSince)
+		if age > checkIdleAfter {
+			c.rdl.set(time.Time{}) // alive clears it
+		}
 		if age > idleTimeout || (age > checkIdleAfter && !alive(c.raw)) {
 			c.Close()
 			continue
@@ -174,16 +189,16 @@ var aLongTimeAgo = time.Unix(1, 0)
 // leaving is noticed when the answer is written, as HAProxy does without
 // abortonclose.
 //
-// The deadline set here bounds the writing of the request and the wait for
-// the answer's headers; it is not cleared after (the next exchange sets its
-// own, and alive clears it before peeking).
+// The deadlines armed here bound the writing of the request and the wait
+// for the answer's headers; they are not cleared after (the next exchange
+// arms its own, and alive clears the read deadline before peeking).
 func (t *serverTransport) exchange(c *serverConn, req *http.Request) (*http.Response, error) {
 	stop := func() bool { return true }
 	if req.ProtoMajor >= 2 {
 		stop = context.AfterFunc(req.Context(), func() { c.SetDeadline(aLongTimeAgo) })
 		defer stop()
 	}
-	_ = c.SetDeadline(time.Now().Add(t.responseTimeout))
+	c.armDeadlines(t.responseTimeout)
 	var ok bool
 	if c.head, ok = appendRequest(c.head[:0], req); ok {
 		if _, err := c.Conn.Write(c.head); err != nil {
@@ -296,7 +311,9 @@ func (b *serverBody) Read(p []byte) (int, error) {
 	}
 	// timeouts.server bounds each wait for the body, as it does for the
 	// headers.
-	_ = b.c.SetReadDeadline(time.Now().Add(b.t.responseTimeout))
+	if at, ok := b.c.rdl.arm(time.Now().Add(b.t.responseTimeout), slackOf(b.t.responseTimeout)); ok {
+		_ = b.c.SetReadDeadline(at)
+	}
 	n, err := b.body.Read(p)
 	if err == io.EOF {
 		b.done = true
