@@ -213,9 +213,14 @@ func (t *serverTransport) exchange(c *serverConn, req *http.Request) (*http.Resp
 		}
 	}
 	var resp *http.Response
+	length := int64(-1) // of the body readAnswer left to serverBody
 	for {
 		if _, err := c.br.Peek(1); err != nil {
 			return nil, noAnswer(err, req)
+		}
+		if r, n, ok := readAnswer(c.br, req); ok {
+			resp, length = r, n
+			break
 		}
 		var err error
 		resp, err = http.ReadResponse(c.br, req)
@@ -237,11 +242,14 @@ func (t *serverTransport) exchange(c *serverConn, req *http.Request) (*http.Resp
 		// The client left as the answer arrived.
 		return nil, req.Context().Err()
 	}
+	if length == 0 {
+		resp.Body = http.NoBody
+	}
 	if resp.Body == http.NoBody {
 		t.release(c, resp)
 		return resp, nil
 	}
-	resp.Body = &serverBody{body: resp.Body, c: c, t: t, resp: resp}
+	resp.Body = &serverBody{body: resp.Body, remain: length, c: c, t: t, resp: resp}
 	return resp, nil
 }
 
@@ -298,11 +306,31 @@ func (t *serverTransport) CloseIdleConnections() {
 // serverBody is an answer's body: read to its end, it gives the connection
 // back; closed early, it closes the connection.
 type serverBody struct {
-	body io.ReadCloser
-	c    *serverConn
-	t    *serverTransport
-	resp *http.Response
-	done bool
+	body   io.ReadCloser // http.ReadResponse's; nil: remain bytes from c.br
+	remain int64
+	c      *serverConn
+	t      *serverTransport
+	resp   *http.Response
+	done   bool
+}
+
+// read reads the body readAnswer left: remain bytes, then io.EOF.
+func (b *serverBody) read(p []byte) (int, error) {
+	if b.remain == 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > b.remain {
+		p = p[:b.remain]
+	}
+	n, err := b.c.br.Read(p)
+	b.remain -= int64(n)
+	switch {
+	case err == io.EOF:
+		err = io.ErrUnexpectedEOF
+	case err == nil && b.remain == 0:
+		err = io.EOF
+	}
+	return n, err
 }
 
 func (b *serverBody) Read(p []byte) (int, error) {
@@ -314,7 +342,13 @@ func (b *serverBody) Read(p []byte) (int, error) {
 	if at, ok := b.c.rdl.arm(time.Now().Add(b.t.responseTimeout), slackOf(b.t.responseTimeout)); ok {
 		_ = b.c.SetReadDeadline(at)
 	}
-	n, err := b.body.Read(p)
+	var n int
+	var err error
+	if b.body != nil {
+		n, err = b.body.Read(p)
+	} else {
+		n, err = b.read(p)
+	}
 	if err == io.EOF {
 		b.done = true
 		b.t.release(b.c, b.resp)
