@@ -72,7 +72,9 @@ func (c *serverConn) armDeadlines(timeout time.Duration) {
 }
 
 func (t *serverTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if (req.Body != nil && req.Body != http.NoBody) || req.Header.Get("Upgrade") != "" {
+	// Header["Upgrade"]: ReverseProxy sets it canonical, and Get would
+	// canonicalize the name on every request.
+	if up := req.Header["Upgrade"]; (req.Body != nil && req.Body != http.NoBody) || len(up) > 0 && up[0] != "" {
 		return t.fallback.RoundTrip(req)
 	}
 	for attempt := 0; ; attempt++ {
