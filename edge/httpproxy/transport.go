@@ -58,6 +58,58 @@ type serverConn struct {
 	head      []byte        // the request head appendRequest made
 	idleSince time.Time
 	rdl, wdl  deadline // set on Conn (and raw under it)
+
+	// Plain connections write a request head with send: see sendHead.
+	rc           syscall.RawConn
+	sendThenWait func(fd uintptr) bool // c.sendHead, bound once
+	sent         int                   // bytes of head written; -1: all, answer awaited
+	sendErr      error
+}
+
+// send writes head and waits until the answer's first bytes can be read,
+// without the read that would find nothing: it writes inside the raw
+// connection's read callback, that is after the poller forgot the
+// connection's last readiness, so the answer's arrival cannot be missed,
+// then lets the poller wait. (A plain Write then Read tries the read at
+// once, gets EAGAIN, and only then waits: one syscall per request more.)
+// What a full socket buffer leaves unwritten is written by Conn.Write.
+func (c *serverConn) send(head []byte) error {
+	c.head, c.sent, c.sendErr = head, 0, nil
+	err := c.rc.Read(c.sendThenWait)
+	if c.sendErr != nil {
+		return c.sendErr
+	}
+	if c.sent >= 0 {
+		if _, werr := c.Conn.Write(c.head[c.sent:]); werr != nil {
+			return werr
+		}
+		return nil
+	}
+	return err
+}
+
+// sendHead is the callback of send: the first call writes the head and
+// reports false (wait for the answer) when all of it went out; the call
+// after the wait reports true.
+func (c *serverConn) sendHead(fd uintptr) bool {
+	if c.sent < 0 {
+		return true
+	}
+	for c.sent < len(c.head) {
+		n, err := syscall.Write(int(fd), c.head[c.sent:])
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			if err != syscall.EAGAIN {
+				c.sendErr = err
+			}
+			return true
+		}
+		c.sent += n
+	}
+	c.sent = -1
+	return false
 }
 
 // armDeadlines bounds the next reads and writes by the response timeout.
@@ -173,6 +225,10 @@ func (t *serverTransport) dial(ctx context.Context) (*serverConn, error) {
 			return nil, fmt.Errorf("TLS handshake with %s: %w", t.addr, err)
 		}
 		c.Conn = tc
+	} else if sc, ok := raw.(syscall.Conn); ok {
+		if c.rc, err = sc.SyscallConn(); err == nil {
+			c.sendThenWait = c.sendHead
+		}
 	}
 	c.br = bufio.NewReaderSize(c.Conn, 4096)
 	c.bw = bufio.NewWriterSize(c.Conn, 4096)
@@ -203,7 +259,13 @@ func (t *serverTransport) exchange(c *serverConn, req *http.Request) (*http.Resp
 	c.armDeadlines(t.responseTimeout)
 	var ok bool
 	if c.head, ok = appendRequest(c.head[:0], req); ok {
-		if _, err := c.Conn.Write(c.head); err != nil {
+		var err error
+		if c.rc != nil {
+			err = c.send(c.head)
+		} else {
+			_, err = c.Conn.Write(c.head)
+		}
+		if err != nil {
 			return nil, noAnswer(err, req)
 		}
 	} else {

@@ -217,3 +217,43 @@ func TestFirstLine(t *testing.T) {
 		}
 	}
 }
+
+// TestTransportSendsLargeHead: a request head larger than the socket
+// buffers, to a server that reads it late, is written whole (send's raw
+// write stops at EAGAIN and Conn.Write finishes it), and its answer read.
+func TestTransportSendsLargeHead(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan int, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		time.Sleep(100 * time.Millisecond) // the client's buffers fill meanwhile
+		req, err := http.ReadRequest(bufio.NewReader(c))
+		if err != nil {
+			got <- -1
+			return
+		}
+		got <- len(req.Header.Get("X-Big"))
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	}()
+	tr := newTestTransport(ln.Addr().String(), 30*time.Second)
+	req, _ := http.NewRequest("GET", "http://"+ln.Addr().String()+"/", nil)
+	big := strings.Repeat("b", 16<<20)
+	req.Header.Set("X-Big", big)
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if n := <-got; n != len(big) || string(body) != "ok" {
+		t.Fatalf("server read a %d-byte field (want %d), answer %q", n, len(big), body)
+	}
+}
