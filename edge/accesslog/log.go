@@ -16,9 +16,11 @@ type Entry struct {
 	// Time is when the request arrived.
 	Time time.Time
 	// RequestLine is "METHOD URI PROTO", or what arrived of it; empty is
-	// logged as "-".
-	RequestLine string
-	Status      int
+	// logged as "-". Method, Target and Proto, when Method is set, are
+	// logged instead, joined by spaces (no string is built per request).
+	RequestLine           string
+	Method, Target, Proto string
+	Status                int
 	// Bytes is the response body size sent.
 	Bytes              int64
 	Referer, UserAgent string
@@ -88,7 +90,17 @@ func Append(b []byte, e *Entry, combined bool) []byte {
 	b = append(b, " - - ["...)
 	b = e.Time.AppendFormat(b, "02/Jan/2006:15:04:05 -0700")
 	b = append(b, "] "...)
-	b = appendQuoted(b, e.RequestLine)
+	if e.Method != "" {
+		b = append(b, '"')
+		b = appendEscaped(b, e.Method)
+		b = append(b, ' ')
+		b = appendEscaped(b, e.Target)
+		b = append(b, ' ')
+		b = appendEscaped(b, e.Proto)
+		b = append(b, '"')
+	} else {
+		b = appendQuoted(b, e.RequestLine)
+	}
 	b = append(b, ' ')
 	if e.Status > 0 {
 		b = strconv.AppendInt(b, int64(e.Status), 10)

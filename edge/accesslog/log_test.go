@@ -25,6 +25,8 @@ func TestAppend(t *testing.T) {
 		{"combined", Entry{Client: "127.0.0.1", Time: at, RequestLine: "GET / HTTP/2.0", Status: 200, Bytes: 5,
 			Referer: "http://a/", UserAgent: `curl "x"`},
 			true, `127.0.0.1 - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/2.0" 200 5 "http://a/" "curl \"x\""`},
+		{"parts", Entry{Client: "127.0.0.1", Time: at, Method: "GET", Target: "/a b\"", Proto: "HTTP/1.1", Status: 200, Bytes: 3},
+			false, `127.0.0.1 - - [10/Oct/2000:13:55:36 -0700] "GET /a b\" HTTP/1.1" 200 3`},
 		{"forged line", Entry{Client: "127.0.0.1", Time: at, RequestLine: "GET /\n127.0.0.2 é HTTP/1.1", Status: 400},
 			false, `127.0.0.1 - - [10/Oct/2000:13:55:36 -0700] "GET /\x0a127.0.0.2 \xc3\xa9 HTTP/1.1" 400 -`},
 	}
@@ -60,4 +62,25 @@ func TestFile(t *testing.T) {
 	}
 	var none *Logger
 	none.Log(&Entry{}) // must not panic
+}
+
+// TestAppendAllocs: formatting a line into a buffer large enough allocates
+// nothing.
+func TestAppendAllocs(t *testing.T) {
+	e := Entry{Client: "127.0.0.1", Time: time.Now(), Method: "GET", Target: "/index.html", Proto: "HTTP/1.1",
+		Status: 200, Bytes: 512, Referer: "http://a/", UserAgent: "curl/8"}
+	buf := make([]byte, 0, 512)
+	if n := testing.AllocsPerRun(100, func() { buf = Append(buf[:0], &e, true) }); n != 0 {
+		t.Fatalf("%v allocations per line, want 0", n)
+	}
+}
+
+func BenchmarkAppend(b *testing.B) {
+	e := Entry{Client: "127.0.0.1", Time: time.Now(), Method: "GET", Target: "/index.html?q=1", Proto: "HTTP/1.1",
+		Status: 200, Bytes: 512, Referer: "http://a/", UserAgent: "Mozilla/5.0 (X11; Linux x86_64)"}
+	buf := make([]byte, 0, 512)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = Append(buf[:0], &e, true)
+	}
 }

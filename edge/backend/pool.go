@@ -178,6 +178,19 @@ func (p *Pool) pickLocked() (s *Server, any bool) {
 	return best, true
 }
 
+// TryAcquire returns a server below its maxconn without waiting, as
+// Acquire does when one is free. When every usable server is full it
+// returns nil and no error: the caller then waits with Acquire.
+func (p *Pool) TryAcquire() (*Server, error) {
+	p.mu.Lock()
+	s, any := p.pickLocked()
+	p.mu.Unlock()
+	if s == nil && !any {
+		return nil, ErrNoServer
+	}
+	return s, nil
+}
+
 // Acquire returns a server for one request or connection, waiting in the
 // pool's FIFO queue up to timeout while every usable server is at its
 // maxconn. The caller must Release the server.

@@ -200,3 +200,24 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 		time.Sleep(2 * time.Millisecond)
 	}
 }
+
+// TestTryAcquire: a free server at once, nil without an error when every
+// server is full (and nobody is queued), ErrNoServer when none is up.
+func TestTryAcquire(t *testing.T) {
+	p := newTestPool(t, listenOf("a:1"))
+	s, err := p.TryAcquire()
+	if s == nil || err != nil {
+		t.Fatalf("free server: got %v, %v", s, err)
+	}
+	if s2, err := p.TryAcquire(); s2 != nil || err != nil {
+		t.Fatalf("full server: got %v, %v, want nil, nil", s2, err)
+	}
+	if n := p.QueueLen(); n != 0 {
+		t.Fatalf("TryAcquire queued: queue length %d", n)
+	}
+	p.Release(s)
+	setUp(p, "a", false)
+	if s, err := p.TryAcquire(); s != nil || !errors.Is(err, ErrNoServer) {
+		t.Fatalf("no server up: got %v, %v, want ErrNoServer", s, err)
+	}
+}

@@ -1,8 +1,10 @@
 package httpproxy
 
 import (
+	"context"
 	"errors"
 	"net"
+	"net/http"
 	"os"
 	"strconv"
 	"sync"
@@ -39,6 +41,9 @@ type clientConn struct {
 	l       *Listen
 	isTLS   bool
 	started time.Time // accepted
+	// answer is the header map of the answer to the request being served;
+	// only the handler's goroutine uses it (one request at a time).
+	answer http.Header
 
 	// mu guards the fields below; net/http's background read runs in
 	// another goroutine than its request reads.
@@ -51,6 +56,15 @@ type clientConn struct {
 	bodyGone   bool      // the client let its body time out: no more body reads wait
 	abortDL    time.Time // a past deadline net/http set to stop its background read
 	closed     bool
+	// bgArmed: net/http cleared the read deadline of a request being
+	// served, as it does just before it starts its background read; the
+	// next 1-byte read is that read (see Read).
+	bgArmed bool
+	// early is a byte watchGone read, kept for net/http's next read.
+	early   byte
+	isEarly bool
+	// rdl and wdl are the deadlines set on Conn.
+	rdl, wdl deadline
 }
 
 func (l *Listen) newClientConn(c net.Conn, isTLS bool, accepted time.Time) *clientConn {
@@ -59,30 +73,57 @@ func (l *Listen) newClientConn(c net.Conn, isTLS bool, accepted time.Time) *clie
 	return cc
 }
 
-// readDeadlineLocked is the deadline of the next read.
-func (c *clientConn) readDeadlineLocked() time.Time {
+// readDeadlineLocked is the deadline of the next read, and how much later
+// it may fire (see deadline).
+func (c *clientConn) readDeadlineLocked() (time.Time, time.Duration) {
 	if !c.abortDL.IsZero() {
-		return c.abortDL
+		return c.abortDL, 0
 	}
 	t := &c.l.cfg.Timeouts
 	switch c.phase {
 	case phaseHeaders:
-		return c.phaseStart.Add(t.HTTPRequest)
+		return c.phaseStart.Add(t.HTTPRequest), slackOf(t.HTTPRequest)
 	case phaseIdle:
-		return c.phaseStart.Add(t.HTTPKeepAlive)
+		return c.phaseStart.Add(t.HTTPKeepAlive), slackOf(t.HTTPKeepAlive)
 	case phaseBusy:
-		// Only body reads are bounded; net/http's background read waits
-		// for the next request while the server answers, for as long as
-		// that takes.
-		return c.bodyDL
+		// Only body reads are bounded.
+		return c.bodyDL, slackOf(t.Client)
 	default:
-		return time.Now().Add(t.Client)
+		return time.Now().Add(t.Client), slackOf(t.Client)
 	}
 }
 
+// setReadDeadlineLocked arms the read deadline for the next read.
+func (c *clientConn) setReadDeadlineLocked() error {
+	if at, ok := c.rdl.arm(c.readDeadlineLocked()); ok {
+		return c.Conn.SetReadDeadline(at)
+	}
+	return nil
+}
+
+// Read is every read net/http makes. One of them is answered at once: the
+// 1-byte background read net/http starts while a handler runs, to notice a
+// client that leaves (and a pipelined request). Left to block on the socket
+// it costs each request a goroutine hand-off, a read that finds nothing, two
+// deadline changes and a wake-up when net/http aborts it; answered (0, nil)
+// it ends at once and net/http reads the next request as usual. A client
+// that leaves is then noticed as HAProxy notices it without abortonclose:
+// when the answer is written to it; while a request waits in the queue,
+// watchGone does what the background read did.
 func (c *clientConn) Read(b []byte) (int, error) {
 	c.mu.Lock()
-	err := c.Conn.SetReadDeadline(c.readDeadlineLocked())
+	if c.bgArmed && len(b) == 1 && c.phase == phaseBusy {
+		c.bgArmed = false
+		c.mu.Unlock()
+		return 0, nil
+	}
+	if c.isEarly && len(b) > 0 {
+		b[0], c.isEarly = c.early, false
+		c.mu.Unlock()
+		c.afterRead(b[:1], nil)
+		return 1, nil
+	}
+	err := c.setReadDeadlineLocked()
 	c.mu.Unlock()
 	if err != nil {
 		return 0, err
@@ -145,7 +186,11 @@ func (c *clientConn) requestTimeout(sawBytes bool, line []byte) {
 		}
 		return
 	}
-	_ = c.Conn.SetWriteDeadline(time.Now().Add(time.Second))
+	c.mu.Lock()
+	dl := time.Now().Add(time.Second)
+	c.wdl.set(dl)
+	_ = c.Conn.SetWriteDeadline(dl)
+	c.mu.Unlock()
 	n, _ := c.Conn.Write(answer408)
 	bytes := int64(0)
 	if n == len(answer408) {
@@ -185,10 +230,13 @@ func (c *clientConn) Write(b []byte) (int, error) {
 	if c.phase == phaseBusy || c.phase == phaseTunnel {
 		dl = time.Now().Add(c.l.cfg.Timeouts.Client)
 	}
-	c.mu.Unlock()
-	if err := c.Conn.SetWriteDeadline(dl); err != nil {
-		return 0, err
+	if at, ok := c.wdl.arm(dl, slackOf(c.l.cfg.Timeouts.Client)); ok {
+		if err := c.Conn.SetWriteDeadline(at); err != nil {
+			c.mu.Unlock()
+			return 0, err
+		}
 	}
+	c.mu.Unlock()
 	return c.Conn.Write(b)
 }
 
@@ -200,9 +248,11 @@ func (c *clientConn) SetReadDeadline(t time.Time) error {
 	defer c.mu.Unlock()
 	if !t.IsZero() && !t.After(time.Now()) {
 		c.abortDL = t
+		c.rdl.set(t)
 		return c.Conn.SetReadDeadline(t)
 	}
 	c.abortDL = time.Time{}
+	c.bgArmed = t.IsZero() && c.phase == phaseBusy
 	return nil
 }
 
@@ -217,10 +267,15 @@ func (c *clientConn) SetDeadline(t time.Time) error {
 // SetWriteDeadline is ignored: clientConn bounds writes itself.
 func (c *clientConn) SetWriteDeadline(time.Time) error { return nil }
 
-// beginRequest is called when a request's headers have been read.
+// beginRequest is called when a request's headers have been read: by the
+// StateActive hook, before net/http starts its background read, and again
+// (doing nothing then) by the handler, for a pipelined request whose bytes
+// were read with the previous one and that net/http serves without the hook.
 func (c *clientConn) beginRequest() {
 	c.mu.Lock()
-	c.phase, c.sawBytes, c.line = phaseBusy, false, c.line[:0]
+	if c.phase != phaseBusy {
+		c.phase, c.sawBytes, c.line, c.bgArmed = phaseBusy, false, c.line[:0], false
+	}
 	c.mu.Unlock()
 }
 
@@ -231,7 +286,52 @@ func (c *clientConn) idle() {
 	if c.phase == phaseBusy {
 		c.phase, c.phaseStart, c.bodyDL, c.bodyGone = phaseIdle, time.Now(), time.Time{}, false
 	}
+	c.bgArmed = false
 	c.mu.Unlock()
+}
+
+// goneWatch is one watchGone read.
+type goneWatch struct {
+	done    chan struct{}
+	stopped bool // guarded by clientConn.mu
+}
+
+// watchGone returns a context that ends when the client closes the
+// connection (or the read fails) while a request without a body waits in
+// the queue: it reads one byte as net/http's background read would, and a
+// byte that arrives (a pipelined request) is kept for net/http's next read.
+// stop ends the watch and waits for its read to end; the caller must call
+// it before anything else reads the connection.
+func (c *clientConn) watchGone(parent context.Context) (ctx context.Context, stop func()) {
+	ctx, cancel := context.WithCancel(parent)
+	w := &goneWatch{done: make(chan struct{})}
+	c.mu.Lock()
+	c.rdl.set(time.Time{})
+	_ = c.Conn.SetReadDeadline(time.Time{})
+	c.mu.Unlock()
+	go func() {
+		defer close(w.done)
+		var b [1]byte
+		n, err := c.Conn.Read(b[:])
+		c.mu.Lock()
+		if n == 1 {
+			c.early, c.isEarly = b[0], true
+		}
+		stopped := w.stopped
+		c.mu.Unlock()
+		if n == 0 && err != nil && !stopped {
+			cancel()
+		}
+	}()
+	return ctx, func() {
+		c.mu.Lock()
+		w.stopped = true
+		c.rdl.set(aLongTimeAgo)
+		_ = c.Conn.SetReadDeadline(aLongTimeAgo)
+		c.mu.Unlock()
+		<-w.done
+		cancel()
+	}
 }
 
 // tunnel is called when the connection is upgraded (WebSocket).

@@ -103,10 +103,15 @@ func connOf(r *http.Request) *clientConn {
 }
 
 func connState(c net.Conn, s http.ConnState) {
-	if s == http.StateIdle {
-		if cc, ok := c.(*clientConn); ok {
-			cc.idle()
-		}
+	cc, ok := c.(*clientConn)
+	if !ok {
+		return
+	}
+	switch s {
+	case http.StateActive:
+		cc.beginRequest()
+	case http.StateIdle:
+		cc.idle()
 	}
 }
 

@@ -54,12 +54,79 @@ type serverConn struct {
 	net.Conn
 	raw       net.Conn // the TCP connection under TLS, for the liveness peek
 	br        *bufio.Reader
-	bw        *bufio.Writer
+	bw        *bufio.Writer // for requests appendRequest leaves to req.Write
+	head      []byte        // the request head appendRequest made
 	idleSince time.Time
+	rdl, wdl  deadline // set on Conn (and raw under it)
+
+	// Plain connections write a request head with send: see sendHead.
+	rc           syscall.RawConn
+	sendThenWait func(fd uintptr) bool // c.sendHead, bound once
+	sent         int                   // bytes of head written; -1: all, answer awaited
+	sendErr      error
+}
+
+// send writes head and waits until the answer's first bytes can be read,
+// without the read that would find nothing: it writes inside the raw
+// connection's read callback, that is after the poller forgot the
+// connection's last readiness, so the answer's arrival cannot be missed,
+// then lets the poller wait. (A plain Write then Read tries the read at
+// once, gets EAGAIN, and only then waits: one syscall per request more.)
+// What a full socket buffer leaves unwritten is written by Conn.Write.
+func (c *serverConn) send(head []byte) error {
+	c.head, c.sent, c.sendErr = head, 0, nil
+	err := c.rc.Read(c.sendThenWait)
+	if c.sendErr != nil {
+		return c.sendErr
+	}
+	if c.sent >= 0 {
+		if _, werr := c.Conn.Write(c.head[c.sent:]); werr != nil {
+			return werr
+		}
+		return nil
+	}
+	return err
+}
+
+// sendHead is the callback of send: the first call writes the head and
+// reports false (wait for the answer) when all of it went out; the call
+// after the wait reports true.
+func (c *serverConn) sendHead(fd uintptr) bool {
+	if c.sent < 0 {
+		return true
+	}
+	for c.sent < len(c.head) {
+		n, err := syscall.Write(int(fd), c.head[c.sent:])
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			if err != syscall.EAGAIN {
+				c.sendErr = err
+			}
+			return true
+		}
+		c.sent += n
+	}
+	c.sent = -1
+	return false
+}
+
+// armDeadlines bounds the next reads and writes by the response timeout.
+func (c *serverConn) armDeadlines(timeout time.Duration) {
+	want := time.Now().Add(timeout)
+	if at, ok := c.rdl.arm(want, slackOf(timeout)); ok {
+		_ = c.Conn.SetReadDeadline(at)
+	}
+	if at, ok := c.wdl.arm(want, slackOf(timeout)); ok {
+		_ = c.Conn.SetWriteDeadline(at)
+	}
 }
 
 func (t *serverTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if (req.Body != nil && req.Body != http.NoBody) || req.Header.Get("Upgrade") != "" {
+	// Header["Upgrade"]: ReverseProxy sets it canonical, and Get would
+	// canonicalize the name on every request.
+	if up := req.Header["Upgrade"]; (req.Body != nil && req.Body != http.NoBody) || len(up) > 0 && up[0] != "" {
 		return t.fallback.RoundTrip(req)
 	}
 	for attempt := 0; ; attempt++ {
@@ -107,6 +174,9 @@ func (t *serverTransport) conn(ctx context.Context) (*serverConn, bool, error) {
 		t.idle = t.idle[:n-1]
 		t.mu.Unlock()
 		age := now.Sub(c.idleSince)
+		if age > checkIdleAfter {
+			c.rdl.set(time.Time{}) // alive clears it
+		}
 		if age > idleTimeout || (age > checkIdleAfter && !alive(c.raw)) {
 			c.Close()
 			continue
@@ -118,8 +188,10 @@ func (t *serverTransport) conn(ctx context.Context) (*serverConn, bool, error) {
 }
 
 // alive peeks at an idle connection without blocking: no byte and no EOF
-// means the server still keeps it open.
+// means the server still keeps it open. It clears the deadline the last
+// exchange left, which would fail the peek once past.
 func alive(c net.Conn) bool {
+	_ = c.SetReadDeadline(time.Time{})
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return true
@@ -153,6 +225,10 @@ func (t *serverTransport) dial(ctx context.Context) (*serverConn, error) {
 			return nil, fmt.Errorf("TLS handshake with %s: %w", t.addr, err)
 		}
 		c.Conn = tc
+	} else if sc, ok := raw.(syscall.Conn); ok {
+		if c.rc, err = sc.SyscallConn(); err == nil {
+			c.sendThenWait = c.sendHead
+		}
 	}
 	c.br = bufio.NewReaderSize(c.Conn, 4096)
 	c.bw = bufio.NewWriterSize(c.Conn, 4096)
@@ -163,21 +239,52 @@ func (t *serverTransport) dial(ctx context.Context) (*serverConn, error) {
 var aLongTimeAgo = time.Unix(1, 0)
 
 // exchange writes req on c and reads the answer's headers.
+//
+// An HTTP/2 client that resets its stream stops the wait for the server at
+// once. The context of an HTTP/1.x request ends only when its handler does
+// (clientConn answers net/http's background read), so watching it would
+// cost every request a context.AfterFunc for nothing: such a client's
+// leaving is noticed when the answer is written, as HAProxy does without
+// abortonclose.
+//
+// The deadlines armed here bound the writing of the request and the wait
+// for the answer's headers; they are not cleared after (the next exchange
+// arms its own, and alive clears the read deadline before peeking).
 func (t *serverTransport) exchange(c *serverConn, req *http.Request) (*http.Response, error) {
-	// A client that leaves stops the wait for the server.
-	stop := context.AfterFunc(req.Context(), func() { c.SetDeadline(aLongTimeAgo) })
-	defer stop()
-	_ = c.SetDeadline(time.Now().Add(t.responseTimeout))
-	if err := req.Write(c.bw); err != nil {
-		return nil, noAnswer(err, req)
+	stop := func() bool { return true }
+	if req.ProtoMajor >= 2 {
+		stop = context.AfterFunc(req.Context(), func() { c.SetDeadline(aLongTimeAgo) })
+		defer stop()
 	}
-	if err := c.bw.Flush(); err != nil {
-		return nil, noAnswer(err, req)
+	c.armDeadlines(t.responseTimeout)
+	var ok bool
+	if c.head, ok = appendRequest(c.head[:0], req); ok {
+		var err error
+		if c.rc != nil {
+			err = c.send(c.head)
+		} else {
+			_, err = c.Conn.Write(c.head)
+		}
+		if err != nil {
+			return nil, noAnswer(err, req)
+		}
+	} else {
+		if err := req.Write(c.bw); err != nil {
+			return nil, noAnswer(err, req)
+		}
+		if err := c.bw.Flush(); err != nil {
+			return nil, noAnswer(err, req)
+		}
 	}
 	var resp *http.Response
+	length := int64(-1) // of the body readAnswer left to serverBody
 	for {
 		if _, err := c.br.Peek(1); err != nil {
 			return nil, noAnswer(err, req)
+		}
+		if r, n, ok := readAnswer(c.br, req); ok {
+			resp, length = r, n
+			break
 		}
 		var err error
 		resp, err = http.ReadResponse(c.br, req)
@@ -199,12 +306,14 @@ func (t *serverTransport) exchange(c *serverConn, req *http.Request) (*http.Resp
 		// The client left as the answer arrived.
 		return nil, req.Context().Err()
 	}
-	_ = c.SetDeadline(time.Time{})
+	if length == 0 {
+		resp.Body = http.NoBody
+	}
 	if resp.Body == http.NoBody {
 		t.release(c, resp)
 		return resp, nil
 	}
-	resp.Body = &serverBody{body: resp.Body, c: c, t: t, resp: resp}
+	resp.Body = &serverBody{body: resp.Body, remain: length, c: c, t: t, resp: resp}
 	return resp, nil
 }
 
@@ -261,11 +370,31 @@ func (t *serverTransport) CloseIdleConnections() {
 // serverBody is an answer's body: read to its end, it gives the connection
 // back; closed early, it closes the connection.
 type serverBody struct {
-	body io.ReadCloser
-	c    *serverConn
-	t    *serverTransport
-	resp *http.Response
-	done bool
+	body   io.ReadCloser // http.ReadResponse's; nil: remain bytes from c.br
+	remain int64
+	c      *serverConn
+	t      *serverTransport
+	resp   *http.Response
+	done   bool
+}
+
+// read reads the body readAnswer left: remain bytes, then io.EOF.
+func (b *serverBody) read(p []byte) (int, error) {
+	if b.remain == 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > b.remain {
+		p = p[:b.remain]
+	}
+	n, err := b.c.br.Read(p)
+	b.remain -= int64(n)
+	switch {
+	case err == io.EOF:
+		err = io.ErrUnexpectedEOF
+	case err == nil && b.remain == 0:
+		err = io.EOF
+	}
+	return n, err
 }
 
 func (b *serverBody) Read(p []byte) (int, error) {
@@ -274,11 +403,18 @@ func (b *serverBody) Read(p []byte) (int, error) {
 	}
 	// timeouts.server bounds each wait for the body, as it does for the
 	// headers.
-	_ = b.c.SetReadDeadline(time.Now().Add(b.t.responseTimeout))
-	n, err := b.body.Read(p)
+	if at, ok := b.c.rdl.arm(time.Now().Add(b.t.responseTimeout), slackOf(b.t.responseTimeout)); ok {
+		_ = b.c.SetReadDeadline(at)
+	}
+	var n int
+	var err error
+	if b.body != nil {
+		n, err = b.body.Read(p)
+	} else {
+		n, err = b.read(p)
+	}
 	if err == io.EOF {
 		b.done = true
-		_ = b.c.SetReadDeadline(time.Time{})
 		b.t.release(b.c, b.resp)
 	} else if err != nil {
 		b.done = true

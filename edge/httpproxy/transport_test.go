@@ -156,7 +156,9 @@ func TestTransportRetriesStaleConnection(t *testing.T) {
 }
 
 // TestTransportTimeoutAndCancel: a server that never answers is given up
-// after the response timeout; a client that leaves stops the wait at once.
+// after the response timeout; an HTTP/2 client that resets its stream stops
+// the wait at once (an HTTP/1.x request's context does not end while its
+// handler runs: see exchange).
 func TestTransportTimeoutAndCancel(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -184,6 +186,7 @@ func TestTransportTimeoutAndCancel(t *testing.T) {
 	tr = newTestTransport(ln.Addr().String(), time.Hour)
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+ln.Addr().String()+"/", nil)
+	req.Proto, req.ProtoMajor, req.ProtoMinor = "HTTP/2.0", 2, 0
 	errc := make(chan error, 1)
 	go func() {
 		_, err := tr.RoundTrip(req)
@@ -212,5 +215,45 @@ func TestFirstLine(t *testing.T) {
 		if got := firstLine([]byte(in)); got != want {
 			t.Errorf("firstLine(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestTransportSendsLargeHead: a request head larger than the socket
+// buffers, to a server that reads it late, is written whole (send's raw
+// write stops at EAGAIN and Conn.Write finishes it), and its answer read.
+func TestTransportSendsLargeHead(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan int, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		time.Sleep(100 * time.Millisecond) // the client's buffers fill meanwhile
+		req, err := http.ReadRequest(bufio.NewReader(c))
+		if err != nil {
+			got <- -1
+			return
+		}
+		got <- len(req.Header.Get("X-Big"))
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	}()
+	tr := newTestTransport(ln.Addr().String(), 30*time.Second)
+	req, _ := http.NewRequest("GET", "http://"+ln.Addr().String()+"/", nil)
+	big := strings.Repeat("b", 16<<20)
+	req.Header.Set("X-Big", big)
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if n := <-got; n != len(big) || string(body) != "ok" {
+		t.Fatalf("server read a %d-byte field (want %d), answer %q", n, len(big), body)
 	}
 }

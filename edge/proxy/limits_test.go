@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"bufio"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -13,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pgswitch/pgswitch/edge/internal/testpki"
 )
 
 // TestSlowlorisGets408 dribbles request headers one byte at a time: the
@@ -274,4 +278,100 @@ func readFile(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestClientLeavesQueue: a request waiting in the queue is dropped when its
+// client closes the connection (plainly, or over TLS with a close_notify),
+// so the server never sees it; a request pipelined behind a queued one is
+// served in turn.
+func TestClientLeavesQueue(t *testing.T) {
+	a := startApp(t, "app01")
+	ca := testpki.NewCA(t, "edge test CA")
+	dir := t.TempDir()
+	ca.Issue(t, []string{"a.test"}, time.Time{}, time.Time{}).WriteCombined(t, filepath.Join(dir, "a.pem"))
+	logPath := filepath.Join(t.TempDir(), "access.log")
+	p := startProxy(t, fmt.Sprintf(`
+access_log: {path: %q}
+admin: {listen: 127.0.0.1:0}
+listens:
+  myapp:
+    binds:
+      - 127.0.0.1:0
+      - addr: 127.0.0.1:0
+        tls: {cert_dir: %q}
+    timeouts: {queue: 1m, server: 1m}
+    servers: [{name: app01, addr: %q, check: false, maxconn: 1}]
+`, logPath, dir, a.addr))
+	plainAddr, tlsAddr := p.addr(t, "myapp", 0), p.addr(t, "myapp", 1)
+	client := plainClient()
+	metricsURL := "http://" + p.AdminAddr() + "/metrics"
+	queued := func(n int) func() bool {
+		return func() bool {
+			_, body := get(t, client, metricsURL)
+			return strings.Contains(body, fmt.Sprintf(`pgswitch_edge_queue_length{listen="myapp"} %d`, n))
+		}
+	}
+
+	// One slow request holds the only slot.
+	held := make(chan int, 1)
+	go func() {
+		resp, err := client.Get("http://" + plainAddr + "/slow")
+		if err != nil {
+			t.Error(err)
+			held <- 0
+			return
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		held <- resp.StatusCode
+	}()
+	waitFor(t, func() bool { return a.inFlight.Load() == 1 }, "the slow request at the app")
+
+	plain, err := net.Dial("tcp", plainAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(plain, "GET /left-plain HTTP/1.1\r\nHost: x\r\n\r\n")
+	tc, err := tls.Dial("tcp", tlsAddr, &tls.Config{ServerName: "a.test", RootCAs: ca.Pool(), NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(tc, "GET /left-tls HTTP/1.1\r\nHost: x\r\n\r\n")
+	waitFor(t, queued(2), "2 requests queued")
+	plain.Close()
+	tc.Close() // sends close_notify first
+	waitFor(t, queued(0), "the queue empty once both clients left")
+
+	// A pipelined request behind a queued one: both answered, in order.
+	pc, err := net.Dial("tcp", plainAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	io.WriteString(pc, "GET /first HTTP/1.1\r\nHost: x\r\n\r\n")
+	waitFor(t, queued(1), "the first pipelined request queued")
+	io.WriteString(pc, "GET /second HTTP/1.1\r\nHost: x\r\n\r\n")
+	a.open()
+	if s := <-held; s != 200 {
+		t.Fatalf("the slow request: status %d", s)
+	}
+	pc.SetReadDeadline(time.Now().Add(30 * time.Second))
+	br := bufio.NewReader(pc)
+	for _, want := range []string{"app01 /first", "app01 /second"} {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", want, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if string(body) != want {
+			t.Fatalf("got %q, want %q", body, want)
+		}
+	}
+	if n := a.requests.Load(); n != 3 {
+		t.Fatalf("the app saw %d requests, want 3 (the two abandoned ones never reach it)", n)
+	}
+	waitFor(t, func() bool {
+		b, _ := os.ReadFile(logPath)
+		return strings.Contains(string(b), `"GET /left-plain HTTP/1.1" 499`) && strings.Contains(string(b), `"GET /left-tls HTTP/1.1" 499`)
+	}, "both abandoned requests logged with 499")
 }

@@ -68,9 +68,11 @@ listens:
 		t.Fatal(err)
 	}
 	defer c.Close()
+	// Before the request: the proxy's keep-alive wait starts after its
+	// answer, which the test goroutine may be descheduled past.
+	start := time.Now()
 	io.WriteString(c, "GET /k HTTP/1.1\r\nHost: x\r\n\r\n")
 	c.SetReadDeadline(time.Now().Add(30 * time.Second))
-	start := time.Now()
 	got, err := io.ReadAll(c) // the answer, then EOF when the proxy closes
 	if err != nil {
 		t.Fatalf("read: %v (the proxy never closed the idle connection)", err)

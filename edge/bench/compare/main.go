@@ -189,13 +189,35 @@ backend be
 	fmt.Printf("\nIdle keep-alive connections (%d, one request each, then idle), measured first on the fresh processes:\n\n", *idle)
 	fmt.Println("| proxy | VmRSS before | VmRSS with idle connections | per connection |")
 	fmt.Println("|---|---:|---:|---:|")
+	var goBefore, goWith map[string]float64
 	for _, p := range []*proxy{edge, hap} {
-		before, with, err := idleRSS(p, *idle)
+		sample := func() {}
+		if p == edge {
+			goBefore = goMemory(ports[3])
+			sample = func() { goWith = goMemory(ports[3]) }
+		}
+		before, with, err := idleRSS(p, *idle, sample)
 		if err != nil {
 			return fmt.Errorf("idle connections via %s: %w", p.name, err)
 		}
 		fmt.Printf("| %s | %d KiB | %d KiB | %.2f KiB |\n", p.name, before, with, float64(with-before)/float64(*idle))
 	}
+	fmt.Printf("\npgswitch-edge's Go memory per idle connection (its /metrics, same moment): ")
+	for i, m := range []struct{ name, key string }{
+		{"goroutine stacks", "go_memstats_stack_inuse_bytes"}, {"heap in use", "go_memstats_heap_inuse_bytes"},
+		{"goroutines", "go_goroutines"},
+	} {
+		if i > 0 {
+			fmt.Print(", ")
+		}
+		d := (goWith[m.key] - goBefore[m.key]) / float64(*idle)
+		if m.key == "go_goroutines" {
+			fmt.Printf("%s %.2f", m.name, d)
+		} else {
+			fmt.Printf("%s %.2f KiB", m.name, d/1024)
+		}
+	}
+	fmt.Println()
 
 	type scenario struct {
 		name string
@@ -426,8 +448,9 @@ func rssKiB(pid int) (int64, error) {
 }
 
 // idleRSS opens n keep-alive connections to the proxy's plain bind, sends
-// one request on each, reads the answer, and reads VmRSS once they idle.
-func idleRSS(p *proxy, n int) (before, with int64, err error) {
+// one request on each, reads the answer, and reads VmRSS once they idle
+// (calling sample then too).
+func idleRSS(p *proxy, n int, sample func()) (before, with int64, err error) {
 	if before, err = rssKiB(p.pid()); err != nil {
 		return
 	}
@@ -458,8 +481,28 @@ func idleRSS(p *proxy, n int) (before, with int64, err error) {
 		resp.Body.Close()
 	}
 	time.Sleep(3 * time.Second)
+	sample()
 	with, err = rssKiB(p.pid())
 	return before, with, err
+}
+
+// goMemory reads the Go runtime's gauges from pgswitch-edge's /metrics on
+// its admin address.
+func goMemory(admin string) map[string]float64 {
+	out := map[string]float64{}
+	resp, err := http.Get("http://" + admin + "/metrics")
+	if err != nil {
+		return out
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 2 && (strings.HasPrefix(f[0], "go_memstats_") || f[0] == "go_goroutines") {
+			out[f[0]], _ = strconv.ParseFloat(f[1], 64)
+		}
+	}
+	return out
 }
 
 func freePorts(n int) ([]string, error) {
