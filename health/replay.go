@@ -9,10 +9,13 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// replayPollEvery spaces the polls of one replica while reads wait for it.
-// Rejected: polling back to back (a loopback round trip, ~0.1 ms), which
-// under a steady read/write mix keeps a core busy for little gain.
-const replayPollEvery = 500 * time.Microsecond
+// replayPollEvery spaces the polls of one replica while reads wait for it:
+// at most a thousand small queries a second per replica. Rejected: polling
+// back to back (a loopback round trip, ~0.1 ms), which under a steady
+// read/write mix keeps a core busy for little gain; every 0.5 ms, which in
+// bench/consistency on a loaded machine made the polls 8 % of pgswitch's
+// CPU and causal's TPS lower, for reads that waited a little less.
+const replayPollEvery = time.Millisecond
 
 // Replay follows replicas' replay positions closely enough for
 // read-your-writes: the last position each replica showed, and polls of it

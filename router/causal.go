@@ -144,8 +144,11 @@ func (s *Session) verified(addr string, outcome track.Outcome) {
 
 // checkOdds follows how often checks find the replica behind, as a moving
 // average over the last checks or so. A check that passes saves the read a
-// wait; one that fails costs a read run twice, which only pays while
-// failures are rare. Replicas fall behind as a block (load, a long replay),
+// wait (polls, and a millisecond or more); one that fails costs a check and
+// the read run twice besides that wait, which pays while no more than about
+// half of them fail: bench/consistency on a loaded machine saw up to half
+// fail and causal's TPS go from 0.75× eventual's to 0.81× with checks kept
+// up to 50 % failed (20 % before). Replicas fall behind as a block (load, a long replay),
 // so checks stop then, but for one in probeEvery reads that would have
 // had one, so that the odds are seen to come back.
 type checkOdds struct {
@@ -154,7 +157,7 @@ type checkOdds struct {
 }
 
 const (
-	missAllowed = 1024 / 5 // checks stop above 20 % failed
+	missAllowed = 1024 / 2 // checks stop above 50 % failed
 	missWeight  = 16       // the average's window, in checks
 	probeEvery  = 16
 )

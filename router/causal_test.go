@@ -18,7 +18,7 @@ func TestCheckOdds(t *testing.T) {
 	if c := checked(100); c != 100 {
 		t.Fatalf("with no check failed yet, %d of 100 reads checked", c)
 	}
-	for range 5 {
+	for range 15 {
 		o.note(false)
 	}
 	if c := checked(160); c != 160/probeEvery {
@@ -34,17 +34,17 @@ func TestCheckOdds(t *testing.T) {
 	if c := checked(100); c != 100 {
 		t.Fatalf("after checks pass again, %d of 100 reads checked", c)
 	}
-	// A steady fifth failing keeps them; a third stops them.
-	for i := range 200 {
-		o.note(i%6 != 0)
-	}
-	if !o.worth() {
-		t.Fatalf("checks stopped with one in six failing (miss %d/1024)", o.miss.Load())
-	}
+	// A steady third failing keeps them; two thirds stop them.
 	for i := range 200 {
 		o.note(i%3 != 0)
+		if !o.worth() {
+			t.Fatalf("checks stopped with one in three failing (miss %d/1024)", o.miss.Load())
+		}
+	}
+	for i := range 200 {
+		o.note(i%3 == 0)
 	}
 	if o.miss.Load() <= missAllowed {
-		t.Fatalf("one in three failing leaves the miss share at %d/1024", o.miss.Load())
+		t.Fatalf("two in three failing leave the miss share at %d/1024", o.miss.Load())
 	}
 }
