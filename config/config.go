@@ -148,6 +148,9 @@ type Routing struct {
 	// CausalWait is how long a read waits for a replica to replay what it
 	// must see before it goes to the primary instead (default 20ms).
 	CausalWait time.Duration `yaml:"causal_wait"`
+	// Rules route or refuse the units of work they match, before the
+	// database's route and the classification (rules.go).
+	Rules []*Rule `yaml:"rules"`
 }
 
 // Consistency is routing.consistency.
@@ -200,6 +203,9 @@ type Database struct {
 type Server struct {
 	Host string `yaml:"host"`
 	Port int    `yaml:"port"` // default 5432
+	// Name and Group are what routing.rules send reads to (optional).
+	Name  string `yaml:"name"`
+	Group string `yaml:"group"`
 	// Role is a hint until the first health check.
 	Role Role `yaml:"role"`
 	// MaxConn bounds connections to this server across all pools (0: no limit).

@@ -200,6 +200,7 @@ func (c *Config) validate(errs *[]error) {
 		bad("routing.max_replica_lag_bytes", "must not be negative, got %d", c.Routing.MaxReplicaLagBytes)
 	}
 	nonNeg("routing.cache_size", c.Routing.CacheSize)
+	c.validateRules(bad)
 	if _, known := c.Users[c.Health.User]; c.Health.User != "" && !known && c.Health.Password == "" {
 		bad("health.user", "%q is not a configured user: give health.password too", c.Health.User)
 	}

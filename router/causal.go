@@ -75,7 +75,7 @@ func (s *Session) catchUp(res classify.Result, d decision, known bool) (_ decisi
 func (s *Session) waitCaughtUp(res classify.Result, d decision, known bool) decision {
 	st := &s.dbs.counters.stats
 	if known {
-		addrs := fitReplicas(nil, s.db, s.r.topology())
+		addrs := fitReplicas(nil, s.db, s.r.topology(), s.ruleServers())
 		if _, ok := s.r.replay.Wait(addrs, s.needLSN, s.cfg.Routing.CausalWait); ok {
 			if again := s.decide(res); again.server != nil && !again.behind {
 				st.CausalWaits.Add(1)
@@ -101,7 +101,7 @@ func (s *Session) verifiable(res classify.Result, known bool) decision {
 		(s.b.out != nil && len(*s.b.out) > 0) || len(s.b.local) > 0 || !s.unitEndsBatch() || !s.dbs.checks.worth() {
 		return decision{}
 	}
-	d := decide(res, s.db, s.r.topology(), s.dbs.lb, s.loadFn, s.cands, nil)
+	d := s.decideWith(res, nil)
 	if !d.read || d.server == nil || s.r.topology().Get(d.server.Addr()).Role != config.RoleReplica {
 		return decision{}
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/pgswitch/pgswitch/config"
 	"github.com/pgswitch/pgswitch/health"
 	"github.com/pgswitch/pgswitch/router/classify"
+	"github.com/pgswitch/pgswitch/router/rules"
 )
 
 // want says which kind of server a unit of work needs.
@@ -47,7 +48,7 @@ func decide(res classify.Result, db *config.Database, snap *health.Snapshot, lb 
 		if primary == nil {
 			caughtUp = nil
 		}
-		srv, fit := pickReplica(db, snap, lb, load, scratch, caughtUp)
+		srv, fit := pickReplica(db, snap, lb, load, scratch, nil, caughtUp)
 		if srv != nil {
 			return decision{server: srv, read: true, why: why}
 		}
@@ -116,13 +117,14 @@ func noPrimaryReason(db *config.Database, snap *health.Snapshot) string {
 // pickReplica returns a fit replica (up, not lagging) that has caught up
 // (caughtUp nil: any), preferring non-backup servers, balanced by lb; nil
 // when none qualifies. fit reports whether any fit replica exists at all.
+// only, when set, is a routing rule's: it allows its servers alone.
 // scratch is a buffer for the candidates.
-func pickReplica(db *config.Database, snap *health.Snapshot, lb balancer, load func(*config.Server) int, scratch []*config.Server, caughtUp func(*config.Server) bool) (_ *config.Server, fit bool) {
+func pickReplica(db *config.Database, snap *health.Snapshot, lb balancer, load func(*config.Server) int, scratch []*config.Server, only *rules.Action, caughtUp func(*config.Server) bool) (_ *config.Server, fit bool) {
 	// scratch is the caller's, reused: candidates passed to lb escape.
 	cands := scratch[:0]
 	for _, backup := range [2]bool{false, true} {
 		for _, srv := range db.Servers {
-			if srv.Backup != backup {
+			if srv.Backup != backup || only != nil && !only.Has(srv) {
 				continue
 			}
 			st := snap.Get(srv.Addr())
@@ -140,9 +142,13 @@ func pickReplica(db *config.Database, snap *health.Snapshot, lb balancer, load f
 	return nil, fit
 }
 
-// fitReplicas appends the addresses of db's fit replicas to dst.
-func fitReplicas(dst []string, db *config.Database, snap *health.Snapshot) []string {
+// fitReplicas appends the addresses of db's fit replicas to dst (only:
+// of a routing rule's servers alone).
+func fitReplicas(dst []string, db *config.Database, snap *health.Snapshot, only *rules.Action) []string {
 	for _, srv := range db.Servers {
+		if only != nil && !only.Has(srv) {
+			continue
+		}
 		st := snap.Get(srv.Addr())
 		if st.Role == config.RoleReplica && st.Usable() && !st.Lagging {
 			dst = append(dst, srv.Addr())

@@ -78,12 +78,20 @@ func (s *Session) switchLease() {
 // decide routes a unit. Session-mode clients keep one server for their whole
 // session, so they follow the database's route alone (auto: the primary).
 func (s *Session) decide(res classify.Result) decision {
-	if s.mode == config.PoolModeSession && s.db.Route != config.RouteReplica {
-		return decision{server: primaryOf(s.db, s.r.topology()), why: "session mode: the primary"}
-	}
 	var caughtUp func(*config.Server) bool
 	if s.needLSN > 0 {
 		caughtUp = s.caughtUpFn
+	}
+	return s.decideWith(res, caughtUp)
+}
+
+// decideWith routes a unit as decide does, with caughtUp as decide's.
+func (s *Session) decideWith(res classify.Result, caughtUp func(*config.Server) bool) decision {
+	if s.mode == config.PoolModeSession && s.db.Route != config.RouteReplica {
+		return decision{server: primaryOf(s.db, s.r.topology()), why: "session mode: the primary"}
+	}
+	if s.rule != nil {
+		return s.decideRule(res, caughtUp)
 	}
 	return decide(res, s.db, s.r.topology(), s.dbs.lb, s.loadFn, s.cands, caughtUp)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/pgswitch/pgswitch/config"
 	"github.com/pgswitch/pgswitch/health"
 	"github.com/pgswitch/pgswitch/pool"
+	"github.com/pgswitch/pgswitch/router/rules"
 	"github.com/pgswitch/pgswitch/wire"
 )
 
@@ -23,6 +24,7 @@ type state struct {
 	cfg     *config.Config
 	tls     *tls.Config            // nil: refuse SSLRequest with 'N'
 	secrets map[string]wire.Secret // by user name
+	rules   *rules.Set             // routing.rules, compiled
 }
 
 // Router accepts clients and runs their sessions.
@@ -98,7 +100,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Router, error) {
 // Apply makes cfg the configuration for new sessions and updates the limits
 // of existing pools.
 func (r *Router) Apply(cfg *config.Config) error {
-	st := &state{cfg: cfg, secrets: map[string]wire.Secret{}}
+	st := &state{cfg: cfg, secrets: map[string]wire.Secret{}, rules: rules.Compile(cfg.Routing.Rules)}
 	if cfg.TLS != nil {
 		cert, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
 		if err != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/pgswitch/pgswitch/config"
 	"github.com/pgswitch/pgswitch/pool"
 	"github.com/pgswitch/pgswitch/router/classify"
+	"github.com/pgswitch/pgswitch/router/rules"
 	"github.com/pgswitch/pgswitch/router/track"
 	"github.com/pgswitch/pgswitch/wire"
 )
@@ -100,6 +101,8 @@ type Session struct {
 	cands        []*config.Server // pickReplica's scratch
 	loadFn       func(*config.Server) int
 	policyFn     func(code, message []byte) track.Outcome
+
+	rule *rules.Action // the routing rule that matched the unit being routed, if any
 
 	// Read-your-writes (routing.consistency).
 	needLSN    int64                     // how far a replica must have replayed for the unit being routed

@@ -126,6 +126,11 @@ func (s *Session) need(res classify.Result, unitStart bool, sql string) error {
 	if unitStart && extended(s.b.msgs[s.b.at].typ) {
 		res = s.unitResult(res)
 	}
+	if unitStart {
+		if err := s.applyRules(res); err != nil {
+			return err
+		}
+	}
 	if s.cur != nil {
 		if !unitStart {
 			return nil
@@ -138,7 +143,7 @@ func (s *Session) need(res classify.Result, unitStart bool, sql string) error {
 				// is routed afresh.
 				s.switchLease()
 			case s.curRead:
-				if w, _ := wantFor(res, s.db.Route); w != wantReplica || s.b.retry.forcePrimary {
+				if w, _ := wantFor(res, s.db.Route); w != wantReplica || s.b.retry.forcePrimary || s.ruleMoves(res) {
 					// Linked to a replica by units still in flight; this
 					// one needs the primary. Let the replica finish.
 					s.switchLease()

@@ -3,15 +3,21 @@ package main
 import (
 	"fmt"
 	"io"
+	"net/netip"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/pgswitch/pgswitch/config"
 	"github.com/pgswitch/pgswitch/router/classify"
+	"github.com/pgswitch/pgswitch/router/rules"
 )
 
 func newClassifyCommand() *cobra.Command {
 	var writeFunctions []string
+	var configPath string
+	var client rules.Client
+	var clientAddr string
 	cmd := &cobra.Command{
 		Use:   "classify SQL [SQL...]",
 		Short: "Print where pgswitch would route a query or a batch, and why",
@@ -26,20 +32,78 @@ statement is; when it has more than one statement, each follows on its own
 line, and the first line names the statement that made the batch a write.
 
 Functions that the primary's catalog marks volatile are only known to a
-running pgswitch; name them here with --write-functions.`,
+running pgswitch; name them here with --write-functions.
+
+With --config, the routing.rules of that file are tried too, for a client
+described by --database, --user, --application-name and --client-address,
+and the rule that matched (if any) is printed: it decides before the
+classification does, unless the query carries a routing hint. Each
+statement's fingerprint is printed for use in rules.`,
 		Example: `  pgswitch classify 'SELECT * FROM accounts WHERE id = 1'
   pgswitch classify 'SELECT nextval(''ids'')'
   pgswitch classify 'SELECT inet_server_port()' 'INSERT INTO t VALUES ($1, ''x'')'
-  pgswitch classify --write-functions audit_log 'SELECT audit_log(1)'`,
+  pgswitch classify --write-functions audit_log 'SELECT audit_log(1)'
+  pgswitch classify --config pgswitch.yaml --database app --application-name metabase 'SELECT * FROM orders'`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			var set *rules.Set
+			if configPath != "" {
+				cfg, err := config.Load(configPath)
+				if err != nil {
+					return err
+				}
+				writeFunctions = append(writeFunctions, cfg.Routing.WriteFunctions...)
+				set = rules.Compile(cfg.Routing.Rules)
+			}
+			if clientAddr != "" {
+				a, err := netip.ParseAddr(clientAddr)
+				if err != nil {
+					return fmt.Errorf("--client-address: %w", err)
+				}
+				client.Addr = a
+			}
 			c := classify.New(classify.Options{WriteFunctions: writeFunctions, CacheSize: -1})
-			printBatch(cmd.OutOrStdout(), c, args)
+			w := cmd.OutOrStdout()
+			printBatch(w, c, args)
+			if configPath != "" {
+				printRule(w, c, set, client, args)
+			}
 			return nil
 		},
 	}
-	cmd.Flags().StringSliceVar(&writeFunctions, "write-functions", nil, "extra function names that make a query a write (comma-separated)")
+	f := cmd.Flags()
+	f.StringSliceVar(&writeFunctions, "write-functions", nil, "extra function names that make a query a write (comma-separated)")
+	f.StringVar(&configPath, "config", "", "a configuration whose routing.rules are tried too")
+	f.StringVar(&client.Database, "database", "", "with --config: the database the client asks for")
+	f.StringVar(&client.User, "user", "", "with --config: the client's user")
+	f.StringVar(&client.ApplicationName, "application-name", "", "with --config: the client's application_name")
+	f.StringVar(&clientAddr, "client-address", "", "with --config: the client's IP address")
 	return cmd
+}
+
+// printRule prints the routing rule that matches the batch, and each
+// text's fingerprint.
+func printRule(w io.Writer, c *classify.Classifier, set *rules.Set, client rules.Client, texts []string) {
+	act := set.Match(client, func(yield func(rules.Stmt) bool) {
+		for _, t := range texts {
+			if !yield(rules.Stmt{Text: t, Shape: c.Classify(t).Shape}) {
+				return
+			}
+		}
+	})
+	switch {
+	case act == nil:
+		fmt.Fprintln(w, "rule\tnone matched")
+	case act.Kind == rules.Reject:
+		fmt.Fprintf(w, "rule\t%s with %s %q\n", strings.TrimPrefix(act.Why(), "rule "), act.Code, act.Message)
+	default:
+		fmt.Fprintf(w, "rule\t%s\n", strings.TrimPrefix(act.Why(), "rule "))
+	}
+	for i, t := range texts {
+		if fp, err := classify.Fingerprint(t); err == nil {
+			fmt.Fprintf(w, "fingerprint\t%d\t%016x\n", i+1, fp)
+		}
+	}
 }
 
 // printBatch prints the route of the batch of texts as the router combines

@@ -47,6 +47,7 @@ type Proxy struct {
 	Addr string
 	R    *router.Router
 	Cfg  *config.Config
+	Text string // the configuration as written, for a test to edit and reload
 	cl   *cluster.Cluster
 }
 
@@ -86,14 +87,20 @@ func Start(t testing.TB, cl *cluster.Cluster, o Options) *Proxy {
 	}
 	for _, pub := range pubs {
 		fmt.Fprintf(&b, "  %s:\n    route: %s\n    dbname: %s\n    servers:\n", pub.name, pub.route, pub.dbname)
+		// Named as they start (primary, replica1, replica2), for
+		// routing.rules to name.
+		n := 0
 		for _, s := range cl.Servers() {
-			role := "replica"
+			role, name := "replica", "primary"
 			if s == cl.Primary {
 				role = "primary"
 			} else if o.Primary {
 				continue
+			} else {
+				n++
+				name = fmt.Sprintf("replica%d", n)
 			}
-			fmt.Fprintf(&b, "      - {host: %q, port: %d, role: %s}\n", s.Host, s.Port, role)
+			fmt.Fprintf(&b, "      - {host: %q, port: %d, role: %s, name: %s}\n", s.Host, s.Port, role, name)
 		}
 	}
 	fmt.Fprintf(&b, "users:\n  %s:\n    password: %q\n", cl.User, cl.Password)
@@ -123,7 +130,7 @@ func Start(t testing.TB, cl *cluster.Cluster, o Options) *Proxy {
 		r.Close()
 		<-done
 	})
-	return &Proxy{Addr: ln.Addr().String(), R: r, Cfg: cfg, cl: cl}
+	return &Proxy{Addr: ln.Addr().String(), R: r, Cfg: cfg, Text: b.String(), cl: cl}
 }
 
 // URL returns a connection URL through pgswitch as the cluster's user.
