@@ -170,6 +170,15 @@ func TestClassifyCommand(t *testing.T) {
 		{[]string{"classify", "SELECT 1; SELECT nextval('s')", "SELECT 2"},
 			"primary\twrite: nextval() is on the write list (statement 2)\n1\treplica\tread: SELECT\tSELECT 1\n2\tprimary\t"},
 		{[]string{"classify", "SELECT 1", "SELECT 2"}, "replica\tread: SELECT\n1\treplica"},
+		// Session state: what becomes of it, by the router's rules.
+		{[]string{"classify", "SET search_path = app"}, "replica\tread: SET\nkind\tset\nsession\tsearch_path: once a server confirms the SET, " +
+			"pgswitch records it for this client and sets it again on whichever server connection, primary or replica, runs the client's next unit of work"},
+		{[]string{"classify", "SET LOCAL work_mem = '1MB'"}, "replica\tread: SET LOCAL\nkind\tset-local\nsession\tlasts until the end of the transaction"},
+		{[]string{"classify", "RESET search_path"}, "replica\tread: RESET\nkind\treset\nsession\tsearch_path goes back to the client's startup value"},
+		{[]string{"classify", "SET ROLE app"}, "replica\tread: SET\nkind\tset|role\nsession\tSET ROLE or SESSION AUTHORIZATION: pins the client to this server connection"},
+		{[]string{"classify", "LISTEN jobs"}, "primary\twrite: LISTEN\nkind\tlisten\nsession\tLISTEN: pins the client"},
+		{[]string{"classify", "SELECT set_config('search_path', 'app', false)"}, "primary\twrite: set_config() is on the write list\nkind\tset-unknown\nsession\tmay change settings in ways only the server can tell"},
+		{[]string{"classify", "PREPARE q AS SELECT 1"}, "replica\tread: PREPARE of a read\nkind\tprepare\nsession\tprepared statement q is kept for this client"},
 	}
 	for _, c := range cases {
 		out, err := runCLI(t, c.args...)
