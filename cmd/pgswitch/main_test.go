@@ -69,25 +69,43 @@ func TestCheckConfig(t *testing.T) {
 	if err != nil || !strings.Contains(out, "OK") {
 		t.Fatalf("valid file: got %q (%v), want OK", out, err)
 	}
+	// One line per error, file:line: key: what, as editors read them; the
+	// unset variable is not followed by "password is required".
 	bad := filepath.Join(dir, "bad.yaml")
-	os.WriteFile(bad, []byte("databases:\n  app:\n    servers: [{host: 127.0.0.1, prot: 5}]\nusers:\n  app:\n    password: hunter2-secret\npool_mode: sometimes\n"), 0o600)
-	out, err = runCLI(t, "check-config", bad)
-	if err == nil {
-		t.Fatalf("invalid file accepted: %s", out)
+	os.WriteFile(bad, []byte("databases:\n  app:\n    servers: [{host: 127.0.0.1, prot: 5}]\nusers:\n  app:\n    password: hunter2-secret\n"+
+		"  ops:\n    password: ${PGSWITCH_TEST_UNSET_VARIABLE}\npool_mode: sometimes\n"), 0o600)
+	stdout, stderr, code := cli(t, nil, "check-config", bad)
+	want := bad + ":3: databases.app.servers[0].prot: unknown key; did you mean port?\n" +
+		bad + ":8: users.ops.password: environment variable PGSWITCH_TEST_UNSET_VARIABLE is not set\n" +
+		bad + ":9: pool_mode: must be one of \"session\", \"transaction\", got \"sometimes\"\n"
+	if code != 1 || stdout != "" || stderr != want {
+		t.Fatalf("invalid file: exit %d, stdout %q, stderr:\n%s\nwant exit 1 and:\n%s", code, stdout, stderr, want)
 	}
-	if !strings.Contains(out, "prot") {
-		t.Fatalf("error does not name the unknown key: %s", out)
+	if strings.Contains(stderr, "hunter2-secret") {
+		t.Fatalf("error output contains the password: %s", stderr)
 	}
-	if strings.Contains(out, "hunter2-secret") {
-		t.Fatalf("error output contains the password: %s", out)
+	// A file that cannot be read is one line, as any other failure.
+	_, stderr, code = cli(t, nil, "check-config", filepath.Join(dir, "missing.yaml"))
+	if code != 1 || !strings.HasPrefix(stderr, "pgswitch: config: open ") || strings.Count(stderr, "\n") != 1 {
+		t.Fatalf("missing file: exit %d, stderr %q", code, stderr)
 	}
 }
 
+// The demo as its help shows it: started with --env-file, it prints the
+// URLs as shell exports and writes them to the file once it is ready; a
+// second shell sources the file and the console commands work; the file
+// and the cluster go when the demo stops.
 func TestDemo(t *testing.T) {
 	needPostgres(t)
+	help, err := runCLI(t, "demo", "--help")
+	if err != nil || !strings.Contains(help, "pgswitch demo --env-file /tmp/pgswitch-demo.env\n") ||
+		!strings.Contains(help, ". /tmp/pgswitch-demo.env\n") {
+		t.Fatalf("demo --help does not show the --env-file example this test runs:\n%s", help)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, "demo", "--listen", "127.0.0.1:0", "--log-level", "warn")
+	envFile := filepath.Join(t.TempDir(), "demo.env")
+	cmd := exec.CommandContext(ctx, binary, "demo", "--listen", "127.0.0.1:0", "--log-level", "warn", "--env-file", envFile)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
