@@ -116,15 +116,11 @@ func TestDemo(t *testing.T) {
 	}
 	defer cmd.Process.Kill()
 	sc := bufio.NewScanner(stdout)
-	var dbURL, adminURL string
-	var servers []string
+	var exports, servers []string
 	for sc.Scan() {
 		line := sc.Text()
-		if v, ok := strings.CutPrefix(line, "DATABASE_URL="); ok {
-			dbURL = v
-		}
-		if v, ok := strings.CutPrefix(line, "ADMIN_URL="); ok {
-			adminURL = v
+		if strings.HasPrefix(line, "export ") {
+			exports = append(exports, line)
 		}
 		if strings.HasPrefix(line, "SERVER ") {
 			servers = append(servers, line)
@@ -133,14 +129,33 @@ func TestDemo(t *testing.T) {
 			break
 		}
 	}
-	if dbURL == "" || len(servers) != 3 {
-		t.Fatalf("demo printed URL %q and servers %q, want a URL and 3 servers", dbURL, servers)
+	if len(exports) != 2 || !strings.HasPrefix(exports[0], "export DATABASE_URL='postgres://") ||
+		!strings.HasPrefix(exports[1], "export "+adminURLEnv+"='postgres://") || len(servers) != 3 {
+		t.Fatalf("demo printed exports %q and servers %q, want DATABASE_URL, %s and 3 servers", exports, adminURLEnv, servers)
 	}
 	if !strings.Contains(servers[0], "role=primary") || !strings.Contains(servers[1], "role=replica") {
 		t.Fatalf("server lines: %q", servers)
 	}
+	written, err := os.ReadFile(envFile)
+	if err != nil || string(written) != strings.Join(exports, "\n")+"\n" {
+		t.Fatalf("--env-file holds %q (%v), want the printed exports %q", written, err, exports)
+	}
+
+	// The second terminal: source the file, then psql and pgswitch status
+	// (with the test's binary first on PATH).
+	shell := func(script string) string {
+		t.Helper()
+		sh := exec.CommandContext(ctx, "sh", "-c", ". "+envFile+" && "+script)
+		sh.Env = append(os.Environ(), "PATH="+filepath.Dir(binary)+string(os.PathListSeparator)+os.Getenv("PATH"))
+		out, err := sh.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", script, err, out)
+		}
+		return string(out)
+	}
 	// Named prepared statements across transactions are issue #5's; until
 	// then pgx uses unnamed ones here.
+	dbURL := strings.TrimSpace(shell(`printf '%s\n' "$DATABASE_URL"`))
 	conn, err := pgx.Connect(ctx, dbURL+"&default_query_exec_mode=exec")
 	if err != nil {
 		t.Fatalf("connect to the demo's DATABASE_URL: %v", err)
@@ -150,13 +165,10 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("query through the demo: %d, %v", got, err)
 	}
 	conn.Close(ctx)
-	// ADMIN_URL works as it is for the CLI (and psql).
-	if adminURL == "" {
-		t.Fatal("demo printed no ADMIN_URL")
+	if out := shell("pgswitch status"); !strings.Contains(out, "app") {
+		t.Fatalf("pgswitch status after sourcing the env file:\n%s", out)
 	}
-	if out := mustCLI(t, []string{adminURLEnv + "=" + adminURL}, "pools"); !strings.Contains(out, "app") {
-		t.Fatalf("pgswitch pools with the demo's ADMIN_URL:\n%s", out)
-	}
+
 	datadir := strings.TrimPrefix(servers[0][strings.Index(servers[0], "datadir="):], "datadir=")
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -166,6 +178,9 @@ func TestDemo(t *testing.T) {
 	}
 	if _, err := os.Stat(datadir); !os.IsNotExist(err) {
 		t.Fatalf("demo left its data directory %s behind (%v)", datadir, err)
+	}
+	if _, err := os.Stat(envFile); !os.IsNotExist(err) {
+		t.Fatalf("demo left its env file %s behind (%v)", envFile, err)
 	}
 }
 
