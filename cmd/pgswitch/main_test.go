@@ -116,9 +116,10 @@ func TestDemo(t *testing.T) {
 	}
 	defer cmd.Process.Kill()
 	sc := bufio.NewScanner(stdout)
-	var exports, servers []string
+	var printed, exports, servers []string
 	for sc.Scan() {
 		line := sc.Text()
+		printed = append(printed, line)
 		if strings.HasPrefix(line, "export ") {
 			exports = append(exports, line)
 		}
@@ -135,6 +136,16 @@ func TestDemo(t *testing.T) {
 	}
 	if !strings.Contains(servers[0], "role=primary") || !strings.Contains(servers[1], "role=replica") {
 		t.Fatalf("server lines: %q", servers)
+	}
+	// What the README shows it prints.
+	want := readmeDemoOutput(t)
+	if len(printed) != len(want) {
+		t.Errorf("demo printed %d lines, README shows %d:\n%s", len(printed), len(want), strings.Join(printed, "\n"))
+	}
+	for i := range min(len(printed), len(want)) {
+		if !want[i].MatchString(printed[i]) {
+			t.Errorf("demo printed %q where the README shows a line like %s", printed[i], want[i])
+		}
 	}
 	written, err := os.ReadFile(envFile)
 	if err != nil || string(written) != strings.Join(exports, "\n")+"\n" {
