@@ -189,7 +189,7 @@ func (con *Console) showPools() *table {
 		s, us := seconds(x.maxWait)
 		t.add(k[0], k[1], max(x.clients-x.waiting, 0), x.waiting, 0, 0, x.active, 0,
 			0, x.idle, 0, x.tested, x.login,
-			s, us, string(mode), nil,
+			s, us, string(mode), cfg.Routing.LoadBalance, // as SHOW DATABASES
 			con.r.Paused(k[0]), x.servers)
 	}
 	return t

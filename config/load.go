@@ -1,95 +1,55 @@
 package config
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"io"
-	"math"
 	"os"
-	"strconv"
+	"reflect"
 	"strings"
-	"time"
 
 	"go.yaml.in/yaml/v3"
 )
 
-// Load reads, validates and completes the configuration in path.
+// Load reads, validates and completes the configuration in path. Its
+// errors name the file, the line and the key: "pgswitch.yaml:11:
+// pool.size: "lots" is not a number".
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	cfg, err := Parse(data)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return cfg, nil
+	return parse(data, path)
 }
 
 // Parse decodes YAML, rejects unknown keys, expands ${ENV} references, fills
-// in defaults and validates. All validation errors are returned together.
+// in defaults and validates. All errors are returned together, each an
+// *Error, one per cause.
 func Parse(data []byte) (*Config, error) {
+	return parse(data, "")
+}
+
+func parse(data []byte, file string) (*Config, error) {
+	r := newReport(file)
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, fmt.Errorf("yaml: %w", err)
-	}
-	secondsToDurations(&root)
-	fixed, err := yaml.Marshal(&root)
-	if err != nil {
-		return nil, fmt.Errorf("yaml: %w", err)
+		r.syntax(err)
+		return nil, r.err()
 	}
 	cfg := &Config{}
-	dec := yaml.NewDecoder(bytes.NewReader(fixed))
-	dec.KnownFields(true)
-	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("yaml: %w", err)
+	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
+		decoder{r}.value(root.Content[0], "", reflect.ValueOf(cfg).Elem())
 	}
-	var errs []error
-	cfg.expandEnv(&errs)
+	cfg.expandEnv(r)
 	cfg.setDefaults()
-	cfg.validate(&errs)
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	cfg.validate(r)
+	if err := r.err(); err != nil {
+		return nil, err
 	}
 	return cfg, nil
-}
-
-// durationKeys are the YAML keys whose values are durations; a bare integer
-// there means seconds, as in PgBouncer's configuration.
-var durationKeys = map[string]bool{
-	"client_login": true, "query_wait": true, "server_connect": true, "server_idle": true,
-	"server_lifetime": true, "client_idle": true, "idle_transaction": true, "primary_wait": true, "shutdown": true, "pause": true,
-	"max_replica_lag": true, "volatile_refresh": true, "causal_wait": true, "inter": true, "downinter": true, "timeout": true,
-}
-
-// maxSeconds is the largest bare integer a time.Duration can hold; a larger
-// one is left as an integer for the decoder to reject.
-const maxSeconds = int64(math.MaxInt64 / time.Second)
-
-func secondsToDurations(n *yaml.Node) {
-	switch n.Kind {
-	case yaml.DocumentNode, yaml.SequenceNode:
-		for _, c := range n.Content {
-			secondsToDurations(c)
-		}
-	case yaml.MappingNode:
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, v := n.Content[i], n.Content[i+1]
-			if durationKeys[k.Value] && v.Kind == yaml.ScalarNode && v.Tag == "!!int" {
-				if secs, err := strconv.ParseInt(v.Value, 10, 64); err == nil && secs >= -maxSeconds && secs <= maxSeconds {
-					v.Value = (time.Duration(secs) * time.Second).String()
-					v.Tag = "!!str"
-				}
-			}
-			secondsToDurations(v)
-		}
-	}
 }
 
 // expandEnv replaces ${NAME} in secrets. The value itself never appears in
 // an error message.
-func (c *Config) expandEnv(errs *[]error) {
+func (c *Config) expandEnv(r *report) {
 	expand := func(key string, v *string) {
 		if !strings.Contains(*v, "${") {
 			return
@@ -97,6 +57,7 @@ func (c *Config) expandEnv(errs *[]error) {
 		// Only ${NAME} is a reference: a bare $ is common in passwords and
 		// in SCRAM verifiers.
 		var b strings.Builder
+		var unset []string
 		rest := *v
 		for {
 			i := strings.Index(rest, "${")
@@ -111,13 +72,20 @@ func (c *Config) expandEnv(errs *[]error) {
 			b.WriteString(rest[:i])
 			val, ok := os.LookupEnv(name)
 			if !ok {
-				*errs = append(*errs, fmt.Errorf("%s: environment variable %s is not set", key, name))
+				unset = append(unset, name)
 			}
 			b.WriteString(val)
 			rest = rest[i+j+1:]
 		}
 		b.WriteString(rest)
 		*v = b.String()
+		switch len(unset) {
+		case 0:
+		case 1:
+			r.bad(key, "environment variable %s is not set", unset[0])
+		default:
+			r.bad(key, "environment variables %s are not set", strings.Join(unset, ", "))
+		}
 	}
 	for name, u := range c.Users {
 		if u == nil {

@@ -4,11 +4,10 @@ import (
 	"fmt"
 	"net/netip"
 	"path"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
-
-	"go.yaml.in/yaml/v3"
 )
 
 // Rule is one of routing.rules: the units of work it matches go where it
@@ -68,19 +67,7 @@ type RuleReject struct {
 // Patterns is a list of strings written as one string or a YAML list.
 type Patterns []string
 
-// UnmarshalYAML takes a scalar as a list of one.
-func (p *Patterns) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind == yaml.ScalarNode {
-		*p = Patterns{n.Value}
-		return nil
-	}
-	var list []string
-	if err := n.Decode(&list); err != nil {
-		return err
-	}
-	*p = list
-	return nil
-}
+var patternsType = reflect.TypeFor[Patterns]()
 
 // RuleName is how rule i of the list is known.
 func (r *Rule) RuleName(i int) string {

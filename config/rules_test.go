@@ -30,6 +30,7 @@ func TestRuleErrors(t *testing.T) {
 		{"bad glob", "- match: {user: 'a['}\n  route: primary\n", []string{`routing.rules[0].match.user: bad pattern "a["`}},
 		{"bad address", "- match: {client_address: [10.0.0.0/33]}\n  route: primary\n", []string{`routing.rules[0].match.client_address: "10.0.0.0/33" is neither`}},
 		{"bad fingerprint", "- match: {fingerprint: xyz}\n  route: primary\n", []string{`routing.rules[0].match.fingerprint: "xyz" is not a fingerprint in hex`}},
+		{"unknown key", "- {route: primary, match: {usr: app}}\n", []string{`routing.rules[0].match.usr: unknown key; did you mean user?`}},
 		{"duplicate names", "- {name: a, route: primary}\n- {name: a, route: replica}\n", []string{`routing.rules[1].name: "a" names an earlier rule too`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -117,10 +117,12 @@ func (c *Config) setDefaults() {
 // reservedDatabases are served by pgswitch's admin console.
 var reservedDatabases = []string{"pgswitch", "pgbouncer"}
 
-func (c *Config) validate(errs *[]error) {
-	bad := func(key, format string, args ...any) {
-		*errs = append(*errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
-	}
+// validate reports what is wrong with the decoded, completed configuration.
+// A value one key takes over from another (a server's fall from
+// health.fall, health.downinter from health.inter) is checked where it is
+// written, once.
+func (c *Config) validate(r *report) {
+	bad := r.bad
 	addr := func(key, v string) {
 		if v == "" {
 			return
@@ -168,7 +170,7 @@ func (c *Config) validate(errs *[]error) {
 		bad("pool.size", "must be at least 1, got %d", c.Pool.Size)
 	}
 	nonNeg("pool.min_idle", c.Pool.MinIdle)
-	if c.Pool.MinIdle > c.Pool.Size {
+	if c.Pool.Size >= 1 && r.ok("pool.size") && c.Pool.MinIdle > c.Pool.Size {
 		bad("pool.min_idle", "must not exceed pool.size (%d), got %d", c.Pool.Size, c.Pool.MinIdle)
 	}
 	nonNeg("pool.max_client_conn", c.Pool.MaxClientConn)
@@ -184,9 +186,12 @@ func (c *Config) validate(errs *[]error) {
 		"timeouts.primary_wait":     c.Timeouts.PrimaryWait, "timeouts.shutdown": c.Timeouts.Shutdown,
 		"timeouts.pause": c.Timeouts.Pause, "routing.max_replica_lag": c.Routing.MaxReplicaLag,
 		"routing.volatile_refresh": c.Routing.VolatileRefresh, "routing.causal_wait": c.Routing.CausalWait,
-		"health.inter": c.Health.Inter, "health.downinter": c.Health.DownInter, "health.timeout": c.Health.Timeout,
+		"health.inter": c.Health.Inter, "health.timeout": c.Health.Timeout,
 	} {
 		nonNegDur(key, d)
+	}
+	if r.set("health.downinter") {
+		nonNegDur("health.downinter", c.Health.DownInter)
 	}
 	if c.Limits.MaxMessageSize < 1024 {
 		bad("limits.max_message_size", "must be at least 1024 bytes, got %d", c.Limits.MaxMessageSize)
@@ -251,14 +256,19 @@ func (c *Config) validate(errs *[]error) {
 			if s.Weight < 1 {
 				bad(sk+".weight", "must be at least 1, got %d", s.Weight)
 			}
-			if s.Fall < 1 {
+			// Unset, they are health's, checked there.
+			if s.Fall < 1 && r.set(sk+".fall") {
 				bad(sk+".fall", "must be at least 1, got %d", s.Fall)
 			}
-			if s.Rise < 1 {
+			if s.Rise < 1 && r.set(sk+".rise") {
 				bad(sk+".rise", "must be at least 1, got %d", s.Rise)
 			}
-			nonNegDur(sk+".inter", s.Inter)
-			nonNegDur(sk+".downinter", s.DownInter)
+			if r.set(sk + ".inter") {
+				nonNegDur(sk+".inter", s.Inter)
+			}
+			if r.set(sk + ".downinter") {
+				nonNegDur(sk+".downinter", s.DownInter)
+			}
 		}
 	}
 

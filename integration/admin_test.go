@@ -307,6 +307,12 @@ func TestAdminShowCommands(t *testing.T) {
 	if v, _ := dbs.get("name", db, "host"); v != cl.Primary.Host {
 		t.Errorf("SHOW DATABASES host = %q, want the primary's", v)
 	}
+	// Both say how the database's reads are spread over its replicas.
+	lbPools, _ := pools.get("database", db, "load_balance_hosts")
+	lbDatabases, _ := dbs.get("name", db, "load_balance_hosts")
+	if lbPools != "round_robin" || lbDatabases != lbPools {
+		t.Errorf("load_balance_hosts: SHOW POOLS %q, SHOW DATABASES %q, want round_robin in both", lbPools, lbDatabases)
+	}
 
 	cfg := show(t, conn, "SHOW CONFIG")
 	if v, _ := cfg.get("key", "pool.size", "value"); v != "10" {

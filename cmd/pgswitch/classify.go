@@ -11,6 +11,7 @@ import (
 	"github.com/pgswitch/pgswitch/config"
 	"github.com/pgswitch/pgswitch/router/classify"
 	"github.com/pgswitch/pgswitch/router/rules"
+	"github.com/pgswitch/pgswitch/router/track"
 )
 
 func newClassifyCommand() *cobra.Command {
@@ -31,6 +32,12 @@ is one simple Query, routed the same way. A batch is a read only if every
 statement is; when it has more than one statement, each follows on its own
 line, and the first line names the statement that made the batch a write.
 
+Statements that change session state (SET, RESET, PREPARE, LISTEN, SET
+ROLE, …) get a "session" line saying what becomes of that state under
+transaction pooling, where each unit of work may run on another server
+connection: a SET is recorded for the client once a server confirms it
+and set again on whichever server connection runs its next unit.
+
 Functions that the primary's catalog marks volatile are only known to a
 running pgswitch; name them here with --write-functions.
 
@@ -43,6 +50,7 @@ statement's fingerprint is printed for use in rules.`,
   pgswitch classify 'SELECT nextval(''ids'')'
   pgswitch classify 'SELECT inet_server_port()' 'INSERT INTO t VALUES ($1, ''x'')'
   pgswitch classify --write-functions audit_log 'SELECT audit_log(1)'
+  pgswitch classify 'SET search_path = app'
   pgswitch classify --config pgswitch.yaml --database app --application-name metabase 'SELECT * FROM orders'`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -144,12 +152,51 @@ func printBatch(w io.Writer, c *classify.Classifier, texts []string) {
 	if k := batch.Kind.String(); k != "" {
 		fmt.Fprintf(w, "kind\t%s\n", strings.ToLower(k))
 	}
+	for _, l := range sessionLines(batch) {
+		fmt.Fprintf(w, "session\t%s\n", l)
+	}
 	if len(lines) < 2 {
 		return
 	}
 	for i, l := range lines {
 		fmt.Fprintf(w, "%d\t%s\t%s\t%s\n", i+1, routeName(l.res), l.res.Reason, flat(l.text))
 	}
+}
+
+// sessionLines says what becomes of the session state the statements of res
+// change, under transaction pooling, by the router's own rules
+// (router/track: Pins, NeedsCapture, and the effects it records).
+func sessionLines(res classify.Result) []string {
+	var out []string
+	if why := track.Pins(res); why != "" {
+		out = append(out, why+": pins the client to this server connection for the rest of its session; "+
+			"the connection is reset (pool.reset_query) when the client leaves")
+	}
+	if track.NeedsCapture(res) {
+		out = append(out, "may change settings in ways only the server can tell: "+
+			"pgswitch reads the settings back from the same server connection right after it")
+	}
+	for _, st := range res.Stmts {
+		switch k := st.Kind; {
+		case k.Any(classify.KindRole):
+			// SET ROLE pins (above); RESET ROLE undoes it on the pinned connection.
+		case k.Any(classify.KindSetLocal):
+			out = append(out, "lasts until the end of the transaction, on the transaction's server connection; nothing is kept for the client")
+		case k.Any(classify.KindSet):
+			out = append(out, fmt.Sprintf("%s: once a server confirms the SET, pgswitch records it for this client and sets it again "+
+				"on whichever server connection, primary or replica, runs the client's next unit of work "+
+				"(inside a transaction, only if the transaction commits)", st.Name))
+		case k.Any(classify.KindReset) && st.Name == "all":
+			out = append(out, "every setting goes back to the client's startup value, on every server connection the client uses from then on")
+		case k.Any(classify.KindReset):
+			out = append(out, fmt.Sprintf("%s goes back to the client's startup value, on every server connection the client uses from then on", st.Name))
+		case k.Any(classify.KindPrepare):
+			out = append(out, fmt.Sprintf("prepared statement %s is kept for this client: every server connection that runs its units holds it", st.Name))
+		case k.Any(classify.KindDiscardAll):
+			out = append(out, "forgets the client's settings and prepared statements")
+		}
+	}
+	return out
 }
 
 func routeName(res classify.Result) string {

@@ -3,10 +3,14 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/spf13/cobra"
+
+	"github.com/pgswitch/pgswitch/config"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -14,9 +18,26 @@ var version = "0.1.0-dev"
 
 func main() {
 	if err := newRootCommand().Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "pgswitch:", err)
+		if !errors.Is(err, errPrinted) {
+			fmt.Fprintln(os.Stderr, "pgswitch:", err)
+		}
 		os.Exit(1)
 	}
+}
+
+// errPrinted is returned by a command that has printed its errors itself.
+var errPrinted = errors.New("errors printed")
+
+// printConfigErrors prints a configuration's errors one a line as they are
+// ("pgswitch.yaml:11: pool.size: …", which editors jump to) and returns
+// errPrinted, or err as it is when it is not about the file's content.
+func printConfigErrors(w io.Writer, err error) error {
+	var ce *config.Error
+	if !errors.As(err, &ce) {
+		return err
+	}
+	fmt.Fprintln(w, err)
+	return errPrinted
 }
 
 func newRootCommand() *cobra.Command {

@@ -69,25 +69,43 @@ func TestCheckConfig(t *testing.T) {
 	if err != nil || !strings.Contains(out, "OK") {
 		t.Fatalf("valid file: got %q (%v), want OK", out, err)
 	}
+	// One line per error, file:line: key: what, as editors read them; the
+	// unset variable is not followed by "password is required".
 	bad := filepath.Join(dir, "bad.yaml")
-	os.WriteFile(bad, []byte("databases:\n  app:\n    servers: [{host: 127.0.0.1, prot: 5}]\nusers:\n  app:\n    password: hunter2-secret\npool_mode: sometimes\n"), 0o600)
-	out, err = runCLI(t, "check-config", bad)
-	if err == nil {
-		t.Fatalf("invalid file accepted: %s", out)
+	os.WriteFile(bad, []byte("databases:\n  app:\n    servers: [{host: 127.0.0.1, prot: 5}]\nusers:\n  app:\n    password: hunter2-secret\n"+
+		"  ops:\n    password: ${PGSWITCH_TEST_UNSET_VARIABLE}\npool_mode: sometimes\n"), 0o600)
+	stdout, stderr, code := cli(t, nil, "check-config", bad)
+	want := bad + ":3: databases.app.servers[0].prot: unknown key; did you mean port?\n" +
+		bad + ":8: users.ops.password: environment variable PGSWITCH_TEST_UNSET_VARIABLE is not set\n" +
+		bad + ":9: pool_mode: must be one of \"session\", \"transaction\", got \"sometimes\"\n"
+	if code != 1 || stdout != "" || stderr != want {
+		t.Fatalf("invalid file: exit %d, stdout %q, stderr:\n%s\nwant exit 1 and:\n%s", code, stdout, stderr, want)
 	}
-	if !strings.Contains(out, "prot") {
-		t.Fatalf("error does not name the unknown key: %s", out)
+	if strings.Contains(stderr, "hunter2-secret") {
+		t.Fatalf("error output contains the password: %s", stderr)
 	}
-	if strings.Contains(out, "hunter2-secret") {
-		t.Fatalf("error output contains the password: %s", out)
+	// A file that cannot be read is one line, as any other failure.
+	_, stderr, code = cli(t, nil, "check-config", filepath.Join(dir, "missing.yaml"))
+	if code != 1 || !strings.HasPrefix(stderr, "pgswitch: config: open ") || strings.Count(stderr, "\n") != 1 {
+		t.Fatalf("missing file: exit %d, stderr %q", code, stderr)
 	}
 }
 
+// The demo as its help shows it: started with --env-file, it prints the
+// URLs as shell exports and writes them to the file once it is ready; a
+// second shell sources the file and the console commands work; the file
+// and the cluster go when the demo stops.
 func TestDemo(t *testing.T) {
 	needPostgres(t)
+	help, err := runCLI(t, "demo", "--help")
+	if err != nil || !strings.Contains(help, "pgswitch demo --env-file /tmp/pgswitch-demo.env\n") ||
+		!strings.Contains(help, ". /tmp/pgswitch-demo.env\n") {
+		t.Fatalf("demo --help does not show the --env-file example this test runs:\n%s", help)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, "demo", "--listen", "127.0.0.1:0", "--log-level", "warn")
+	envFile := filepath.Join(t.TempDir(), "demo.env")
+	cmd := exec.CommandContext(ctx, binary, "demo", "--listen", "127.0.0.1:0", "--log-level", "warn", "--env-file", envFile)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -98,15 +116,12 @@ func TestDemo(t *testing.T) {
 	}
 	defer cmd.Process.Kill()
 	sc := bufio.NewScanner(stdout)
-	var dbURL, adminURL string
-	var servers []string
+	var printed, exports, servers []string
 	for sc.Scan() {
 		line := sc.Text()
-		if v, ok := strings.CutPrefix(line, "DATABASE_URL="); ok {
-			dbURL = v
-		}
-		if v, ok := strings.CutPrefix(line, "ADMIN_URL="); ok {
-			adminURL = v
+		printed = append(printed, line)
+		if strings.HasPrefix(line, "export ") {
+			exports = append(exports, line)
 		}
 		if strings.HasPrefix(line, "SERVER ") {
 			servers = append(servers, line)
@@ -115,14 +130,43 @@ func TestDemo(t *testing.T) {
 			break
 		}
 	}
-	if dbURL == "" || len(servers) != 3 {
-		t.Fatalf("demo printed URL %q and servers %q, want a URL and 3 servers", dbURL, servers)
+	if len(exports) != 2 || !strings.HasPrefix(exports[0], "export DATABASE_URL='postgres://") ||
+		!strings.HasPrefix(exports[1], "export "+adminURLEnv+"='postgres://") || len(servers) != 3 {
+		t.Fatalf("demo printed exports %q and servers %q, want DATABASE_URL, %s and 3 servers", exports, adminURLEnv, servers)
 	}
 	if !strings.Contains(servers[0], "role=primary") || !strings.Contains(servers[1], "role=replica") {
 		t.Fatalf("server lines: %q", servers)
 	}
+	// What the README shows it prints.
+	want := readmeDemoOutput(t)
+	if len(printed) != len(want) {
+		t.Errorf("demo printed %d lines, README shows %d:\n%s", len(printed), len(want), strings.Join(printed, "\n"))
+	}
+	for i := range min(len(printed), len(want)) {
+		if !want[i].MatchString(printed[i]) {
+			t.Errorf("demo printed %q where the README shows a line like %s", printed[i], want[i])
+		}
+	}
+	written, err := os.ReadFile(envFile)
+	if err != nil || string(written) != strings.Join(exports, "\n")+"\n" {
+		t.Fatalf("--env-file holds %q (%v), want the printed exports %q", written, err, exports)
+	}
+
+	// The second terminal: source the file, then psql and pgswitch status
+	// (with the test's binary first on PATH).
+	shell := func(script string) string {
+		t.Helper()
+		sh := exec.CommandContext(ctx, "sh", "-c", ". "+envFile+" && "+script)
+		sh.Env = append(os.Environ(), "PATH="+filepath.Dir(binary)+string(os.PathListSeparator)+os.Getenv("PATH"))
+		out, err := sh.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", script, err, out)
+		}
+		return string(out)
+	}
 	// Named prepared statements across transactions are issue #5's; until
 	// then pgx uses unnamed ones here.
+	dbURL := strings.TrimSpace(shell(`printf '%s\n' "$DATABASE_URL"`))
 	conn, err := pgx.Connect(ctx, dbURL+"&default_query_exec_mode=exec")
 	if err != nil {
 		t.Fatalf("connect to the demo's DATABASE_URL: %v", err)
@@ -132,13 +176,10 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("query through the demo: %d, %v", got, err)
 	}
 	conn.Close(ctx)
-	// ADMIN_URL works as it is for the CLI (and psql).
-	if adminURL == "" {
-		t.Fatal("demo printed no ADMIN_URL")
+	if out := shell("pgswitch status"); !strings.Contains(out, "app") {
+		t.Fatalf("pgswitch status after sourcing the env file:\n%s", out)
 	}
-	if out := mustCLI(t, []string{adminURLEnv + "=" + adminURL}, "pools"); !strings.Contains(out, "app") {
-		t.Fatalf("pgswitch pools with the demo's ADMIN_URL:\n%s", out)
-	}
+
 	datadir := strings.TrimPrefix(servers[0][strings.Index(servers[0], "datadir="):], "datadir=")
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -148,6 +189,9 @@ func TestDemo(t *testing.T) {
 	}
 	if _, err := os.Stat(datadir); !os.IsNotExist(err) {
 		t.Fatalf("demo left its data directory %s behind (%v)", datadir, err)
+	}
+	if _, err := os.Stat(envFile); !os.IsNotExist(err) {
+		t.Fatalf("demo left its env file %s behind (%v)", envFile, err)
 	}
 }
 
@@ -170,6 +214,15 @@ func TestClassifyCommand(t *testing.T) {
 		{[]string{"classify", "SELECT 1; SELECT nextval('s')", "SELECT 2"},
 			"primary\twrite: nextval() is on the write list (statement 2)\n1\treplica\tread: SELECT\tSELECT 1\n2\tprimary\t"},
 		{[]string{"classify", "SELECT 1", "SELECT 2"}, "replica\tread: SELECT\n1\treplica"},
+		// Session state: what becomes of it, by the router's rules.
+		{[]string{"classify", "SET search_path = app"}, "replica\tread: SET\nkind\tset\nsession\tsearch_path: once a server confirms the SET, " +
+			"pgswitch records it for this client and sets it again on whichever server connection, primary or replica, runs the client's next unit of work"},
+		{[]string{"classify", "SET LOCAL work_mem = '1MB'"}, "replica\tread: SET LOCAL\nkind\tset-local\nsession\tlasts until the end of the transaction"},
+		{[]string{"classify", "RESET search_path"}, "replica\tread: RESET\nkind\treset\nsession\tsearch_path goes back to the client's startup value"},
+		{[]string{"classify", "SET ROLE app"}, "replica\tread: SET\nkind\tset|role\nsession\tSET ROLE or SESSION AUTHORIZATION: pins the client to this server connection"},
+		{[]string{"classify", "LISTEN jobs"}, "primary\twrite: LISTEN\nkind\tlisten\nsession\tLISTEN: pins the client"},
+		{[]string{"classify", "SELECT set_config('search_path', 'app', false)"}, "primary\twrite: set_config() is on the write list\nkind\tset-unknown\nsession\tmay change settings in ways only the server can tell"},
+		{[]string{"classify", "PREPARE q AS SELECT 1"}, "replica\tread: PREPARE of a read\nkind\tprepare\nsession\tprepared statement q is kept for this client"},
 	}
 	for _, c := range cases {
 		out, err := runCLI(t, c.args...)

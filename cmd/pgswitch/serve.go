@@ -45,7 +45,7 @@ tell the remaining clients 57P01 and exit 0.`,
 			}
 			cfg, err := load()
 			if err != nil {
-				return err
+				return printConfigErrors(cmd.ErrOrStderr(), err)
 			}
 			if cpuProfile != "" {
 				f, err := os.Create(cpuProfile)
