@@ -63,7 +63,6 @@ type adminState struct {
 	handler  AdminHandler
 	disabled map[string]bool        // DISABLE: new clients of these databases are refused
 	counters map[string]*dbCounters // by database name (stats.go)
-	pauseMu  sync.Mutex             // one PAUSE, RESUME or KILL at a time
 	started  time.Time
 }
 
