@@ -85,11 +85,17 @@ func usage(table []spec) []string {
 	return lines
 }
 
+// arity is how many database names each form of spec.args takes: at
+// least, at most.
+var arity = map[string][2]int{"": {0, 0}, "db": {1, 1}, "[db]": {0, 1}}
+
 // match reports whether fields (what the operator typed, split into words)
 // are this command with arguments it takes.
 func (s *spec) match(fields []string) (command, bool) {
 	words := strings.Fields(s.name)
-	if len(fields) < len(words) {
+	n, ok := arity[s.args]
+	args := len(fields) - len(words)
+	if !ok || args < n[0] || args > n[1] {
 		return command{}, false
 	}
 	for i, w := range words {
@@ -97,24 +103,7 @@ func (s *spec) match(fields []string) (command, bool) {
 			return command{}, false
 		}
 	}
-	args := fields[len(words):]
-	switch s.args {
-	case "":
-		if len(args) != 0 {
-			return command{}, false
-		}
-	case "db":
-		if len(args) != 1 {
-			return command{}, false
-		}
-	case "[db]":
-		if len(args) > 1 {
-			return command{}, false
-		}
-	default:
-		return command{}, false
-	}
-	cmd := command{verb: words[0], args: args, spec: s}
+	cmd := command{verb: words[0], args: fields[len(words):], spec: s}
 	if len(words) > 1 {
 		cmd.what = words[1]
 	}

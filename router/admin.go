@@ -168,13 +168,6 @@ func (r *Router) Enable(db string) error {
 	return nil
 }
 
-// Disabled reports whether db was disabled.
-func (r *Router) Disabled(db string) bool {
-	r.admin.mu.Lock()
-	defer r.admin.mu.Unlock()
-	return r.admin.disabled[db]
-}
-
 func (r *Router) knownDatabase(db string) error {
 	if r.Config().Databases[db] == nil {
 		return wire.Errorf(wire.CodeInvalidCatalogName, "database %q does not exist", db)
