@@ -3,8 +3,10 @@ package admin
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -209,5 +211,37 @@ func TestStatsUserRefused(t *testing.T) {
 		if verb, _, _ := strings.Cut(s.name, " "); !ok || string(done.CommandTag) != verb {
 			t.Errorf("admin %q: ended with %+v, want CommandComplete %s", sql, msgs[len(msgs)-1], verb)
 		}
+	}
+}
+
+// TestShowColumns: every SHOW answers with the columns it always had, by
+// name, order and type: scripts, pgbouncer_exporter and `pgswitch status`
+// read them. testdata/show_columns.golden was written from the console
+// before its commands became a table.
+func TestShowColumns(t *testing.T) {
+	want, err := os.ReadFile("testdata/show_columns.golden")
+	if err != nil {
+		t.Fatal(err)
+	}
+	con, _ := newTestConsole(t)
+	admin := &router.AdminClient{User: "admin", Database: "pgswitch", Admin: true, Ctx: context.Background()}
+	types := map[uint32]string{oidText: "text", oidInt8: "int8", oidFloat8: "float8"}
+	var got strings.Builder
+	for _, s := range commands {
+		if !strings.HasPrefix(s.name, "SHOW ") || s.name == "SHOW HELP" {
+			continue
+		}
+		msgs := exec(t, con, admin, s.name)
+		rd, ok := msgs[0].(*pgproto3.RowDescription)
+		if !ok {
+			t.Fatalf("%s answered %T first, want RowDescription", s.name, msgs[0])
+		}
+		got.WriteString(s.name + "\n")
+		for _, f := range rd.Fields {
+			fmt.Fprintf(&got, "\t%s %s\n", f.Name, types[f.DataTypeOID])
+		}
+	}
+	if got.String() != string(want) {
+		t.Errorf("SHOW columns differ from testdata/show_columns.golden; got:\n%s", got.String())
 	}
 }
