@@ -7,6 +7,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/pgswitch/pgswitch/config"
+	"github.com/pgswitch/pgswitch/router"
 )
 
 // minimalConfig is the smallest valid configuration: its values are the defaults.
@@ -17,9 +18,9 @@ var unchangeable = map[string]bool{"listen": true, "metrics_listen": true}
 
 // showConfig lists the configuration in force, secrets redacted, one key per
 // row as PgBouncer's SHOW CONFIG: key, value, default, changeable.
-func (con *Console) showConfig() *table {
+func (con *Console) showConfig(snap *router.Snapshot) *table {
 	t := newTable(textCol("key"), textCol("value"), textCol("default"), textCol("changeable"))
-	values := flatConfig(con.r.Config())
+	values := flatConfig(snap.Config)
 	defaults := map[string]string{}
 	if def, err := config.Parse([]byte(minimalConfig)); err == nil {
 		defaults = flatConfig(def)

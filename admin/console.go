@@ -9,7 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
-	"time"
+	"sync"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
@@ -32,8 +32,9 @@ type Options struct {
 
 // Console serves the admin console of one router.
 type Console struct {
-	r    *router.Router
-	opts Options
+	r       *router.Router
+	opts    Options
+	pauseMu sync.Mutex // one PAUSE, RESUME or KILL at a time
 }
 
 // New returns the console of r; install it with r.SetAdmin.
@@ -141,14 +142,14 @@ func queryText(body []byte) (string, *wire.Error) {
 // run executes one Query's text and queues its answer (without ReadyForQuery).
 func (con *Console) run(be *pgproto3.Backend, c *router.AdminClient, sql string) {
 	cmd, err := parse(sql)
-	if err == nil && cmd.verb != "SHOW" && !c.Admin {
+	if err == nil && cmd.spec.role == adminRole && !c.Admin {
 		err = wire.Errorf(wire.CodeInsufficientPrivilege,
 			"permission denied: %s needs a user in admin.admin_users; %q may only run SHOW", cmd.verb, c.User)
 	}
 	var msgs []pgproto3.BackendMessage
 	if err == nil {
 		ctx, cancel := context.WithCancel(c.Ctx)
-		msgs, err = con.exec(ctx, cmd)
+		msgs, err = cmd.spec.run(con, ctx, cmd)
 		cancel()
 	}
 	if err != nil {
@@ -159,7 +160,7 @@ func (con *Console) run(be *pgproto3.Backend, c *router.AdminClient, sql string)
 		be.Send(e.Response())
 		return
 	}
-	if cmd.verb != "SHOW" {
+	if cmd.spec.role == adminRole {
 		con.opts.Log.Info("admin command", "user", c.User, "command", cmd.String())
 	}
 	for _, m := range msgs {
@@ -172,6 +173,7 @@ type command struct {
 	verb string   // upper case: SHOW, PAUSE, …
 	what string   // SHOW's subject, upper case
 	args []string // database names, as typed
+	spec *spec    // its line of the command table
 }
 
 func (c command) String() string {
@@ -182,128 +184,23 @@ func (c command) String() string {
 	return strings.Join(append(words, c.args...), " ")
 }
 
-// commandList is the help text and the list an unknown command is told.
-var commandList = []string{
-	"SHOW HELP|VERSION|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|STATS|STATS_TOTALS|STATS_AVERAGES|LISTS|HEALTH|ROUTES",
-	"PAUSE [db]", "RESUME [db]", "RECONNECT [db]", "WAIT_CLOSE [db]",
-	"KILL db", "DISABLE db", "ENABLE db", "RELOAD", "SHUTDOWN",
-}
-
-var showSubjects = []string{"HELP", "VERSION", "CONFIG", "DATABASES", "POOLS", "CLIENTS", "SERVERS", "STATS",
-	"STATS_TOTALS", "STATS_AVERAGES", "LISTS", "HEALTH", "ROUTES"}
-
-// parse reads one command: case-insensitive, a trailing ';' optional,
-// database names as typed (double quotes allowed).
+// parse reads one command of the table: case-insensitive, a trailing ';'
+// optional, database names as typed (double quotes allowed).
 func parse(sql string) (command, error) {
 	text := strings.TrimSpace(sql)
 	text = strings.TrimSpace(strings.TrimRight(text, "; \t\r\n"))
 	fields := strings.Fields(text)
-	unknown := func() (command, error) {
-		shown := text
-		if len(shown) > 60 {
-			shown = shown[:60] + "…"
+	for i := 1; i < len(fields); i++ {
+		fields[i] = strings.Trim(fields[i], `"`)
+	}
+	for i := range commands {
+		if cmd, ok := commands[i].match(fields); ok {
+			return cmd, nil
 		}
-		return command{}, wire.Errorf(wire.CodeSyntaxError, "unknown admin console command %q", shown).
-			WithDetail("Commands: " + strings.Join(commandList, ", ") + ".")
 	}
-	if len(fields) == 0 {
-		return unknown()
+	if len(text) > 60 {
+		text = text[:60] + "…"
 	}
-	cmd := command{verb: strings.ToUpper(fields[0])}
-	args := fields[1:]
-	for i, a := range args {
-		args[i] = strings.Trim(a, `"`)
-	}
-	switch cmd.verb {
-	case "SHOW":
-		if len(args) != 1 {
-			return unknown()
-		}
-		cmd.what = strings.ToUpper(args[0])
-		for _, s := range showSubjects {
-			if s == cmd.what {
-				return cmd, nil
-			}
-		}
-		return unknown()
-	case "PAUSE", "RESUME", "RECONNECT", "WAIT_CLOSE":
-		if len(args) > 1 {
-			return unknown()
-		}
-	case "KILL", "DISABLE", "ENABLE":
-		if len(args) != 1 {
-			return unknown()
-		}
-	case "RELOAD", "SHUTDOWN":
-		if len(args) != 0 {
-			return unknown()
-		}
-	default:
-		return unknown()
-	}
-	cmd.args = args
-	return cmd, nil
-}
-
-// exec runs cmd and returns its answer.
-func (con *Console) exec(ctx context.Context, cmd command) ([]pgproto3.BackendMessage, error) {
-	if cmd.verb == "SHOW" {
-		return con.show(cmd.what)
-	}
-	r := con.r
-	var err error
-	switch cmd.verb {
-	case "PAUSE":
-		err = r.Pause(ctx, cmd.args)
-	case "RESUME":
-		err = r.Resume(cmd.args)
-	case "RECONNECT":
-		err = r.Reconnect(cmd.args)
-	case "WAIT_CLOSE":
-		ctx, cancel := context.WithTimeout(ctx, r.Config().Timeouts.Pause)
-		defer cancel()
-		err = r.WaitClose(ctx, cmd.args)
-	case "KILL":
-		err = r.Kill(cmd.args[0])
-	case "DISABLE":
-		err = r.Disable(cmd.args[0])
-	case "ENABLE":
-		err = r.Enable(cmd.args[0])
-	case "RELOAD":
-		err = con.reload()
-	case "SHUTDOWN":
-		if con.opts.Shutdown == nil {
-			return nil, wire.Errorf(wire.CodeFeatureNotSupported, "SHUTDOWN is not available in this process")
-		}
-		con.opts.Shutdown()
-	}
-	if err != nil {
-		return nil, err
-	}
-	return []pgproto3.BackendMessage{&pgproto3.CommandComplete{CommandTag: []byte(cmd.verb)}}, nil
-}
-
-// reload reads the configuration again and applies it; a configuration with
-// errors is refused whole and the running one stays.
-func (con *Console) reload() error {
-	if con.opts.Load == nil {
-		return wire.Errorf(wire.CodeFeatureNotSupported, "RELOAD: this pgswitch has no configuration file")
-	}
-	cfg, err := con.opts.Load()
-	if err == nil {
-		err = con.r.Reload(cfg)
-	}
-	if err != nil {
-		con.opts.Log.Error("reload refused; the running configuration stays", "err", err)
-		return wire.Errorf(wire.CodeConfigFileError, "configuration not reloaded: %s", oneLine(err.Error())).
-			WithHint("The running configuration stays in force.")
-	}
-	return nil
-}
-
-func oneLine(s string) string { return strings.ReplaceAll(s, "\n", "; ") }
-
-// uptime is how long the router has run, at least a second.
-func (con *Console) uptime() time.Duration {
-	return max(time.Since(con.r.Started()), time.Second)
+	return command{}, wire.Errorf(wire.CodeSyntaxError, "unknown admin console command %q", text).
+		WithDetail("Commands: " + strings.Join(helpLines, ", ") + ".")
 }

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -95,8 +96,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
-	r := c.r
-	cfg := r.Config()
+	snap := c.r.Inspect()
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
@@ -104,29 +104,28 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
 	}
 	clients := map[string]int{}
-	for _, cl := range r.Clients() {
+	for _, cl := range snap.Clients {
 		clients[cl.Database]++
 	}
 	type connKey struct{ db, server, state string }
 	conns := map[connKey]int{}
 	waiting := map[string]int{}
 	hists := map[string]*pool.WaitHistogram{}
-	for _, p := range r.Pools().Pools() {
-		k := p.Key()
+	for _, p := range snap.Pools {
+		k := p.Key
 		for _, s := range []string{"active", "idle", "tested", "login"} {
 			conns[connKey{k.Database, k.Server, s}] += 0
 		}
-		infos := p.Conns()
-		for _, ci := range infos {
+		for _, ci := range p.Conns {
 			if ci.State != pool.ConnNew {
 				conns[connKey{k.Database, k.Server, string(ci.State)}]++
 			}
 		}
-		st := p.Stats()
-		conns[connKey{k.Database, k.Server, "login"}] += max(st.Total-len(infos), 0)
-		waiting[k.Database] += st.Waiting
-		h := p.WaitHistogram()
+		conns[connKey{k.Database, k.Server, "login"}] += max(p.Stats.Total-len(p.Conns), 0)
+		waiting[k.Database] += p.Stats.Waiting
+		h := p.Waits
 		if acc := hists[k.Database]; acc == nil {
+			h.Counts = slices.Clone(h.Counts) // summed into below; the snapshot stays as it was
 			hists[k.Database] = &h
 		} else {
 			for i, n := range h.Counts {
@@ -140,19 +139,19 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.serverConns, float64(n), k.db, k.server, k.state)
 	}
 	servers := map[string]bool{}
-	for name, db := range cfg.Databases {
+	for name, db := range snap.Config.Databases {
 		gauge(c.clients, float64(clients[name]), name)
 		gauge(c.waiting, float64(waiting[name]), name)
-		gauge(c.paused, boolFloat(r.Paused(name)), name)
-		st := r.Stats(name)
-		counter(c.queries, float64(st.Reads.Load()), name, "read")
-		counter(c.queries, float64(st.Writes.Load()), name, "write")
-		counter(c.causalReads, float64(st.CausalWaits.Load()), name, "waited")
-		counter(c.causalReads, float64(st.CausalPrimary.Load()), name, "primary")
-		counter(c.causalReads, float64(st.CausalChecked.Load()), name, "checked")
-		counter(c.causalReads, float64(st.CausalBehind.Load()), name, "behind")
-		counter(c.received, float64(st.Received.Load()), name)
-		counter(c.sent, float64(st.Sent.Load()), name)
+		gauge(c.paused, boolFloat(snap.Databases[name].Paused), name)
+		st := snap.Databases[name].Stats
+		counter(c.queries, float64(st.Reads), name, "read")
+		counter(c.queries, float64(st.Writes), name, "write")
+		counter(c.causalReads, float64(st.CausalWaits), name, "waited")
+		counter(c.causalReads, float64(st.CausalPrimary), name, "primary")
+		counter(c.causalReads, float64(st.CausalChecked), name, "checked")
+		counter(c.causalReads, float64(st.CausalBehind), name, "behind")
+		counter(c.received, float64(st.Received), name)
+		counter(c.sent, float64(st.Sent), name)
 		h := hists[name]
 		if h == nil {
 			h = &pool.WaitHistogram{Counts: make([]uint64, len(pool.WaitBuckets)+1)}
@@ -168,9 +167,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			servers[srv.Addr()] = true
 		}
 	}
-	snap := r.Topology()
 	for addr := range servers {
-		st := snap.Get(addr)
+		st := snap.Topology.Get(addr)
 		gauge(c.up, boolFloat(st.Usable()), addr)
 		for _, role := range []config.Role{config.RolePrimary, config.RoleReplica} {
 			gauge(c.role, boolFloat(st.Role == role), addr, string(role))
@@ -180,9 +178,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.roleChanges, float64(st.Counts.RoleChanges), addr)
 		counter(c.checks, float64(st.Counts.Checks), addr)
 		counter(c.checkFailures, float64(st.Counts.Failures), addr)
-		if sc := r.Counters(addr); sc != nil {
-			counter(c.serverQueries, float64(sc.Reads.Load()), addr, "read")
-			counter(c.serverQueries, float64(sc.Writes.Load()), addr, "write")
+		if sc, ok := snap.Servers[addr]; ok {
+			counter(c.serverQueries, float64(sc.Reads), addr, "read")
+			counter(c.serverQueries, float64(sc.Writes), addr, "write")
 		}
 	}
 }

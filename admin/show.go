@@ -10,49 +10,19 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgproto3"
-
 	"github.com/pgswitch/pgswitch/config"
 	"github.com/pgswitch/pgswitch/pool"
+	"github.com/pgswitch/pgswitch/router"
 )
 
-// show answers SHOW what. The PgBouncer-compatible commands begin with
-// PgBouncer's columns, in its order and under its names; pgswitch's own
-// columns come after them.
-func (con *Console) show(what string) ([]pgproto3.BackendMessage, error) {
-	var t *table
-	switch what {
-	case "HELP":
-		return []pgproto3.BackendMessage{
-			&pgproto3.NoticeResponse{Severity: "NOTICE", SeverityUnlocalized: "NOTICE", Code: "00000",
-				Message: "Console usage", Detail: "\t" + strings.Join(commandList, "\n\t")},
-			&pgproto3.CommandComplete{CommandTag: []byte("SHOW")},
-		}, nil
-	case "VERSION":
-		t = newTable(textCol("version"))
-		t.add("pgswitch " + con.opts.Version)
-	case "CONFIG":
-		t = con.showConfig()
-	case "DATABASES":
-		t = con.showDatabases()
-	case "POOLS":
-		t = con.showPools()
-	case "CLIENTS":
-		t = con.showClients()
-	case "SERVERS":
-		t = con.showServers()
-	case "STATS":
-		t = con.showStats()
-	case "STATS_TOTALS", "STATS_AVERAGES":
-		t = con.showStatsPart(what == "STATS_AVERAGES")
-	case "LISTS":
-		t = con.showLists()
-	case "HEALTH":
-		t = con.showHealth()
-	case "ROUTES":
-		t = con.showRoutes()
-	}
-	return t.messages("SHOW"), nil
+// The SHOW commands answer from one snapshot of the router. The
+// PgBouncer-compatible ones begin with PgBouncer's columns, in its order and
+// under its names; pgswitch's own columns come after them.
+
+func (con *Console) showVersion(*router.Snapshot) *table {
+	t := newTable(textCol("version"))
+	t.add("pgswitch " + con.opts.Version)
+	return t
 }
 
 func hostPort(a net.Addr) (string, int) {
@@ -80,18 +50,21 @@ func seconds(d time.Duration) (int64, int64) {
 	return int64(d / time.Second), int64(d % time.Second / time.Microsecond)
 }
 
-func (con *Console) showDatabases() *table {
+func (con *Console) showDatabases(snap *router.Snapshot) *table {
 	t := newTable(textCol("name"), textCol("host"), intCol("port"), textCol("database"), textCol("force_user"),
 		intCol("pool_size"), intCol("min_pool_size"), intCol("reserve_pool_size"), intCol("server_lifetime"),
 		textCol("pool_mode"), textCol("load_balance_hosts"), intCol("max_connections"), intCol("current_connections"),
 		intCol("max_client_connections"), intCol("current_client_connections"), intCol("paused"), intCol("disabled"),
 		// pgswitch's own:
 		textCol("route"), textCol("servers"))
-	cfg := con.r.Config()
-	snap := con.r.Topology()
+	cfg := snap.Config
 	clients := map[string]int{}
-	for _, c := range con.r.Clients() {
+	for _, c := range snap.Clients {
 		clients[c.Database]++
+	}
+	open := map[string]int{}
+	for _, p := range snap.Pools {
+		open[p.Key.Database] += p.Stats.Total
 	}
 	for _, name := range slices.Sorted(maps.Keys(cfg.Databases)) {
 		db := cfg.Databases[name]
@@ -99,16 +72,12 @@ func (con *Console) showDatabases() *table {
 		var servers []string
 		maxConn := 0
 		for _, srv := range db.Servers {
-			st := snap.Get(srv.Addr())
+			st := snap.Topology.Get(srv.Addr())
 			if st.Role == config.RolePrimary && st.Usable() {
 				primary = srv
 			}
 			servers = append(servers, srv.Addr())
 			maxConn += srv.MaxConn
-		}
-		open := 0
-		for _, p := range con.r.Pools().DatabasePools(name) {
-			open += p.Open()
 		}
 		var mode any
 		if db.PoolMode != "" {
@@ -120,14 +89,14 @@ func (con *Console) showDatabases() *table {
 		}
 		t.add(name, primary.Host, primary.Port, db.DBName, nil,
 			size, cfg.Pool.MinIdle, 0, int64(cfg.Timeouts.ServerLifetime/time.Second),
-			mode, cfg.Routing.LoadBalance, maxConn, open,
-			0, clients[name], con.r.Paused(name), con.r.Disabled(name),
+			mode, cfg.Routing.LoadBalance, maxConn, open[name],
+			0, clients[name], snap.Databases[name].Paused, snap.Databases[name].Disabled,
 			string(db.Route), strings.Join(servers, ","))
 	}
 	return t
 }
 
-func (con *Console) showPools() *table {
+func (con *Console) showPools(snap *router.Snapshot) *table {
 	t := newTable(textCol("database"), textCol("user"), intCol("cl_active"), intCol("cl_waiting"),
 		intCol("cl_active_cancel_req"), intCol("cl_waiting_cancel_req"), intCol("sv_active"), intCol("sv_active_cancel"),
 		intCol("sv_being_canceled"), intCol("sv_idle"), intCol("sv_used"), intCol("sv_tested"), intCol("sv_login"),
@@ -147,21 +116,18 @@ func (con *Console) showPools() *table {
 		}
 		return rows[k]
 	}
-	cfg := con.r.Config()
-	for _, c := range con.r.Clients() {
+	cfg := snap.Config
+	for _, c := range snap.Clients {
 		x := get(c.Database, c.User)
 		x.clients++
 		x.mode = c.Mode
 	}
-	for _, p := range con.r.Pools().Pools() {
-		k := p.Key()
-		x := get(k.Database, k.User)
+	for _, p := range snap.Pools {
+		x := get(p.Key.Database, p.Key.User)
 		x.servers++
-		st := p.Stats()
-		x.waiting += st.Waiting
-		x.maxWait = max(x.maxWait, p.MaxWait())
-		conns := p.Conns()
-		for _, c := range conns {
+		x.waiting += p.Stats.Waiting
+		x.maxWait = max(x.maxWait, p.MaxWait)
+		for _, c := range p.Conns {
 			switch c.State {
 			case pool.ConnActive:
 				x.active++
@@ -171,7 +137,7 @@ func (con *Console) showPools() *table {
 				x.tested++
 			}
 		}
-		x.login += max(st.Total-len(conns), 0)
+		x.login += max(p.Stats.Total-len(p.Conns), 0)
 	}
 	keys := make([][2]string, 0, len(rows))
 	for k := range rows {
@@ -190,7 +156,7 @@ func (con *Console) showPools() *table {
 		t.add(k[0], k[1], max(x.clients-x.waiting, 0), x.waiting, 0, 0, x.active, 0,
 			0, x.idle, 0, x.tested, x.login,
 			s, us, string(mode), cfg.Routing.LoadBalance, // as SHOW DATABASES
-			con.r.Paused(k[0]), x.servers)
+			snap.Databases[k[0]].Paused, x.servers)
 	}
 	return t
 }
@@ -205,10 +171,10 @@ func connColumns() []column {
 		intCol("prepared_statements"), intCol("id")}
 }
 
-func (con *Console) showClients() *table {
+func (con *Console) showClients(snap *router.Snapshot) *table {
 	cols := append(connColumns(), textCol("pool_mode"), intCol("pinned"), textCol("server"))
 	t := newTable(cols...)
-	for i, c := range con.r.Clients() {
+	for i, c := range snap.Clients {
 		host, port := hostPort(c.Addr)
 		lhost, lport := hostPort(c.LocalAddr)
 		state := "idle"
@@ -229,43 +195,35 @@ func (con *Console) showClients() *table {
 	return t
 }
 
-func (con *Console) showServers() *table {
+func (con *Console) showServers(snap *router.Snapshot) *table {
 	cols := append(connColumns(), textCol("role"), textCol("health"), intCol("lag_bytes"), floatCol("lag_seconds"),
 		intCol("units_served"), intCol("server_connections"), intCol("reads_routed"), intCol("writes_routed"))
 	t := newTable(cols...)
-	snap := con.r.Topology()
-	pools := con.r.Pools().Pools()
 	open := map[string]int{}
-	for _, p := range pools {
-		open[p.Key().Server] += p.Open()
+	for _, p := range snap.Pools {
+		open[p.Key.Server] += p.Stats.Total
 	}
-	sort.Slice(pools, func(i, j int) bool { return pools[i].Key().String() < pools[j].Key().String() })
 	id := 0
-	for _, p := range pools {
-		k := p.Key()
+	for _, p := range snap.Pools {
+		k := p.Key
 		host, port := splitAddr(k.Server)
-		st := snap.Get(k.Server)
-		conns := p.Conns()
-		sort.Slice(conns, func(i, j int) bool { return conns[i].Created.Before(conns[j].Created) })
-		var reads, writes uint64
-		if sc := con.r.Counters(k.Server); sc != nil {
-			reads, writes = sc.Reads.Load(), sc.Writes.Load()
-		}
-		for _, c := range conns {
+		st := snap.Topology.Get(k.Server)
+		routed := snap.Servers[k.Server]
+		for _, c := range p.Conns {
 			id++
 			lhost, lport := hostPort(c.LocalAddr)
 			link := ""
-			if c.Client != nil {
-				ch, cp := hostPort(c.Client.Conn().RemoteAddr())
+			if c.ClientAddr != nil {
+				ch, cp := hostPort(c.ClientAddr)
 				link = net.JoinHostPort(ch, strconv.Itoa(cp))
 			}
 			t.add("S", k.User, k.Database, "none", string(c.State),
 				host, port, lhost, lport, c.Created,
-				nil, 0, 0, c.CloseNeeded, fmt.Sprintf("%p", p)+"/"+strconv.Itoa(int(c.PID)),
+				nil, 0, 0, c.CloseNeeded, p.Ref+"/"+strconv.Itoa(int(c.PID)),
 				link, c.PID, "", "",
 				0, id,
 				string(st.Role), healthState(st.Up, st.Excluded, st.Lagging), st.LagBytes, st.LagSeconds,
-				c.Served, open[k.Server], reads, writes)
+				c.Served, open[k.Server], routed.Reads, routed.Writes)
 		}
 	}
 	return t
@@ -287,7 +245,7 @@ func healthState(up, excluded, lagging bool) string {
 // averages cover the last stats_period, the avg_ columns average over the
 // process's life. xact time is how long server connections were given to
 // clients; query time how long servers took to answer each batch.
-func (con *Console) showStats() *table {
+func (con *Console) showStats(snap *router.Snapshot) *table {
 	t := newTable(textCol("database"),
 		intCol("total_xact_count"), intCol("total_query_count"), intCol("total_server_assignment_count"),
 		intCol("total_server_closed_count"), intCol("total_received"), intCol("total_sent"),
@@ -299,7 +257,7 @@ func (con *Console) showStats() *table {
 		// pgswitch's own:
 		intCol("reads_routed"), intCol("writes_routed"), intCol("causal_waits"), intCol("causal_primary"),
 		intCol("causal_checked"), intCol("causal_behind"))
-	for _, s := range con.dbStats() {
+	for _, s := range dbStats(snap) {
 		t.add(s.name,
 			s.assigned, s.queries, s.assigned,
 			0, s.recv, s.sent,
@@ -325,23 +283,23 @@ type dbStat struct {
 	causalChecked, causalBehind         uint64
 }
 
-func (con *Console) dbStats() []dbStat {
+func dbStats(snap *router.Snapshot) []dbStat {
 	var out []dbStat
-	cfg := con.r.Config()
-	secs := uint64(con.uptime() / time.Second)
-	for _, name := range slices.Sorted(maps.Keys(cfg.Databases)) {
-		st := con.r.Stats(name)
+	// The router's uptime, at least a second.
+	secs := uint64(max(time.Since(snap.Started), time.Second) / time.Second)
+	for _, name := range slices.Sorted(maps.Keys(snap.Config.Databases)) {
+		st := snap.Databases[name].Stats
 		var wait, busy, query time.Duration
 		var releases, batches uint64
-		for _, p := range con.r.Pools().DatabasePools(name) {
-			ps := p.Stats()
-			wait += ps.WaitTime
-			b, n := p.BusyTime()
-			busy += b
-			releases += n
-			q, qn := p.QueryTime()
-			query += q
-			batches += qn
+		for _, p := range snap.Pools {
+			if p.Key.Database != name {
+				continue
+			}
+			wait += p.Stats.WaitTime
+			busy += p.Busy
+			releases += p.Releases
+			query += p.Query
+			batches += p.Batches
 		}
 		queryUS := uint64(query / time.Microsecond)
 		avgQuery := uint64(0)
@@ -353,9 +311,7 @@ func (con *Console) dbStats() []dbStat {
 		if releases > 0 {
 			avgXact = busyUS / releases
 		}
-		assigned := st.Assignments.Load()
-		queries := st.Queries.Load()
-		recv, sent := st.Received.Load(), st.Sent.Load()
+		assigned, queries, recv, sent := st.Assignments, st.Queries, st.Received, st.Sent
 		waitUS := uint64(wait / time.Microsecond)
 		avgWait := uint64(0)
 		if assigned > 0 {
@@ -363,22 +319,25 @@ func (con *Console) dbStats() []dbStat {
 		}
 		out = append(out, dbStat{name: name, assigned: assigned, queries: queries, recv: recv, sent: sent, secs: secs,
 			busyUS: busyUS, waitUS: waitUS, avgXact: avgXact, avgWait: avgWait,
-			queryUS: queryUS, avgQuery: avgQuery, clientParses: st.ClientParses.Load(),
-			serverParses: st.ServerParses.Load(), binds: st.Binds.Load(),
-			reads: st.Reads.Load(), writes: st.Writes.Load(),
-			causalWaits: st.CausalWaits.Load(), causalPrimary: st.CausalPrimary.Load(),
-			causalChecked: st.CausalChecked.Load(), causalBehind: st.CausalBehind.Load()})
+			queryUS: queryUS, avgQuery: avgQuery, clientParses: st.ClientParses,
+			serverParses: st.ServerParses, binds: st.Binds, reads: st.Reads, writes: st.Writes,
+			causalWaits: st.CausalWaits, causalPrimary: st.CausalPrimary,
+			causalChecked: st.CausalChecked, causalBehind: st.CausalBehind})
 	}
 	return out
 }
 
-// showStatsPart answers SHOW STATS_TOTALS or SHOW STATS_AVERAGES:
-// PgBouncer's subsets of SHOW STATS without the total_/avg_ prefixes.
-func (con *Console) showStatsPart(averages bool) *table {
+func (con *Console) showStatsTotals(snap *router.Snapshot) *table { return statsPart(snap, false) }
+
+func (con *Console) showStatsAverages(snap *router.Snapshot) *table { return statsPart(snap, true) }
+
+// statsPart answers SHOW STATS_TOTALS or SHOW STATS_AVERAGES: PgBouncer's
+// subsets of SHOW STATS without the total_/avg_ prefixes.
+func statsPart(snap *router.Snapshot, averages bool) *table {
 	t := newTable(textCol("database"), intCol("xact_count"), intCol("query_count"), intCol("server_assignment_count"),
 		intCol("bytes_received"), intCol("bytes_sent"), intCol("xact_time"), intCol("query_time"), intCol("wait_time"),
 		intCol("client_parse_count"), intCol("server_parse_count"), intCol("bind_count"))
-	for _, s := range con.dbStats() {
+	for _, s := range dbStats(snap) {
 		if averages {
 			t.add(s.name, s.assigned/s.secs, s.queries/s.secs, s.assigned/s.secs, s.recv/s.secs, s.sent/s.secs,
 				s.avgXact, s.avgQuery, s.avgWait, s.clientParses/s.secs, s.serverParses/s.secs, s.binds/s.secs)
@@ -392,20 +351,19 @@ func (con *Console) showStatsPart(averages bool) *table {
 
 // showLists answers SHOW LISTS: counts in rows, as PgBouncer's (which
 // pgbouncer_exporter reads); pgswitch keeps no free lists or DNS cache.
-func (con *Console) showLists() *table {
+func (con *Console) showLists(snap *router.Snapshot) *table {
 	t := newTable(textCol("list"), intCol("items"))
-	cfg := con.r.Config()
-	pools := con.r.Pools().Pools()
+	cfg := snap.Config
 	servers := 0
-	for _, p := range pools {
-		servers += p.Open()
+	for _, p := range snap.Pools {
+		servers += p.Stats.Total
 	}
 	for _, row := range []struct {
 		name string
 		n    int
 	}{
-		{"databases", len(cfg.Databases)}, {"users", len(cfg.Users)}, {"pools", len(pools)},
-		{"free_clients", 0}, {"used_clients", len(con.r.Clients())}, {"login_clients", 0},
+		{"databases", len(cfg.Databases)}, {"users", len(cfg.Users)}, {"pools", len(snap.Pools)},
+		{"free_clients", 0}, {"used_clients", len(snap.Clients)}, {"login_clients", 0},
 		{"free_servers", 0}, {"used_servers", servers},
 		{"dns_names", 0}, {"dns_zones", 0}, {"dns_queries", 0}, {"dns_pending", 0},
 	} {
@@ -414,13 +372,12 @@ func (con *Console) showLists() *table {
 	return t
 }
 
-func (con *Console) showHealth() *table {
+func (con *Console) showHealth(snap *router.Snapshot) *table {
 	t := newTable(textCol("server"), textCol("role"), textCol("state"), textCol("reason"), intCol("lag_bytes"),
 		floatCol("lag_seconds"), textCol("since"), intCol("timeline"), intCol("checks"), intCol("failures"),
 		intCol("marked_down"), intCol("marked_up"), intCol("role_changes"), intCol("lag_exclusions"),
 		intCol("connections"), intCol("reads_routed"), intCol("writes_routed"), textCol("databases"))
-	cfg := con.r.Config()
-	snap := con.r.Topology()
+	cfg := snap.Config
 	dbsOf := map[string][]string{}
 	var addrs []string
 	for _, name := range slices.Sorted(maps.Keys(cfg.Databases)) {
@@ -432,26 +389,27 @@ func (con *Console) showHealth() *table {
 		}
 	}
 	open := map[string]int{}
-	for _, p := range con.r.Pools().Pools() {
-		open[p.Key().Server] += p.Open()
+	for _, p := range snap.Pools {
+		open[p.Key.Server] += p.Stats.Total
 	}
 	for _, addr := range addrs {
-		st := snap.Get(addr)
-		var reads, writes uint64
-		if c := con.r.Counters(addr); c != nil {
-			reads, writes = c.Reads.Load(), c.Writes.Load()
-		}
+		st := snap.Topology.Get(addr)
+		routed := snap.Servers[addr]
 		t.add(addr, string(st.Role), healthState(st.Up, st.Excluded, st.Lagging), st.Reason, st.LagBytes,
 			st.LagSeconds, st.Since, st.Timeline, st.Counts.Checks, st.Counts.Failures,
 			st.Counts.MarkedDown, st.Counts.MarkedUp, st.Counts.RoleChanges, st.Counts.LagExclusions,
-			open[addr], reads, writes, strings.Join(dbsOf[addr], ","))
+			open[addr], routed.Reads, routed.Writes, strings.Join(dbsOf[addr], ","))
 	}
 	return t
 }
 
-func (con *Console) showRoutes() *table {
+// maxRoutesShown is how many query shapes SHOW ROUTES shows, the most
+// frequent.
+const maxRoutesShown = 100
+
+func (con *Console) showRoutes(snap *router.Snapshot) *table {
 	t := newTable(textCol("database"), textCol("fingerprint"), textCol("query"), textCol("route"), textCol("rule"), intCol("count"))
-	for _, rs := range con.r.Routes(100) {
+	for _, rs := range snap.Routes[:min(len(snap.Routes), maxRoutesShown)] {
 		t.add(rs.Database, rs.Fingerprint, rs.Query, rs.Route, rs.Rule, rs.Count)
 	}
 	return t

@@ -63,7 +63,6 @@ type adminState struct {
 	handler  AdminHandler
 	disabled map[string]bool        // DISABLE: new clients of these databases are refused
 	counters map[string]*dbCounters // by database name (stats.go)
-	pauseMu  sync.Mutex             // one PAUSE, RESUME or KILL at a time
 	started  time.Time
 }
 
@@ -167,13 +166,6 @@ func (r *Router) Enable(db string) error {
 	delete(r.admin.disabled, db)
 	r.admin.mu.Unlock()
 	return nil
-}
-
-// Disabled reports whether db was disabled.
-func (r *Router) Disabled(db string) bool {
-	r.admin.mu.Lock()
-	defer r.admin.mu.Unlock()
-	return r.admin.disabled[db]
 }
 
 func (r *Router) knownDatabase(db string) error {

@@ -6,4 +6,7 @@
 // It does not keep server connections (pool) nor judge server health
 // (health); SQL classification lives in router/classify, and the record of
 // session state per client and per server connection in router/track.
+// The admin console and metrics read it through one snapshot (Inspect) and
+// orchestrate its admin primitives (PauseDatabase, DisconnectDatabase…) in
+// admin.
 package router

@@ -134,7 +134,8 @@ func (r *Router) Apply(cfg *config.Config) error {
 	return nil
 }
 
-// Pools returns the router's pools, for the admin console and tests.
+// Pools returns the router's pools, for tests; the admin console and
+// metrics read Inspect.
 func (r *Router) Pools() *pool.Set { return r.pools }
 
 // Serve accepts clients on ln until ln is closed or the router is closed.
