@@ -17,9 +17,10 @@ type fakeServer struct {
 	script func(b *pgproto3.Backend, nc net.Conn)
 	wg     sync.WaitGroup
 
-	mu    sync.Mutex
-	conns []net.Conn
-	pid   uint32
+	mu      sync.Mutex
+	conns   []net.Conn
+	pid     uint32
+	cancels []pgproto3.CancelRequest // received, in order
 }
 
 func newFakeServer(t *testing.T, script func(b *pgproto3.Backend, nc net.Conn)) *fakeServer {
@@ -52,7 +53,15 @@ func (s *fakeServer) accept() {
 			defer s.wg.Done()
 			defer nc.Close()
 			b := pgproto3.NewBackend(nc, nc)
-			if _, err := b.ReceiveStartupMessage(); err != nil {
+			m, err := b.ReceiveStartupMessage()
+			if err != nil {
+				return
+			}
+			if cr, ok := m.(*pgproto3.CancelRequest); ok {
+				// Closing the connection confirms it, as PostgreSQL does.
+				s.mu.Lock()
+				s.cancels = append(s.cancels, *cr)
+				s.mu.Unlock()
 				return
 			}
 			b.Send(&pgproto3.AuthenticationOk{})
