@@ -285,7 +285,7 @@ func (c *Conn) fail(err error) {
 // isFatal reports whether an ErrorResponse message is FATAL or PANIC.
 func isFatal(msg []byte) bool {
 	sev := wire.ErrorField(msg[wire.HeaderSize:], 'V')
-	return bytes.Equal(sev, []byte("FATAL")) || bytes.Equal(sev, []byte("PANIC"))
+	return string(sev) == wire.SeverityFatal || string(sev) == wire.SeverityPanic
 }
 
 func splitParameterStatus(body []byte) (name, value string, ok bool) {
