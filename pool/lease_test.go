@@ -145,7 +145,7 @@ func (*countingAnswers) Detached(bool) {}
 // verdict keeps the client linked at rest.
 func TestAnswersDecide(t *testing.T) {
 	fs := newFakeServer(t, echoScript)
-	set := NewSet()
+	set := newWatchedSet()
 	t.Cleanup(set.Close)
 	a := &countingAnswers{asked: map[byte]int{}}
 	target := fs.target()
