@@ -12,7 +12,6 @@ import (
 // fakeServer is a scripted PostgreSQL server at the protocol boundary: it
 // logs every client in with trust auth and then runs script on the connection.
 type fakeServer struct {
-	t      *testing.T
 	ln     net.Listener
 	script func(b *pgproto3.Backend, nc net.Conn)
 	wg     sync.WaitGroup
@@ -23,13 +22,13 @@ type fakeServer struct {
 	cancels []pgproto3.CancelRequest // received, in order
 }
 
-func newFakeServer(t *testing.T, script func(b *pgproto3.Backend, nc net.Conn)) *fakeServer {
+func newFakeServer(t testing.TB, script func(b *pgproto3.Backend, nc net.Conn)) *fakeServer {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &fakeServer{t: t, ln: ln, script: script}
+	s := &fakeServer{ln: ln, script: script}
 	s.wg.Add(1)
 	go s.accept()
 	t.Cleanup(s.close)
