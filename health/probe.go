@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/pgswitch/pgswitch/wire"
 	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgswitch/pgswitch/config"
+	"github.com/pgswitch/pgswitch/wire"
 )
 
 // probeQuery asks a server its role, WAL position and, on a primary, the

@@ -5,13 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/pgswitch/pgswitch/wire"
 	"io"
 	"net"
 	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgswitch/pgswitch/wire"
 )
 
 // Target says how to reach and log in to one server for one (database, user).

@@ -3,10 +3,10 @@ package router
 import (
 	"context"
 	"errors"
-	"github.com/pgswitch/pgswitch/pool"
 	"slices"
 	"time"
 
+	"github.com/pgswitch/pgswitch/pool"
 	"github.com/pgswitch/pgswitch/wire"
 )
 
