@@ -1,4 +1,4 @@
-package cluster
+package pgcluster
 
 import (
 	"context"
@@ -192,7 +192,7 @@ func (c *Cluster) initPrimary(ctx context.Context, extra []string) error {
 	// Only the bootstrap superuser may skip passwords, and only on the socket;
 	// over TCP everybody proves a SCRAM password, replication included.
 	hba := strings.Join([]string{
-		"# written by pgswitch integration/cluster",
+		"# written by pgswitch internal/pgcluster",
 		"local all         all                 trust",
 		"local replication all                 trust",
 		"host  all         all  127.0.0.1/32   scram-sha-256",
@@ -212,7 +212,7 @@ func (c *Cluster) initPrimary(ctx context.Context, extra []string) error {
 	// wal_writer_delay.
 	conf := []string{
 		"",
-		"# written by pgswitch integration/cluster",
+		"# written by pgswitch internal/pgcluster",
 		"listen_addresses = '127.0.0.1'",
 		"unix_socket_directories = " + quoteLiteral(c.SocketDir),
 		"password_encryption = 'scram-sha-256'",
