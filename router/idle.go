@@ -109,7 +109,8 @@ func (s *Session) parkable() bool {
 // parkNow parks the session: its buffers go, and its connection waits in
 // the parker's epoll set. False if it could not park.
 func (s *Session) parkNow() bool {
-	s.b.buf = nil
+	s.b.buf, s.b.msgs = nil, nil
+	s.pools = nil // a cache, looked up again on waking
 	s.in = clientReader{}
 	s.parkMu.Lock()
 	s.parkState = parkParked
