@@ -23,10 +23,14 @@ import (
 // target is one server's reverse proxy: its own transport (so its own
 // keep-alive connections and TLS settings) and counters.
 type target struct {
+	l         *Listen
 	srv       *config.Server
 	proxy     *httputil.ReverseProxy
 	transport *serverTransport
 	codes     *metrics.Codes
+	// hostHeader replaces the client's Host (rewrite_host); "": kept.
+	hostHeader string
+	forward    bool // forwardfor
 }
 
 // bufferPool lends ReverseProxy its copy buffers. It keeps array pointers:
@@ -75,9 +79,12 @@ func newTarget(l *Listen, s *config.Server, m *metrics.Listen) (*target, error) 
 	}
 	st := &serverTransport{addr: s.Addr, tlsConf: tlsConf, dialer: net.Dialer{KeepAlive: 30 * time.Second},
 		connectTimeout: l.cfg.Timeouts.Connect, responseTimeout: l.cfg.Timeouts.Server, fallback: tr}
-	t := &target{srv: s, transport: st, codes: m.Codes(s.Name)}
-	forward := l.cfg.ForwardForOn()
+	t := &target{l: l, srv: s, transport: st, codes: m.Codes(s.Name), forward: l.cfg.ForwardForOn()}
+	forward := t.forward
 	rewriteHost := l.cfg.RewriteHost
+	if rewriteHost {
+		t.hostHeader = host
+	}
 	t.proxy = &httputil.ReverseProxy{
 		Transport:  st,
 		BufferPool: copyBuffers,

@@ -112,6 +112,13 @@ func (c *serverConn) sendHead(fd uintptr) bool {
 	return false
 }
 
+// armRead bounds the next read by the response timeout.
+func (c *serverConn) armRead(timeout time.Duration) {
+	if at, ok := c.rdl.arm(time.Now().Add(timeout), slackOf(timeout)); ok {
+		_ = c.Conn.SetReadDeadline(at)
+	}
+}
+
 // armDeadlines bounds the next reads and writes by the response timeout.
 func (c *serverConn) armDeadlines(timeout time.Duration) {
 	want := time.Now().Add(timeout)
@@ -230,7 +237,7 @@ func (t *serverTransport) dial(ctx context.Context) (*serverConn, error) {
 			c.sendThenWait = c.sendHead
 		}
 	}
-	c.br = bufio.NewReaderSize(c.Conn, 4096)
+	c.br = bufio.NewReaderSize(c.Conn, bufSize)
 	c.bw = bufio.NewWriterSize(c.Conn, 4096)
 	return c, nil
 }
@@ -342,6 +349,11 @@ func (t *serverTransport) release(c *serverConn, resp *http.Response) {
 		c.Close()
 		return
 	}
+	t.put(c)
+}
+
+// put puts c, reusable, back among the idle connections.
+func (t *serverTransport) put(c *serverConn) {
 	c.idleSince = time.Now()
 	t.mu.Lock()
 	if t.closed || len(t.idle) >= maxIdlePerServer {
