@@ -34,7 +34,7 @@ import (
 // Shutdown and the parker never race the connection's goroutine.
 const (
 	connBusy   int32 = iota // reading a request or serving it
-	connIdle                // waiting for the next request, with a goroutine
+	connIdle                // waiting for a request's first byte, with a goroutine
 	connParked              // waiting without a goroutine (park_linux.go)
 	connClosed
 )
@@ -105,6 +105,8 @@ func (l *Listen) serveH1(c net.Conn, isTLS bool, accepted time.Time) bool {
 			}
 		}
 	}
+	// Idle until its first byte: Shutdown closes it then.
+	h.state.Store(connIdle)
 	if !l.trackH1(h, true) {
 		return false
 	}
@@ -206,9 +208,12 @@ func (h *h1Conn) readHead(x *exchange, started time.Time) readResult {
 		n, err := h.c.Read(x.in[x.n:])
 		x.n += n
 		if n > 0 {
+			if h.state.Load() == connIdle && !h.state.CompareAndSwap(connIdle, connBusy) {
+				return readGone // closed by Shutdown
+			}
 			continue
 		}
-		if errors.Is(err, os.ErrDeadlineExceeded) && h.state.Load() == connBusy {
+		if errors.Is(err, os.ErrDeadlineExceeded) && h.state.Load() != connClosed {
 			l.requestTimeout(h.c, h.client, started, x.n > 0, x.in[:min(x.n, maxLogLine)])
 		}
 		return readGone

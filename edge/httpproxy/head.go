@@ -123,7 +123,7 @@ func parseHead(h *reqHead, b []byte, scanned, maxFieldCount int) headVerdict {
 	}
 	h.target = span{int32(sp + 1), int32(sp + 1 + sp2)}
 
-	nhost := 0
+	nhost, sawLength := 0, false
 	pos := eol + 1
 	for pos < end-2 {
 		nl := bytes.IndexByte(p[pos:], '\n')
@@ -165,10 +165,12 @@ func parseHead(h *reqHead, b []byte, scanned, maxFieldCount int) headVerdict {
 				return headHandOff
 			}
 		case fieldContentLength:
-			// "0" is no body; any other length is a body.
-			if len(v) != 1 || v[0] != '0' {
+			// "0" is no body; any other length is a body. A second
+			// Content-Length is net/http's to judge.
+			if len(v) != 1 || v[0] != '0' || sawLength {
 				return headHandOff
 			}
+			sawLength = true
 		case fieldTransferEncoding, fieldUpgrade, fieldExpect, fieldTrailer:
 			return headHandOff
 		case fieldConnection:

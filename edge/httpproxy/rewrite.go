@@ -261,7 +261,8 @@ func appendClientHead(out []byte, a *ansHead, b []byte, closeAfter bool) []byte 
 }
 
 // chunkScan follows a chunked body (RFC 9112 section 7.1) as its bytes
-// pass, without decoding it: the lean loop forwards a chunked answer as
+// pass, without decoding it (CRLF line ends, as net/http wants them, but
+// in the trailer): the lean loop forwards a chunked answer as
 // the server sent it, trailer included, and needs only to know where it
 // ends and how many data bytes it carried.
 type chunkScan struct {
@@ -316,8 +317,6 @@ func (s *chunkScan) scan(b []byte) (int, bool, error) {
 					s.state, s.lineLen = chunkExt, 0
 				case '\r':
 					s.state = chunkSizeLF
-				case '\n':
-					s.endSize()
 				default:
 					return i, false, errChunked
 				}
@@ -334,7 +333,7 @@ func (s *chunkScan) scan(b []byte) (int, bool, error) {
 				return i, false, errChunked
 			}
 			if c == '\n' {
-				s.endSize()
+				return i, false, errChunked // a bare LF, as net/http refuses it
 			} else if c == '\r' {
 				s.state = chunkSizeLF
 			}
@@ -359,8 +358,6 @@ func (s *chunkScan) scan(b []byte) (int, bool, error) {
 			switch c {
 			case '\r':
 				s.state = chunkDataLF
-			case '\n':
-				s.state, s.digits = chunkSize, 0
 			default:
 				return i, false, errChunked
 			}
