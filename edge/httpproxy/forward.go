@@ -7,6 +7,8 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
+	"time"
 )
 
 // forward sends the request in x to t's server over a kept-alive
@@ -19,18 +21,43 @@ func (h *h1Conn) forward(x *exchange, t *target, keep bool) (int, int64, bool) {
 	b := x.in[:]
 	method := x.head.method.of(b)
 	isHead := string(method) == "HEAD"
-	idem := isHead || string(method) == "GET" || string(method) == "OPTIONS" || string(method) == "TRACE"
+	// Retried on a new connection when a kept-alive one fails before any
+	// answer: requests that may be repeated, whose body is all in x.in.
+	x.split()
+	retry := x.streamed == 0 && (isHead || string(method) == "GET" || string(method) == "OPTIONS" || string(method) == "TRACE")
 	for attempt := 0; ; attempt++ {
 		sc, reused, err := tr.conn(context.Background())
 		if err != nil {
-			return h.serverError(x, t, err, keep)
+			return h.serverError(x, t, err, keep && x.streamed == 0)
 		}
 		sc.head = appendServerHead(sc.head[:0], &x.head, b, t.hostHeader, h.client, t.forward, h.isTLS)
+		sc.head = append(sc.head, b[x.head.end:x.used]...) // the body read with the head
 		sc.armDeadlines(tr.responseTimeout)
-		if sc.rc != nil {
-			err = sc.send(sc.head)
+		if sc.rc != nil && x.streamed == 0 {
+			err = sc.send(sc.head) // and wait for the answer
 		} else {
 			_, err = sc.Conn.Write(sc.head)
+		}
+		if err == nil && x.streamed > 0 {
+			switch res, berr := h.sendBody(x, sc, tr); res {
+			case bodyClientSlow:
+				sc.Close()
+				t.l.log.Info("client sent its body too slowly: 408", "client", h.client, "timeout", t.l.cfg.Timeouts.Client)
+				return h.answerError(x, http408, false)
+			case bodyClientGone:
+				sc.Close()
+				x.nout = 0
+				return 499, 0, false
+			case bodyServerFailed:
+				// The server may have answered before reading it all:
+				// its answer is passed on, then the connection closes
+				// (the rest of the body is never read).
+				keep = false
+				err = berr
+				if r := h.relay(x, sc, tr, isHead, false); r.err == nil {
+					return r.status, r.bytes, false
+				}
+			}
 		}
 		if err == nil {
 			r := h.relay(x, sc, tr, isHead, keep)
@@ -50,11 +77,48 @@ func (h *h1Conn) forward(x *exchange, t *target, keep bool) (int, int64, bool) {
 			sc.Close()
 			err = noAnswerErr(err)
 		}
-		if reused && attempt == 0 && idem && errors.Is(err, errNoAnswer) {
+		if reused && attempt == 0 && retry && errors.Is(err, errNoAnswer) {
 			continue
 		}
-		return h.serverError(x, t, err, keep)
+		return h.serverError(x, t, err, keep && x.streamed == 0)
 	}
+}
+
+type bodyResult uint8
+
+const (
+	bodySent bodyResult = iota
+	bodyClientSlow
+	bodyClientGone
+	bodyServerFailed
+)
+
+// sendBody copies the rest of the request body (x.streamed bytes) from
+// the client to the server, through x.out; each read from the client is
+// bounded by the client timeout, each write to the server by the server
+// timeout. It never reads past the body (a pipelined request follows).
+func (h *h1Conn) sendBody(x *exchange, sc *serverConn, tr *serverTransport) (bodyResult, error) {
+	to := h.l.cfg.Timeouts.Client
+	for remain := x.streamed; remain > 0; {
+		if at, ok := h.rdl.arm(time.Now().Add(to), slackOf(to)); ok {
+			_ = h.c.SetReadDeadline(at)
+		}
+		n, err := h.c.Read(x.out[:min(remain, int64(len(x.out)))])
+		if n > 0 {
+			sc.armDeadlines(tr.responseTimeout)
+			if _, werr := sc.Conn.Write(x.out[:n]); werr != nil {
+				return bodyServerFailed, werr
+			}
+			remain -= int64(n)
+		}
+		if err != nil && remain > 0 {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				return bodyClientSlow, err
+			}
+			return bodyClientGone, err
+		}
+	}
+	return bodySent, nil
 }
 
 func noAnswerErr(err error) error {

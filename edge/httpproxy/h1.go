@@ -23,9 +23,11 @@ import (
 // Between requests a connection holds no buffer; a plain one idle for
 // parkAfter gives its goroutine up too (park_linux.go).
 //
-// It serves the requests most traffic is made of: origin-form HTTP/1.1
-// without a body. A request head it does not take (a body, Expect,
-// Upgrade, HTTP/1.0, a malformed or oversized head) hands the connection,
+// It serves the requests most traffic is made of: origin-form HTTP/1.1,
+// without a body or with a Content-Length one (streamed to the server,
+// each read bounded by the client timeout: a stalled body gets 408). A
+// request head it does not take (a chunked body, Expect, Upgrade,
+// HTTP/1.0, a malformed or oversized head) hands the connection,
 // with the bytes read so far, to net/http's server for the rest of its
 // life (handOff): WebSocket, chunked uploads, 100-continue and net/http's
 // 400 and 431 answers keep working as they did. HTTP/2 stays net/http's.
@@ -76,9 +78,14 @@ type exchange struct {
 	n       int // bytes in in
 	scanned int // of in, searched for the head's end without finding it
 	head    reqHead
-	out     [bufSize]byte // the answer on its way to the client
-	nout    int
-	ans     ansHead
+	// used is how much of in the request takes: its head, and the part of
+	// its body read with it; streamed is the rest of the body, still to be
+	// read from the client (split sets both).
+	used     int
+	streamed int64
+	out      [bufSize]byte // the answer on its way to the client
+	nout     int
+	ans      ansHead
 }
 
 // bufSize is the size of the lean loop's buffers: the largest request
@@ -87,6 +94,14 @@ type exchange struct {
 const bufSize = 16 << 10
 
 var exchanges = sync.Pool{New: func() any { return new(exchange) }}
+
+// split divides the request's body between what in holds and what is
+// still to be read.
+func (x *exchange) split() {
+	inBuf := min(int64(x.n-x.head.end), x.head.length)
+	x.used = x.head.end + int(inBuf)
+	x.streamed = x.head.length - inBuf
+}
 
 func getExchange() *exchange {
 	x := exchanges.Get().(*exchange)
@@ -139,7 +154,7 @@ func (h *h1Conn) serve(x *exchange, started time.Time) {
 			h.close()
 			return
 		}
-		if end := x.head.end; x.n > end || h.rc == nil {
+		if end := x.used; x.n > end || h.rc == nil {
 			if h.flush(x) != nil {
 				exchanges.Put(x)
 				h.close()
@@ -359,6 +374,9 @@ func (h *h1Conn) handle(x *exchange) bool {
 		default: // the client went away while queued
 			status, keep = 499, false
 		}
+		if x.split(); x.streamed > 0 {
+			keep = false // the body is not read
+		}
 		if status == 0 {
 			status, bytes, keep = h.answerError(x, http503, keep)
 		}
@@ -437,6 +455,7 @@ var (
 	http502Cert = newErrorPage(502, "Bad Gateway", "The server's certificate did not verify.")
 	http503     = newErrorPage(503, "Service Unavailable", "No server is available to handle this request.")
 	http504     = newErrorPage(504, "Gateway Timeout", "The server didn't respond in time.")
+	http408     = newErrorPage(408, "Request Timeout", "Your browser didn't send a complete request in time.")
 )
 
 // answerError puts an error page of the proxy's in x.out, to be written

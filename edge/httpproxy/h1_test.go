@@ -150,28 +150,78 @@ func TestLeanBadAnswers(t *testing.T) {
 	}
 }
 
-// TestLeanHandOff: a request the lean loop does not take (here a body)
-// is served by net/http on the same connection, and so is what follows.
-func TestLeanHandOff(t *testing.T) {
+// echoServer is a net/http server that answers each request with its
+// method, path and body.
+func echoServer(t *testing.T) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.URL.Path == "/too-large" {
+			w.Header().Set("Connection", "close")
+			w.WriteHeader(http.StatusRequestEntityTooLarge)
+			return
+		}
 		b, _ := io.ReadAll(req.Body)
 		io.WriteString(w, req.Method+" "+req.URL.Path+" "+string(b))
 	})}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
-	l := newBenchListen(t, ln.Addr().String(), "off")
+	return ln.Addr().String()
+}
+
+// TestLeanBodies: a request body with a Content-Length goes to the server
+// whole, whether it came with its head, in pieces after it, or larger than
+// any buffer; what follows it is the next request.
+func TestLeanBodies(t *testing.T) {
+	l := newBenchListen(t, echoServer(t), "off")
+	c := dialRaw(t, serveListen(t, l))
+	io.WriteString(c, "POST /with-head HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhelloGET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+	for _, want := range []string{"POST /with-head hello", "GET /next "} {
+		if _, body := c.answer(t, "GET"); body != want {
+			t.Fatalf("got %q, want %q", body, want)
+		}
+	}
+	io.WriteString(c, "PUT /pieces HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhel")
+	time.Sleep(20 * time.Millisecond)
+	io.WriteString(c, "lo ")
+	time.Sleep(20 * time.Millisecond)
+	io.WriteString(c, "worldGET /after HTTP/1.1\r\nHost: x\r\n\r\n")
+	for _, want := range []string{"PUT /pieces hello world", "GET /after "} {
+		if _, body := c.answer(t, "GET"); body != want {
+			t.Fatalf("got %q, want %q", body, want)
+		}
+	}
+	big := strings.Repeat("0123456789", 300000)
+	go fmt.Fprintf(c, "POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", len(big), big)
+	if _, body := c.answer(t, "POST"); body != "POST /big "+big {
+		t.Fatalf("3 MB body: answer of %d bytes", len(body))
+	}
+
+	// A server that answers before reading the body: its answer reaches
+	// the client, whose connection then closes.
+	c2 := dialRaw(t, serveListen(t, l))
+	go fmt.Fprintf(c2, "POST /too-large HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", len(big), big)
+	if resp, _ := c2.answer(t, "POST"); resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Fatalf("early answer: %d", resp.StatusCode)
+	}
+}
+
+// TestLeanHandOff: a request the lean loop does not take (here a chunked
+// body) is served by net/http on the same connection, and so is what
+// follows.
+func TestLeanHandOff(t *testing.T) {
+	l := newBenchListen(t, echoServer(t), "off")
 	c := dialRaw(t, serveListen(t, l))
 	io.WriteString(c, "GET /lean HTTP/1.1\r\nHost: x\r\n\r\n")
 	if _, body := c.answer(t, "GET"); body != "GET /lean " {
 		t.Fatalf("lean: %q", body)
 	}
-	io.WriteString(c, "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhel")
+	io.WriteString(c, "POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nhel")
 	time.Sleep(10 * time.Millisecond) // the body in two pieces
-	io.WriteString(c, "lo")
+	io.WriteString(c, "\r\n2\r\nlo\r\n0\r\n\r\n")
 	if _, body := c.answer(t, "POST"); body != "POST /upload hello" {
 		t.Fatalf("handed off: %q", body)
 	}

@@ -41,14 +41,17 @@ type field struct {
 const maxFields = 128
 
 // reqHead is a request head the lean loop can forward as it is: an
-// origin-form HTTP/1.1 request without a body, an Upgrade or an Expect.
+// origin-form HTTP/1.1 request without an Upgrade or an Expect, whose body
+// (if any) has a Content-Length.
 type reqHead struct {
 	method, target span
 	line           span // the request line, without its CRLF
 	host           span
 	ua, referer    span
 	end            int // the head's length, final CRLF included
-	close          bool
+	// length is the body's (Content-Length), 0 when none.
+	length int64
+	close  bool
 	// conn holds the values of the Connection fields: the field names
 	// they list are hop-by-hop (RFC 9110 section 7.6.1).
 	conn   [4]span
@@ -67,8 +70,8 @@ const (
 	headOK
 	// headHandOff: a head, complete or not, that net/http serves instead:
 	// malformed ones (it answers 400), ones past its limits (431), and
-	// requests with a body, Expect, Upgrade, HTTP/1.0, an absolute or
-	// asterisk target.
+	// requests with a chunked body, Expect, Upgrade, HTTP/1.0, an absolute
+	// or asterisk target.
 	headHandOff
 )
 
@@ -165,10 +168,15 @@ func parseHead(h *reqHead, b []byte, scanned, maxFieldCount int) headVerdict {
 				return headHandOff
 			}
 		case fieldContentLength:
-			// "0" is no body; any other length is a body. A second
-			// Content-Length is net/http's to judge.
-			if len(v) != 1 || v[0] != '0' || sawLength {
+			// Digits only; a second Content-Length is net/http's to judge.
+			if len(v) == 0 || len(v) > 18 || sawLength {
 				return headHandOff
+			}
+			for _, c := range v {
+				if c < '0' || c > '9' {
+					return headHandOff
+				}
+				h.length = h.length*10 + int64(c-'0')
 			}
 			sawLength = true
 		case fieldTransferEncoding, fieldUpgrade, fieldExpect, fieldTrailer:

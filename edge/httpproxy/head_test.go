@@ -45,8 +45,8 @@ func checkHead(t *testing.T, in []byte, maxFields int) headVerdict {
 		t.Fatalf("%q: parseHead %q %q host %q; http.ReadRequest %q %q host %q", in,
 			h.method.of(in), h.target.of(in), h.host.of(in), req.Method, req.RequestURI, req.Host)
 	}
-	if req.ContentLength != 0 || req.Body != http.NoBody {
-		t.Fatalf("%q: parseHead took a request with a body (length %d)", in, req.ContentLength)
+	if req.ContentLength != h.length || h.length == 0 && req.Body != http.NoBody {
+		t.Fatalf("%q: body length %d, http.ReadRequest %d", in, h.length, req.ContentLength)
 	}
 	if req.Close != h.close {
 		t.Fatalf("%q: close %v, http.ReadRequest %v", in, h.close, req.Close)
@@ -90,7 +90,9 @@ func TestParseHead(t *testing.T) {
 		{"incomplete line", "GET / HT", headMore},
 		{"empty", "", headMore},
 
-		{"body", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello", headHandOff},
+		{"body", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello", headOK},
+		{"signed length", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +5\r\n\r\nhello", headHandOff},
+		{"huge length", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1234567890123456789\r\n\r\n", headHandOff},
 		{"chunked", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", headHandOff},
 		{"expect", "GET / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\r\n", headHandOff},
 		{"upgrade", "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", headHandOff},
@@ -120,6 +122,7 @@ func TestParseHead(t *testing.T) {
 		{"leading CRLF", "\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n", headHandOff},
 		{"content-length twice", "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n", headHandOff},
 		{"content-length bad", "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 0x0\r\n\r\n", headHandOff},
+		{"content-length empty", "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: \r\n\r\n", headHandOff},
 		{"many connection fields", "GET / HTTP/1.1\r\nHost: x\r\n" + strings.Repeat("Connection: a\r\n", 5) + "\r\n", headHandOff},
 		{"too many fields", "GET / HTTP/1.1\r\nHost: x\r\n" + strings.Repeat("X-A: 1\r\n", 100) + "\r\n", headHandOff},
 	} {
