@@ -141,7 +141,7 @@ func (t *serverTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if err != nil {
 			return nil, err
 		}
-		resp, err := t.exchange(c, req)
+		resp, err := t.exchange(c, req, false)
 		if err == nil {
 			return resp, nil
 		}
@@ -257,15 +257,18 @@ var aLongTimeAgo = time.Unix(1, 0)
 // The deadlines armed here bound the writing of the request and the wait
 // for the answer's headers; they are not cleared after (the next exchange
 // arms its own, and alive clears the read deadline before peeking).
-func (t *serverTransport) exchange(c *serverConn, req *http.Request) (*http.Response, error) {
+func (t *serverTransport) exchange(c *serverConn, req *http.Request, built bool) (*http.Response, error) {
 	stop := func() bool { return true }
 	if req.ProtoMajor >= 2 {
 		stop = context.AfterFunc(req.Context(), func() { c.SetDeadline(aLongTimeAgo) })
 		defer stop()
 	}
 	c.armDeadlines(t.responseTimeout)
-	var ok bool
-	if c.head, ok = appendRequest(c.head[:0], req); ok {
+	ok := built
+	if !ok {
+		c.head, ok = appendRequest(c.head[:0], req)
+	}
+	if ok {
 		var err error
 		if c.rc != nil {
 			err = c.send(c.head)
