@@ -287,6 +287,48 @@ func TestLeanParks(t *testing.T) {
 	}
 }
 
+// TestLeanKeepAliveTimeouts: a parked connection is closed once
+// http_keep_alive has passed, without an answer; a later request whose
+// head dribbles past http_request gets 408, counted from its first byte.
+func TestLeanKeepAliveTimeouts(t *testing.T) {
+	if !parkingOn() {
+		t.Skip("no epoll here")
+	}
+	s := startRawServer(t, func(req *http.Request) (string, bool) {
+		return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false
+	})
+	l := newTestListen(t, s.addr, "off", "{http_keep_alive: 1500ms, http_request: 300ms}")
+	addr := serveListen(t, l)
+
+	c := dialRaw(t, addr)
+	start := time.Now()
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	c.answer(t, "GET")
+	waitUntil(t, 10*time.Second, func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		for h := range l.h1 {
+			return h.state.Load() == connParked
+		}
+		return false
+	}, "the connection parked")
+	if _, err := c.br.ReadByte(); err != io.EOF {
+		t.Fatalf("parked connection: %v, want EOF once http_keep_alive passed", err)
+	}
+	if d := time.Since(start); d < 1500*time.Millisecond {
+		t.Fatalf("closed after %v, before http_keep_alive", d)
+	}
+
+	c = dialRaw(t, addr)
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	c.answer(t, "GET")
+	time.Sleep(400 * time.Millisecond) // idle longer than http_request: not counted
+	io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: x\r\n")
+	if resp, _ := c.answer(t, "GET"); resp.StatusCode != http.StatusRequestTimeout || !resp.Close {
+		t.Fatalf("dribbled head: %d close %v, want 408 and close", resp.StatusCode, resp.Close)
+	}
+}
+
 func waitUntil(t *testing.T, d time.Duration, cond func() bool, what string) {
 	t.Helper()
 	deadline := time.Now().Add(d)
