@@ -2,6 +2,7 @@ package httpproxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
 	"os"
@@ -20,8 +21,8 @@ import (
 // request is in flight, its buffers taken from a pool for that time only,
 // the request head forwarded as it came (hop-by-hop fields dropped,
 // X-Forwarded-* added) and the answer passed on as the server sent it.
-// Between requests a connection holds no buffer; a plain one idle for
-// parkAfter gives its goroutine up too (park_linux.go).
+// Between requests a connection holds no buffer; one idle for parkAfter
+// gives its goroutine up too (park_linux.go).
 //
 // It serves the requests most traffic is made of: origin-form HTTP/1.1,
 // without a body or with a Content-Length one (streamed to the server,
@@ -41,16 +42,19 @@ const (
 	connClosed
 )
 
-// parkAfter is how long a plain connection waits for its next request
-// with a goroutine before it parks.
+// parkAfter is how long a connection waits for its next request with a
+// goroutine before it parks.
 const parkAfter = time.Second
 
 // h1Conn is a client connection of the lean loop. Its fields are its
 // goroutine's but state (atomic) and the parker's (guarded by the parker).
 type h1Conn struct {
-	l        *Listen
-	c        net.Conn        // *net.TCPConn, or *tls.Conn
-	rc       syscall.RawConn // plain connections: waits without a buffer; nil under TLS
+	l  *Listen
+	c  net.Conn        // *net.TCPConn, or *tls.Conn
+	rc syscall.RawConn // plain connections: waits without a buffer; nil under TLS
+	// prc is the socket that parks: rc's, or the TCP connection's under
+	// TLS (nil: the connection never parks).
+	prc      syscall.RawConn
 	isTLS    bool
 	client   string // the client's IP address
 	accepted time.Time
@@ -112,9 +116,14 @@ func getExchange() *exchange {
 // serveH1 starts the lean loop on c.
 func (l *Listen) serveH1(c net.Conn, isTLS bool, accepted time.Time) bool {
 	h := &h1Conn{l: l, c: c, isTLS: isTLS, accepted: accepted, client: hostOf(c.RemoteAddr())}
-	if !isTLS {
-		if sc, ok := c.(syscall.Conn); ok {
-			if rc, err := sc.SyscallConn(); err == nil {
+	raw := c
+	if tc, ok := c.(*tls.Conn); ok {
+		raw = tc.NetConn()
+	}
+	if sc, ok := raw.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			h.prc = rc
+			if !isTLS {
 				h.rc = rc
 				h.waitFn = h.waitStep
 			}
@@ -247,7 +256,7 @@ func (h *h1Conn) idle(x *exchange) bool {
 		h.close()
 		return false
 	}
-	parkable := h.rc != nil && parkingOn()
+	parkable := h.prc != nil && parkingOn()
 	for {
 		wait, slack := h.idleEnd, slackOf(ka)
 		if parkable && parkAfter < ka {
@@ -521,7 +530,7 @@ func (h *h1Conn) close() {
 			break
 		}
 	}
-	if h.rc != nil {
+	if h.prc != nil {
 		unpark(h)
 	}
 	h.c.Close()
@@ -531,7 +540,7 @@ func (h *h1Conn) close() {
 // closeIdle closes the connection if no request is in flight on it.
 func (h *h1Conn) closeIdle() {
 	if h.state.CompareAndSwap(connIdle, connClosed) || h.state.CompareAndSwap(connParked, connClosed) {
-		if h.rc != nil {
+		if h.prc != nil {
 			unpark(h)
 		}
 		h.c.Close()

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -12,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pgswitch/pgswitch/edge/internal/testpki"
 )
 
 // rawClient is a client connection to the proxy that writes raw requests
@@ -231,22 +234,52 @@ func TestLeanHandOff(t *testing.T) {
 	}
 }
 
-// TestLeanParks: idle plain connections give their goroutines up after
-// parkAfter, and a request on one is answered; Shutdown closes them.
+// TestLeanParks: idle connections, plain and TLS, give their goroutines up
+// after parkAfter, and a request on one is answered; Shutdown closes them.
 func TestLeanParks(t *testing.T) {
 	if !parkingOn() {
 		t.Skip("no epoll here")
 	}
+	for _, overTLS := range []bool{false, true} {
+		t.Run(map[bool]string{false: "plain", true: "TLS"}[overTLS], func(t *testing.T) { testParks(t, overTLS) })
+	}
+}
+
+func testParks(t *testing.T, overTLS bool) {
 	s := startRawServer(t, func(req *http.Request) (string, bool) {
 		return fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(req.URL.Path), req.URL.Path), false
 	})
 	l := newBenchListen(t, s.addr, "off")
-	addr := serveListen(t, l)
+	var serverConf, clientConf *tls.Config
+	if overTLS {
+		ca := testpki.NewCA(t, "park test CA")
+		leaf := ca.Issue(t, []string{"a.test"}, time.Time{}, time.Time{})
+		serverConf = &tls.Config{Certificates: []tls.Certificate{leaf.TLS}, NextProtos: []string{"h2", "http/1.1"}}
+		clientConf = &tls.Config{ServerName: "a.test", RootCAs: ca.Pool(), NextProtos: []string{"http/1.1"}}
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			l.Dispatch(c, serverConf)
+		}
+	}()
 	before := runtime.NumGoroutine()
 	const n = 20
 	var cs []*rawClient
 	for i := range n {
-		c := dialRaw(t, addr)
+		c := dialRaw(t, ln.Addr().String())
+		if overTLS {
+			tc := tls.Client(c.Conn, clientConf)
+			c = &rawClient{Conn: tc, br: bufio.NewReader(tc)}
+		}
 		fmt.Fprintf(c, "GET /%d HTTP/1.1\r\nHost: x\r\n\r\n", i)
 		if _, body := c.answer(t, "GET"); body != fmt.Sprintf("/%d", i) {
 			t.Fatalf("first request: %q", body)

@@ -8,12 +8,17 @@ import (
 	"time"
 )
 
-// Parking: a plain lean connection idle for parkAfter gives its goroutine
-// up. Its socket waits in an epoll set of the process's; the first byte
-// its client sends starts a goroutine that serves the request. An idle
-// keep-alive connection then costs its h1Conn and the runtime's socket,
-// not a goroutine's stack, as in HAProxy. (TLS connections never park: a
-// tls.Conn may hold decrypted bytes its socket no longer shows.)
+// Parking: a lean connection idle for parkAfter gives its goroutine up.
+// Its socket waits in an epoll set of the process's; the first byte its
+// client sends starts a goroutine that serves the request. An idle
+// keep-alive connection then costs its h1Conn and the runtime's socket
+// (and a tls.Conn's state), not a goroutine's stack, as in HAProxy.
+//
+// A TLS connection parks only after its one-byte read timed out: a
+// tls.Conn returns a whole record it holds without waiting, so what it
+// may still hold then is a record's beginning, whose rest must come from
+// the socket, which wakes the parked connection. (A read that times out
+// leaves a tls.Conn usable; a write would not.)
 //
 // A scan every parkScan closes the parked connections whose
 // http_keep_alive has passed.
@@ -59,7 +64,7 @@ func park(h *h1Conn) bool {
 	p.next++
 	id := p.next
 	var err error
-	ctlErr := h.rc.Control(func(fd uintptr) {
+	ctlErr := h.prc.Control(func(fd uintptr) {
 		h.parkFD = int(fd)
 		ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT,
 			Fd: int32(uint32(id)), Pad: int32(uint32(id >> 32))}
