@@ -65,6 +65,10 @@ func (h *h1Conn) forward(x *exchange, t *target, keep bool) (int, int64, bool) {
 				return r.status, r.bytes, r.keep
 			}
 			sc.Close()
+			if errors.Is(r.err, errClientGone) {
+				x.nout = 0
+				return 499, r.bytes, false
+			}
 			if r.sent {
 				// Part of the answer went out: the client can only learn of
 				// the failure by the connection's end.
