@@ -168,7 +168,7 @@ func (c *clientConn) afterRead(b []byte, err error) {
 	}
 	c.mu.Unlock()
 	if timedOut {
-		c.requestTimeout(saw, line)
+		c.l.requestTimeout(c.Conn, hostOf(c.RemoteAddr()), c.phaseStart, saw, line)
 	}
 }
 
@@ -176,28 +176,23 @@ func (c *clientConn) afterRead(b []byte, err error) {
 // within http_request: 408 and close, as HAProxy does. A connection that
 // sent nothing is closed without an answer (a browser's speculative
 // connection would show the 408 as an error) and is logged only without
-// dontlognull. net/http then closes the connection.
-func (c *clientConn) requestTimeout(sawBytes bool, line []byte) {
-	l := c.l
+// dontlognull. The caller then closes the connection.
+func (l *Listen) requestTimeout(c net.Conn, client string, started time.Time, sawBytes bool, line []byte) {
 	l.refusedTimeout.Inc()
 	if !sawBytes {
 		if !l.dontLogNull {
-			l.logger.Log(&accesslog.Entry{Client: hostOf(c.RemoteAddr()), Time: c.phaseStart, Status: 408})
+			l.logger.Log(&accesslog.Entry{Client: client, Time: started, Status: 408})
 		}
 		return
 	}
-	c.mu.Lock()
-	dl := time.Now().Add(time.Second)
-	c.wdl.set(dl)
-	_ = c.Conn.SetWriteDeadline(dl)
-	c.mu.Unlock()
-	n, _ := c.Conn.Write(answer408)
+	_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+	n, _ := c.Write(answer408)
 	bytes := int64(0)
 	if n == len(answer408) {
 		bytes = int64(len(body408))
 	}
 	l.codesNoServer.Inc(408)
-	l.logger.Log(&accesslog.Entry{Client: hostOf(c.RemoteAddr()), Time: c.phaseStart,
+	l.logger.Log(&accesslog.Entry{Client: client, Time: started,
 		RequestLine: firstLine(line), Status: 408, Bytes: bytes})
 }
 

@@ -65,12 +65,18 @@ func benchBackend(tb testing.TB) string {
 // newBenchListen is a Listen of one server at addr, with the access log
 // written to logPath ("off": none).
 func newBenchListen(tb testing.TB, addr, logPath string) *Listen {
+	return newTestListen(tb, addr, logPath, "{}")
+}
+
+// newTestListen is newBenchListen with the listen's timeouts (YAML).
+func newTestListen(tb testing.TB, addr, logPath, timeouts string) *Listen {
 	tb.Helper()
 	cfg, err := config.Parse([]byte(`
 access_log: {path: "off"}
 listens:
   bench:
     binds: [127.0.0.1:0]
+    timeouts: ` + timeouts + `
     servers: [{name: be, addr: "` + addr + `", check: false}]
 `))
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -40,8 +41,13 @@ type Listen struct {
 	srv *http.Server
 	ln  *chanListener
 
+	// closing is set by Shutdown: lean connections close after the
+	// answer in flight.
+	closing atomic.Bool
+
 	mu    sync.Mutex
-	conns map[*clientConn]struct{}
+	conns map[*clientConn]struct{} // handed to net/http
+	h1    map[*h1Conn]struct{}     // served by the lean loop
 }
 
 // Options are what a Listen shares with the rest of the process.
@@ -60,7 +66,7 @@ func New(l *config.Listen, pool *backend.Pool, opt Options) (*Listen, error) {
 	}
 	m := opt.Metrics.ForListen(l.Name)
 	h := &Listen{cfg: l, pool: pool, log: opt.Log.With("listen", l.Name), logger: opt.AccessLog,
-		dontLogNull: opt.DontLogNull, m: m, conns: map[*clientConn]struct{}{},
+		dontLogNull: opt.DontLogNull, m: m, conns: map[*clientConn]struct{}{}, h1: map[*h1Conn]struct{}{},
 		codesNoServer: m.Codes(metrics.NoServer), refusedTimeout: m.Refused("http_request_timeout"),
 		refusedNoSrv: m.Refused("no_server"), refusedQueue: m.Refused("queue_timeout"),
 		refusedHeaders: m.Refused("too_many_headers")}
@@ -115,6 +121,22 @@ func connState(c net.Conn, s http.ConnState) {
 	}
 }
 
+// trackH1 adds a lean connection to the listen's, or removes it; adding
+// fails once the listen is shutting down.
+func (l *Listen) trackH1(h *h1Conn, add bool) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if add {
+		if l.closing.Load() {
+			return false
+		}
+		l.h1[h] = struct{}{}
+	} else {
+		delete(l.h1, h)
+	}
+	return true
+}
+
 func (l *Listen) track(c *clientConn, add bool) {
 	l.mu.Lock()
 	if add {
@@ -136,7 +158,7 @@ func (l *Listen) Dispatch(c net.Conn, tlsConf *tls.Config) bool {
 		go l.handshake(c, tlsConf, time.Now())
 		return true
 	}
-	return l.ln.push(l.newClientConn(c, false, time.Now()))
+	return l.serveH1(c, false, time.Now())
 }
 
 // handshake runs the TLS handshake (within http_request, as it comes
@@ -159,18 +181,31 @@ func (l *Listen) handshake(raw net.Conn, conf *tls.Config, accepted time.Time) {
 	} else {
 		l.m.HandshakeFull.Inc()
 	}
-	var c net.Conn = tc
 	if state.NegotiatedProtocol != "h2" {
-		c = l.newClientConn(tc, true, accepted)
+		if !l.serveH1(tc, true, accepted) {
+			tc.Close()
+		}
+		return
 	}
-	if !l.ln.push(c) {
-		c.Close()
+	if !l.ln.push(tc) {
+		tc.Close()
 	}
 }
 
 // Shutdown stops taking connections, lets requests in flight finish until
 // ctx ends, then closes every connection left (WebSocket tunnels too).
 func (l *Listen) Shutdown(ctx context.Context) error {
+	l.mu.Lock()
+	l.closing.Store(true)
+	lean := make([]*h1Conn, 0, len(l.h1))
+	for h := range l.h1 {
+		lean = append(lean, h)
+	}
+	l.mu.Unlock()
+	// Idle lean connections close now; busy ones after their answer.
+	for _, h := range lean {
+		h.closeIdle()
+	}
 	err := l.srv.Shutdown(ctx)
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		l.srv.Close()
@@ -179,7 +214,7 @@ func (l *Listen) Shutdown(ctx context.Context) error {
 	// too, then close what is left.
 	for {
 		l.mu.Lock()
-		n := len(l.conns)
+		n := len(l.conns) + len(l.h1)
 		l.mu.Unlock()
 		if n == 0 || ctx.Err() != nil {
 			break
@@ -194,9 +229,19 @@ func (l *Listen) Shutdown(ctx context.Context) error {
 	for c := range l.conns {
 		left = append(left, c)
 	}
+	lean = lean[:0]
+	for h := range l.h1 {
+		lean = append(lean, h)
+	}
 	l.mu.Unlock()
 	for _, c := range left {
 		c.Close()
+	}
+	for _, h := range lean {
+		h.close()
+	}
+	if err == nil && len(lean) > 0 {
+		err = ctx.Err()
 	}
 	for _, t := range l.targets {
 		t.transport.CloseIdleConnections()

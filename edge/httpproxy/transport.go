@@ -112,6 +112,13 @@ func (c *serverConn) sendHead(fd uintptr) bool {
 	return false
 }
 
+// armRead bounds the next read by the response timeout.
+func (c *serverConn) armRead(timeout time.Duration) {
+	if at, ok := c.rdl.arm(time.Now().Add(timeout), slackOf(timeout)); ok {
+		_ = c.Conn.SetReadDeadline(at)
+	}
+}
+
 // armDeadlines bounds the next reads and writes by the response timeout.
 func (c *serverConn) armDeadlines(timeout time.Duration) {
 	want := time.Now().Add(timeout)
@@ -134,7 +141,7 @@ func (t *serverTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if err != nil {
 			return nil, err
 		}
-		resp, err := t.exchange(c, req)
+		resp, err := t.exchange(c, req, false)
 		if err == nil {
 			return resp, nil
 		}
@@ -230,7 +237,7 @@ func (t *serverTransport) dial(ctx context.Context) (*serverConn, error) {
 			c.sendThenWait = c.sendHead
 		}
 	}
-	c.br = bufio.NewReaderSize(c.Conn, 4096)
+	c.br = bufio.NewReaderSize(c.Conn, bufSize)
 	c.bw = bufio.NewWriterSize(c.Conn, 4096)
 	return c, nil
 }
@@ -250,15 +257,18 @@ var aLongTimeAgo = time.Unix(1, 0)
 // The deadlines armed here bound the writing of the request and the wait
 // for the answer's headers; they are not cleared after (the next exchange
 // arms its own, and alive clears the read deadline before peeking).
-func (t *serverTransport) exchange(c *serverConn, req *http.Request) (*http.Response, error) {
+func (t *serverTransport) exchange(c *serverConn, req *http.Request, built bool) (*http.Response, error) {
 	stop := func() bool { return true }
 	if req.ProtoMajor >= 2 {
 		stop = context.AfterFunc(req.Context(), func() { c.SetDeadline(aLongTimeAgo) })
 		defer stop()
 	}
 	c.armDeadlines(t.responseTimeout)
-	var ok bool
-	if c.head, ok = appendRequest(c.head[:0], req); ok {
+	ok := built
+	if !ok {
+		c.head, ok = appendRequest(c.head[:0], req)
+	}
+	if ok {
 		var err error
 		if c.rc != nil {
 			err = c.send(c.head)
@@ -342,6 +352,11 @@ func (t *serverTransport) release(c *serverConn, resp *http.Response) {
 		c.Close()
 		return
 	}
+	t.put(c)
+}
+
+// put puts c, reusable, back among the idle connections.
+func (t *serverTransport) put(c *serverConn) {
 	c.idleSince = time.Now()
 	t.mu.Lock()
 	if t.closed || len(t.idle) >= maxIdlePerServer {

@@ -22,6 +22,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -49,6 +50,7 @@ var (
 	idle     = flag.Int("idle", 2000, "idle keep-alive connections for the memory measurement")
 	backend  = flag.String("serve-backend", "", "internal: serve the backend on this address")
 	only     = flag.String("only", "", "run only the scenarios whose name contains this")
+	idleTLS  = flag.Bool("idle-tls", false, "measure idle connections on the TLS bind (HTTP/1.1 by ALPN) instead of the plain one")
 )
 
 func main() {
@@ -186,7 +188,11 @@ backend be
 	fmt.Printf("pgswitch-edge pid %d, haproxy pid %d, backend pid %d; GOMAXPROCS default, %d CPUs\n",
 		edge.pid(), hap.pid(), be.Process.Pid, numCPU())
 
-	fmt.Printf("\nIdle keep-alive connections (%d, one request each, then idle), measured first on the fresh processes:\n\n", *idle)
+	kind := "plain HTTP/1.1"
+	if *idleTLS {
+		kind = "HTTPS, HTTP/1.1 by ALPN"
+	}
+	fmt.Printf("\nIdle keep-alive connections (%d, %s, one request each, then idle), measured first on the fresh processes:\n\n", *idle, kind)
 	fmt.Println("| proxy | VmRSS before | VmRSS with idle connections | per connection |")
 	fmt.Println("|---|---:|---:|---:|")
 	var goBefore, goWith map[string]float64
@@ -447,9 +453,9 @@ func rssKiB(pid int) (int64, error) {
 	return 0, fmt.Errorf("no VmRSS for %d", pid)
 }
 
-// idleRSS opens n keep-alive connections to the proxy's plain bind, sends
-// one request on each, reads the answer, and reads VmRSS once they idle
-// (calling sample then too).
+// idleRSS opens n keep-alive connections to the proxy's plain bind (TLS
+// bind with -idle-tls), sends one request on each, reads the answer, and
+// reads VmRSS once they idle (calling sample then too).
 func idleRSS(p *proxy, n int, sample func()) (before, with int64, err error) {
 	if before, err = rssKiB(p.pid()); err != nil {
 		return
@@ -463,7 +469,12 @@ func idleRSS(p *proxy, n int, sample func()) (before, with int64, err error) {
 	}()
 	buf := make([]byte, 4096)
 	for range n {
-		c, err := net.Dial("tcp", p.plain)
+		var c net.Conn
+		if *idleTLS {
+			c, err = tls.Dial("tcp", p.tls, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
+		} else {
+			c, err = net.Dial("tcp", p.plain)
+		}
 		if err != nil {
 			return 0, 0, err
 		}
