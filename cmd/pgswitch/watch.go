@@ -8,16 +8,20 @@ import (
 )
 
 // watchConfig reads path on every tick and signals changed when its
-// content differs from what it last read: an edit, a file renamed over it,
-// or Kubernetes updating a ConfigMap volume, which swaps the volume's
-// ..data symlink to a new directory (the path is read through the links,
-// so the swap is seen; a subPath mount is never updated by Kubernetes and
-// so never seen). Content, not mtime: a ConfigMap update that changes
-// nothing, or a touch, reloads nothing. An unreadable file (between a
-// delete and a rewrite) is not a change. Signals are coalesced: changed
-// holds one. It returns when ctx ends.
+// content differs from what was last signalled (or read at start) and has
+// stayed the same for two reads in a row, so that a file caught half
+// written is not reloaded: an edit, a file renamed over it, or Kubernetes
+// updating a ConfigMap volume, which swaps the volume's ..data symlink to a
+// new directory (the path is read through the links, so the swap is seen;
+// a subPath mount is never updated by Kubernetes and so never seen).
+// Content, not mtime: a ConfigMap update that changes nothing, or a touch,
+// reloads nothing. An unreadable file (between a delete and a rewrite) is
+// not a change. Signals are coalesced: changed holds one. It returns when
+// ctx ends.
 func watchConfig(ctx context.Context, path string, tick <-chan time.Time, changed chan<- struct{}) {
-	last, _ := digest(path)
+	signalled, _ := digest(path)
+	var seen [sha256.Size]byte // the last read, when it differed from signalled
+	pending := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -25,10 +29,15 @@ func watchConfig(ctx context.Context, path string, tick <-chan time.Time, change
 		case <-tick:
 		}
 		sum, err := digest(path)
-		if err != nil || sum == last {
+		switch {
+		case err != nil || sum == signalled:
+			pending = false
+			continue
+		case !pending || sum != seen:
+			seen, pending = sum, true // read again before believing it
 			continue
 		}
-		last = sum
+		signalled, pending = sum, false
 		select {
 		case changed <- struct{}{}:
 		default: // a reload is pending already

@@ -45,6 +45,20 @@ func (v *configMapVolume) update(content string) {
 	}
 }
 
+// watch runs watchConfig until stop is called.
+func watch(path string, tick <-chan time.Time, changed chan<- struct{}) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		watchConfig(ctx, path, tick, changed)
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
+}
+
 func TestWatchConfig(t *testing.T) {
 	vol := &configMapVolume{t: t, dir: t.TempDir()}
 	vol.update("listen: 127.0.0.1:6432\n")
@@ -52,19 +66,12 @@ func TestWatchConfig(t *testing.T) {
 
 	tick := make(chan time.Time)
 	changed := make(chan struct{}, 1)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		watchConfig(ctx, path, tick, changed)
-	}()
-	defer func() {
-		cancel()
-		<-done
-	}()
-	// step returns once the watcher has handled a tick: the second send
-	// waits until it is back for the next.
+	stop := watch(path, tick, changed)
+	// step returns once the watcher has handled two ticks (a change is
+	// believed when two reads agree): the third send waits until it is
+	// back for the next.
 	step := func() {
+		tick <- time.Time{}
 		tick <- time.Time{}
 		tick <- time.Time{}
 	}
@@ -92,14 +99,10 @@ func TestWatchConfig(t *testing.T) {
 	// A plain file: rewritten, removed, put back.
 	plain := filepath.Join(t.TempDir(), "pgswitch.yaml")
 	os.WriteFile(plain, []byte("a: 1\n"), 0o600)
-	cancel()
-	<-done
-	ctx, cancel = context.WithCancel(context.Background())
-	done = make(chan struct{})
-	go func() {
-		defer close(done)
-		watchConfig(ctx, plain, tick, changed)
-	}()
+	stop()
+	stop = watch(plain, tick, changed)
+	defer stop()
+	expect("a new watcher", false) // it has read the file
 	os.WriteFile(plain, []byte("a: 1\n"), 0o600)
 	expect("rewritten with the same content", false)
 	os.Remove(plain)
