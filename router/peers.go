@@ -24,12 +24,15 @@ const peerCancelWait = 10 * time.Second
 // cancel connection as libpq does, learns no sooner than it would from a
 // single instance that its cancel has landed. A key of an unknown peer, or
 // one with no hop left, is dropped with a log line; the key itself is
-// never logged.
+// never logged. Anyone who can connect can make an instance forward a
+// made-up key, at most three hops along the configured peers: no more than
+// a client can make it do by cancelling.
 func (r *Router) forwardCancel(cfg *config.Config, k wire.CancelKey) {
 	peer := k.Peer()
 	addr, ok := cfg.Peers[peer]
 	if !ok {
-		r.log.Info("cancel request for an unknown peer ignored", "peer_id", peer)
+		// Debug: anyone may send keys with made-up peer ids.
+		r.log.Debug("cancel request for an unknown peer ignored", "peer_id", peer)
 		return
 	}
 	next, ok := k.Forwarded()
