@@ -71,6 +71,10 @@ func flatten(prefix string, v any, out map[string]string) {
 		for k, x := range v {
 			flatten(join(k), x, out)
 		}
+	case map[any]any: // keyed by number: peers
+		for k, x := range v {
+			flatten(join(fmt.Sprint(k)), x, out)
+		}
 	case []any:
 		if len(v) == 0 {
 			out[prefix] = "[]"

@@ -28,6 +28,17 @@ type Config struct {
 	// MetricsListen is the optional HTTP address for /metrics, /healthz, /readyz.
 	MetricsListen string `yaml:"metrics_listen"`
 
+	// PeerID names this instance among pgswitch instances run as one
+	// (1..16383, PgBouncer's peer_id): the cancel keys it gives out carry
+	// it. 0 (default): no peering. It may be "${NAME}", an environment
+	// variable holding the number, so that instances can share one file.
+	PeerID int `yaml:"peer_id" env:"whole"`
+	// Peers are the other instances' addresses by peer id (host:port, or
+	// the path of a unix socket): a CancelRequest whose key carries
+	// another instance's id is forwarded there (PgBouncer's [peers]).
+	// This instance's own id may be listed; it is not forwarded to.
+	Peers map[int]string `yaml:"peers"`
+
 	// Databases are keyed by the name clients connect to.
 	Databases map[string]*Database `yaml:"databases"`
 	// Users are keyed by user name.

@@ -3,8 +3,10 @@ package config
 import (
 	"fmt"
 	"math"
+	"os"
 	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -74,6 +76,9 @@ func (d decoder) fields(n *yaml.Node, key string, v reflect.Value) {
 			index[name] = i
 		}
 	}
+	// A field tagged env:"whole" may be "${NAME}" (yaml.v3 refuses tag
+	// options it does not know, so this one has its own key).
+	env := func(i int) bool { return t.Field(i).Tag.Get("env") == "whole" }
 	d.pairs(n, key, func(k, val *yaml.Node, sub string) {
 		i, ok := index[k.Value]
 		if !ok {
@@ -87,8 +92,31 @@ func (d decoder) fields(n *yaml.Node, key string, v reflect.Value) {
 			d.r.failed[strings.TrimPrefix(key+"."+meant, ".")] = true
 			return
 		}
+		if env(i) {
+			val = d.fromEnv(val, sub)
+		}
 		d.value(val, sub, v.Field(i))
 	})
+}
+
+// envRef is a value that is wholly a reference to an environment variable.
+var envRef = regexp.MustCompile(`^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$`)
+
+// fromEnv returns n, or, when n is "${NAME}", a plain scalar holding the
+// value of the environment variable NAME at n's place (a key tagged
+// env:"whole": values that differ per instance of a shared file, as
+// peer_id).
+func (d decoder) fromEnv(n *yaml.Node, key string) *yaml.Node {
+	m := envRef.FindStringSubmatch(n.Value)
+	if n.Kind != yaml.ScalarNode || m == nil {
+		return n
+	}
+	val, ok := os.LookupEnv(m[1])
+	if !ok {
+		d.r.at(n, key, "environment variable %s is not set", m[1])
+		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: n.Line, Column: n.Column}
+	}
+	return &yaml.Node{Kind: yaml.ScalarNode, Value: strings.TrimSpace(val), Line: n.Line, Column: n.Column}
 }
 
 // entries decodes a mapping into map v, keyed by name (databases, users).
@@ -103,7 +131,17 @@ func (d decoder) entries(n *yaml.Node, key string, v reflect.Value) {
 	d.pairs(n, key, func(k, val *yaml.Node, sub string) {
 		e := reflect.New(v.Type().Elem()).Elem()
 		d.value(val, sub, e)
-		v.SetMapIndex(reflect.ValueOf(k.Value).Convert(v.Type().Key()), e)
+		name := reflect.New(v.Type().Key()).Elem()
+		if name.Kind() == reflect.String {
+			name.SetString(k.Value)
+		} else if id, err := strconv.ParseInt(k.Value, 10, 64); err != nil || name.OverflowInt(id) {
+			// Maps keyed by number: peers.
+			d.r.at(k, sub, "%q is not a number", k.Value)
+			return
+		} else {
+			name.SetInt(id)
+		}
+		v.SetMapIndex(name, e)
 	})
 }
 

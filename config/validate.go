@@ -151,6 +151,7 @@ func (c *Config) validate(r *report) {
 
 	addr("listen", c.Listen)
 	addr("metrics_listen", c.MetricsListen)
+	c.validatePeers(r)
 	oneOf("pool_mode", string(c.PoolMode), "session", "transaction")
 	oneOf("auth_type", string(c.AuthType), "scram-sha-256", "md5", "trust")
 	oneOf("server_tls_mode", c.ServerTLSMode, "disable", "allow", "prefer", "require", "verify-ca", "verify-full")
@@ -390,6 +391,35 @@ func (c *Config) AuthFor(u *User) AuthType {
 	return c.AuthType
 }
 
+// MaxPeerID is the largest peer_id: the 14 bits a cancel key has for it
+// (wire.MaxPeerID, which router checks is the same).
+const MaxPeerID = 1<<14 - 1
+
+// validatePeers checks peer_id and peers.
+func (c *Config) validatePeers(r *report) {
+	if c.PeerID < 0 || c.PeerID > MaxPeerID {
+		r.bad("peer_id", "must be within 0..%d, got %d", MaxPeerID, c.PeerID)
+	}
+	if len(c.Peers) > 0 && c.PeerID == 0 && r.ok("peer_id") {
+		r.bad("peers", "needs peer_id: without it cancel keys name no instance, so none is forwarded")
+	}
+	for _, id := range slices.Sorted(maps.Keys(c.Peers)) {
+		key := "peers." + strconv.Itoa(id)
+		if id < 1 || id > MaxPeerID {
+			r.bad(key, "a peer id must be within 1..%d, got %d", MaxPeerID, id)
+		}
+		a := c.Peers[id]
+		if strings.HasPrefix(a, "/") {
+			continue // a unix socket
+		}
+		if host, port, err := net.SplitHostPort(a); err != nil || host == "" {
+			r.bad(key, "must be host:port or the path of a unix socket, got %q", a)
+		} else if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+			r.bad(key, "invalid port in %q", a)
+		}
+	}
+}
+
 // Redacted returns a deep copy with every secret replaced, for display.
 func (c *Config) Redacted() *Config {
 	out := *c
@@ -398,6 +428,7 @@ func (c *Config) Redacted() *Config {
 		out.TLS = &t
 	}
 	out.Routing.WriteFunctions = slices.Clone(c.Routing.WriteFunctions)
+	out.Peers = maps.Clone(c.Peers)
 	out.Admin.Users = slices.Clone(c.Admin.Users)
 	out.Admin.StatsUsers = slices.Clone(c.Admin.StatsUsers)
 	if out.Health.Password != "" {

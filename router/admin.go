@@ -132,7 +132,7 @@ func (r *Router) adminLogin(conn net.Conn, st *state, startup *wire.Startup) (*A
 	} {
 		buf = wire.AppendParameterStatus(buf, p[0], p[1])
 	}
-	buf = wire.AppendBackendKeyData(buf, wire.NewCancelKey())
+	buf = wire.AppendBackendKeyData(buf, wire.NewPeerCancelKey(r.state.Load().cfg.PeerID))
 	buf = wire.AppendReadyForQuery(buf, 'I')
 	if _, err := conn.Write(buf); err != nil {
 		return nil, err

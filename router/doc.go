@@ -1,7 +1,7 @@
 // Package router owns client sessions: it accepts and logs in clients, reads
 // their messages in batches, picks a server for each unit of work and sends
 // the messages there (renamed, prepared for, or answered by pgswitch), and
-// relays cancel requests.
+// relays cancel requests, forwarding those whose key another peer gave out.
 //
 // It does not keep server connections (pool) nor judge server health
 // (health); SQL classification lives in router/classify, and the record of

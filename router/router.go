@@ -221,8 +221,9 @@ func (r *Router) register(s *Session) bool {
 	if r.closed {
 		return false
 	}
+	peer := r.state.Load().cfg.PeerID
 	for {
-		k := wire.NewCancelKey()
+		k := wire.NewPeerCancelKey(peer)
 		if _, dup := r.sessions[k]; !dup {
 			s.key = k
 			r.sessions[k] = s
@@ -241,15 +242,26 @@ func (r *Router) unregister(s *Session) {
 
 // cancel relays a client's CancelRequest to the server connection its
 // session is using right now, if any; a session still waiting for one
-// stops waiting with 57014. Unknown keys are ignored, as PostgreSQL does,
-// so that keys cannot be probed. The server connection is not handed to
-// another client until the server confirmed the cancel, so that it cannot
-// land on someone else's query.
+// stops waiting with 57014. A key another peer gave out is forwarded to it
+// (peers.go). Unknown keys are ignored, as PostgreSQL does, so that keys
+// cannot be probed. The server connection is not handed to another client
+// until the server confirmed the cancel, so that it cannot land on someone
+// else's query.
 func (r *Router) cancel(k wire.CancelKey) {
+	cfg := r.state.Load().cfg
 	r.mu.Lock()
 	s := r.sessions[k]
+	if s == nil && cfg.PeerID != 0 {
+		s = r.sessions[k.Issued()] // forwarded here by a peer
+	}
 	r.mu.Unlock()
-	if s == nil || s.queue.cancelWait() {
+	if s == nil {
+		if cfg.PeerID != 0 && k.Peer() != cfg.PeerID {
+			r.forwardCancel(cfg, k)
+		}
+		return
+	}
+	if s.queue.cancelWait() {
 		return
 	}
 	c := s.server.Load()

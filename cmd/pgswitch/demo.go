@@ -90,7 +90,7 @@ or under /usr/lib/postgresql/*/bin.`,
 					}
 				}
 				fmt.Fprintln(out, "pgswitch is running; press Ctrl-C to stop it and remove the cluster.")
-			})
+			}, nil)
 		},
 	}
 	cmd.Flags().StringVar(&envFile, "env-file", "", "once ready, write DATABASE_URL and "+adminURLEnv+" to this file as shell exports; removed on exit")

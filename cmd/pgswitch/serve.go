@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"runtime/pprof"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -19,13 +20,17 @@ import (
 
 func newServeCommand() *cobra.Command {
 	var path, logLevel, cpuProfile string
+	var watch time.Duration
 	cmd := &cobra.Command{
 		Use:   "serve --config FILE",
 		Short: "Run pgswitch with a configuration file",
 		Long: `Run pgswitch in the foreground with the given YAML configuration
 (see pgswitch.yaml in the repository for every key). SIGHUP (or RELOAD on
 the admin console) reloads the file; a file with errors is refused and the
-running configuration stays. SIGINT or SIGTERM (or SHUTDOWN) stop accepting
+running configuration stays. With --watch-config, a change of the file's
+content reloads it too, as SIGHUP (a Kubernetes ConfigMap mounted as a
+volume, not with subPath, is seen within the kubelet's sync period plus
+the interval). SIGINT or SIGTERM (or SHUTDOWN) stop accepting
 clients, let transactions in flight finish for up to timeouts.shutdown, then
 tell the remaining clients 57P01 and exit 0.`,
 		Example: "  pgswitch serve --config /etc/pgswitch/pgswitch.yaml",
@@ -60,11 +65,28 @@ tell the remaining clients 57P01 and exit 0.`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return serve(ctx, cfg, load, logger, nil)
+			var changed chan struct{}
+			if watch > 0 {
+				changed = make(chan struct{}, 1)
+				ticker := time.NewTicker(watch)
+				defer ticker.Stop()
+				wctx, stopWatch := context.WithCancel(ctx)
+				done := make(chan struct{})
+				defer func() {
+					stopWatch()
+					<-done
+				}()
+				go func() {
+					defer close(done)
+					watchConfig(wctx, path, ticker.C, changed)
+				}()
+			}
+			return serve(ctx, cfg, load, logger, nil, changed)
 		},
 	}
 	cmd.Flags().StringVarP(&path, "config", "c", "pgswitch.yaml", "configuration file")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	cmd.Flags().DurationVar(&watch, "watch-config", 0, "read the file this often and reload it when its content changed (0: only on SIGHUP or RELOAD)")
 	cmd.Flags().StringVar(&cpuProfile, "cpu-profile", "", "write a Go CPU profile to this file (for benchmarks)")
 	cmd.Flags().MarkHidden("cpu-profile")
 	return cmd
@@ -72,9 +94,10 @@ tell the remaining clients 57P01 and exit 0.`,
 
 // serve runs a router on cfg.Listen, with its admin console, until ctx ends
 // or SHUTDOWN. load, if not nil, reads the configuration again for RELOAD and
-// SIGHUP. ready, if not nil, is called with the bound address once clients
-// can connect.
-func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config, error), logger *slog.Logger, ready func(addr string)) error {
+// SIGHUP, and when changed (nil: never) signals that the file changed.
+// ready, if not nil, is called with the bound address once clients can
+// connect.
+func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config, error), logger *slog.Logger, ready func(addr string), changed <-chan struct{}) error {
 	r, err := router.New(cfg, logger)
 	if err != nil {
 		return err
@@ -111,6 +134,9 @@ func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config,
 	for {
 		select {
 		case <-hup:
+			reload(r, load, logger)
+		case <-changed:
+			logger.Info("configuration file changed; reloading")
 			reload(r, load, logger)
 		case <-ctx.Done():
 			timeout := r.Config().Timeouts.Shutdown

@@ -97,14 +97,15 @@ func (l *lockedLog) String() string {
 
 var listeningRe = regexp.MustCompile(`msg="pgswitch listening" addr=(\S+)`)
 
-// startServe runs the built binary with configuration text until the test ends.
-func startServe(t *testing.T, text string) *server {
+// startServe runs the built binary with configuration text, and more
+// arguments to serve, until the test ends.
+func startServe(t *testing.T, text string, args ...string) *server {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "pgswitch.yaml")
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(binary, "serve", "--config", path)
+	cmd := exec.Command(binary, append([]string{"serve", "--config", path}, args...)...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
