@@ -77,7 +77,7 @@ func (r *Router) serveConn(nc net.Conn) {
 	if err != nil {
 		e := refuse(conn, err, deadline)
 		r.log.Info("client login failed", "addr", nc.RemoteAddr().String(),
-			"user", startup.Params["user"], "database", startup.Params["database"], "code", e.Code, "err", e.Message)
+			"user", startup.Params["user"], "database", startup.Params["database"], "code", e.Code, "err", e.Message, "detail", e.Detail)
 		return
 	}
 	if !stopLogin() {
