@@ -40,6 +40,9 @@ type Options struct {
 	// eventual: under causal a read may wait for, or go past, a replica
 	// that has not replayed the test's writes yet.
 	Consistency config.Consistency
+	// Log receives pgswitch's log (default: discarded, or stderr with
+	// $PGSWITCH_TEST_LOG set).
+	Log *slog.Logger
 }
 
 // Proxy is a pgswitch router running in the test process.
@@ -102,9 +105,13 @@ func Start(t testing.TB, cl *cluster.Cluster, o Options) *Proxy {
 	if err != nil {
 		t.Fatalf("config: %v\n%s", err, b.String())
 	}
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if os.Getenv("PGSWITCH_TEST_LOG") != "" {
+	logger := o.Log
+	switch {
+	case logger != nil:
+	case os.Getenv("PGSWITCH_TEST_LOG") != "":
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	default:
+		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	r, err := router.New(cfg, logger)
 	if err != nil {
