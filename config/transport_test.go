@@ -1,37 +1,25 @@
 package config
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"os"
 	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/pgswitch/pgswitch/integration/testpki"
 )
 
-// pemCert writes a self-signed certificate in PEM to dir/name.
+// pemCert writes a CA certificate in PEM to dir/name.crt.
 func pemCert(t *testing.T, dir, name string) string {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, err := testpki.NewCA("ca")
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "ca"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	path, err := ca.WriteCA(dir, name)
 	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, name)
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return path
@@ -39,7 +27,7 @@ func pemCert(t *testing.T, dir, name string) string {
 
 func TestTransportKeysValid(t *testing.T) {
 	dir := t.TempDir()
-	ca := pemCert(t, dir, "ca.crt")
+	ca := pemCert(t, dir, "ca")
 	file := filepath.Join(dir, "any.pem") // existence is checked, not content
 	if err := os.WriteFile(file, []byte("x"), 0o600); err != nil {
 		t.Fatal(err)
@@ -81,7 +69,7 @@ func TestTransportKeysValid(t *testing.T) {
 
 func TestTransportKeysErrors(t *testing.T) {
 	dir := t.TempDir()
-	ca := pemCert(t, dir, "ca.crt")
+	ca := pemCert(t, dir, "ca")
 	file := filepath.Join(dir, "any.pem")
 	if err := os.WriteFile(file, []byte("not a certificate"), 0o600); err != nil {
 		t.Fatal(err)
