@@ -196,4 +196,3 @@ func TestPeerAuth(t *testing.T) {
 		}
 	}
 }
-
