@@ -14,7 +14,8 @@ import (
 const minimalConfig = "databases: {_: {servers: [{host: 127.0.0.1}]}}\nusers: {_: {password: _}}\n"
 
 // unchangeable keys need a restart: RELOAD does not apply them.
-var unchangeable = map[string]bool{"listen": true, "metrics_listen": true}
+var unchangeable = map[string]bool{"listen": true, "metrics_listen": true,
+	"unix_socket_dir": true, "unix_socket_mode": true, "unix_socket_owner": true, "unix_socket_group": true}
 
 // showConfig lists the configuration in force, secrets redacted, one key per
 // row as PgBouncer's SHOW CONFIG: key, value, default, changeable.

@@ -12,11 +12,31 @@ type Config struct {
 	// AuthType is how clients authenticate unless their user says otherwise:
 	// scram-sha-256 (default), md5 or trust.
 	AuthType AuthType `yaml:"auth_type"`
-	// TLS, when set, is offered to clients that send SSLRequest.
+	// TLS, when set, is offered to clients that send SSLRequest over TCP.
 	TLS *TLS `yaml:"tls"`
-	// ServerTLS says how pgswitch connects to servers: disable (default),
-	// prefer, require, verify-ca, verify-full (libpq sslmode values).
+	// ClientTLSMode is what pgswitch asks of TCP clients, PgBouncer's
+	// client_tls_sslmode: disable, allow, prefer (the default with tls set),
+	// require, verify-ca, verify-full. Unix socket clients never use TLS.
+	ClientTLSMode string `yaml:"client_tls_mode"`
+	// ServerTLSMode says how pgswitch connects to servers: disable (default),
+	// allow, prefer, require, verify-ca, verify-full (libpq sslmode values).
 	ServerTLSMode string `yaml:"server_tls_mode"`
+	// ServerTLS holds the files and the name server certificates are
+	// checked with, and the certificate pgswitch shows servers.
+	ServerTLS ServerTLS `yaml:"server_tls"`
+
+	// UnixSocketDir, when set, is where pgswitch also listens on a Unix
+	// socket named .s.PGSQL.<port of listen>, as PgBouncer's unix_socket_dir.
+	UnixSocketDir string `yaml:"unix_socket_dir"`
+	// UnixSocketMode is the socket file's mode, in octal (default "0777").
+	UnixSocketMode string `yaml:"unix_socket_mode"`
+	// UnixSocketOwner and UnixSocketGroup, when set, own the socket file:
+	// a name or a numeric ID.
+	UnixSocketOwner string `yaml:"unix_socket_owner"`
+	UnixSocketGroup string `yaml:"unix_socket_group"`
+	// PeerMap lets OS users log in with peer authentication as roles other
+	// than their own name: OS user name → the roles it may use.
+	PeerMap map[string][]string `yaml:"peer_map"`
 
 	Pool     PoolSettings `yaml:"pool"`
 	Timeouts Timeouts     `yaml:"timeouts"`
@@ -60,6 +80,12 @@ const (
 	AuthSCRAM AuthType = "scram-sha-256"
 	AuthMD5   AuthType = "md5"
 	AuthTrust AuthType = "trust"
+	// AuthCert takes the user from the client's verified TLS certificate:
+	// its common name must be the user name, as PostgreSQL's cert method.
+	AuthCert AuthType = "cert"
+	// AuthPeer takes the user from the OS account at the other end of the
+	// Unix socket (SO_PEERCRED), as PostgreSQL's peer method.
+	AuthPeer AuthType = "peer"
 )
 
 // Route says where a database's traffic may go.
@@ -84,6 +110,20 @@ const (
 type TLS struct {
 	CertFile string `yaml:"cert_file"`
 	KeyFile  string `yaml:"key_file"`
+	// CAFile holds the certificates that sign client certificates
+	// (PostgreSQL's ssl_ca_file). With it, clients are asked for a
+	// certificate, which must verify if given.
+	CAFile string `yaml:"ca_file"`
+}
+
+// ServerTLS holds what server connections are verified and identified with,
+// as libpq's sslrootcert, sslcert and sslkey; ServerName replaces the
+// server's host as the name verify-full checks and TLS SNI sends.
+type ServerTLS struct {
+	CAFile     string `yaml:"ca_file"`
+	CertFile   string `yaml:"cert_file"`
+	KeyFile    string `yaml:"key_file"`
+	ServerName string `yaml:"server_name"`
 }
 
 // PoolSettings are defaults for every (database, user, server) pool.

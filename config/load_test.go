@@ -424,7 +424,7 @@ func TestEnvUnset(t *testing.T) {
 func TestEnvEmpty(t *testing.T) {
 	t.Setenv("PGSWITCH_TEST_EMPTY", "")
 	msg := mustFail(t, withUser("password: '${PGSWITCH_TEST_EMPTY}'"))
-	if want := "line 5: users.app.password: is required unless auth is trust"; msg != want {
+	if want := "line 5: users.app.password: is required unless auth is trust, cert or peer"; msg != want {
 		t.Errorf("got %q, want %q", msg, want)
 	}
 }

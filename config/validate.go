@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"maps"
 	"net"
-	"os"
 	"regexp"
 	"runtime"
 	"slices"
@@ -39,6 +38,12 @@ func (c *Config) setDefaults() {
 		c.AuthType = AuthSCRAM
 	}
 	def(&c.ServerTLSMode, "disable")
+	if c.TLS != nil {
+		def(&c.ClientTLSMode, "prefer")
+	} else {
+		def(&c.ClientTLSMode, "disable")
+	}
+	def(&c.UnixSocketMode, "0777")
 	defInt(&c.Pool.Size, 20)
 	defInt(&c.Pool.MaxClientConn, 10000)
 	defInt(&c.Pool.MaxStartupConn, 1000)
@@ -153,20 +158,9 @@ func (c *Config) validate(r *report) {
 	addr("metrics_listen", c.MetricsListen)
 	c.validatePeers(r)
 	oneOf("pool_mode", string(c.PoolMode), "session", "transaction")
-	oneOf("auth_type", string(c.AuthType), "scram-sha-256", "md5", "trust")
-	oneOf("server_tls_mode", c.ServerTLSMode, "disable", "allow", "prefer", "require", "verify-ca", "verify-full")
-	if c.TLS != nil {
-		if c.TLS.CertFile == "" {
-			bad("tls.cert_file", "is required when tls is set")
-		} else if _, err := os.Stat(c.TLS.CertFile); err != nil {
-			bad("tls.cert_file", "%v", err)
-		}
-		if c.TLS.KeyFile == "" {
-			bad("tls.key_file", "is required when tls is set")
-		} else if _, err := os.Stat(c.TLS.KeyFile); err != nil {
-			bad("tls.key_file", "%v", err)
-		}
-	}
+	oneOf("auth_type", string(c.AuthType), authTypes...)
+	c.validateTLS(bad, oneOf)
+	c.validateUnixSocket(bad)
 	if c.Pool.Size < 1 {
 		bad("pool.size", "must be at least 1, got %d", c.Pool.Size)
 	}
@@ -284,20 +278,21 @@ func (c *Config) validate(r *report) {
 			continue
 		}
 		if u.Auth != "" {
-			oneOf(key+".auth", string(u.Auth), "scram-sha-256", "md5", "trust")
+			oneOf(key+".auth", string(u.Auth), authTypes...)
 		}
 		if u.PoolMode != "" {
 			oneOf(key+".pool_mode", string(u.PoolMode), "session", "transaction")
 		}
 		nonNeg(key+".pool_size", u.PoolSize)
 		auth := c.AuthFor(u)
-		if auth != AuthTrust && u.Password == "" {
-			bad(key+".password", "is required unless auth is trust")
+		if !auth.Passwordless() && u.Password == "" {
+			bad(key+".password", "is required unless auth is trust, cert or peer")
 		}
 		if u.PasswordKind() != PasswordPlain && u.ServerPassword == "" {
 			bad(key+".server_password", "is required when password is a verifier: servers need the clear password")
 		}
 	}
+	c.validateAuthNeeds(bad)
 	for _, a := range c.Admin.Users {
 		if c.Users[a] == nil {
 			bad("admin.admin_users", "%q is not a configured user", a)
@@ -427,6 +422,7 @@ func (c *Config) Redacted() *Config {
 		t := *c.TLS
 		out.TLS = &t
 	}
+	out.PeerMap = maps.Clone(c.PeerMap)
 	out.Routing.WriteFunctions = slices.Clone(c.Routing.WriteFunctions)
 	out.Peers = maps.Clone(c.Peers)
 	out.Admin.Users = slices.Clone(c.Admin.Users)

@@ -65,7 +65,7 @@ func TestValidationErrors(t *testing.T) {
 		{"metrics_listen without host", minimal + "metrics_listen: 9187\n", []string{`metrics_listen: must be host:port, got "9187"`}},
 		{"pool_mode", minimal + "pool_mode: statement\n", []string{`pool_mode: must be one of "session", "transaction", got "statement"`}},
 		{"pool_mode is case sensitive", minimal + "pool_mode: Session\n", []string{`pool_mode: must be one of`}},
-		{"auth_type", minimal + "auth_type: password\n", []string{`auth_type: must be one of "scram-sha-256", "md5", "trust", got "password"`}},
+		{"auth_type", minimal + "auth_type: password\n", []string{`auth_type: must be one of "scram-sha-256", "md5", "trust", "cert", "peer", got "password"`}},
 		{"server_tls_mode", minimal + "server_tls_mode: on\n", []string{`server_tls_mode: must be one of "disable", "allow", "prefer", "require", "verify-ca", "verify-full", got "on"`}},
 
 		// pool
@@ -130,7 +130,7 @@ func TestValidationErrors(t *testing.T) {
 		// users
 		{"no users", dbOnly, []string{"users: at least one user is required"}},
 		{"user is empty", dbOnly + "users:\n  app:\n", []string{"users.app: is empty"}},
-		{"user auth", withUser("password: x, auth: password"), []string{`users.app.auth: must be one of "scram-sha-256", "md5", "trust", got "password"`}},
+		{"user auth", withUser("password: x, auth: password"), []string{`users.app.auth: must be one of "scram-sha-256", "md5", "trust", "cert", "peer", got "password"`}},
 		{"user pool_mode", withUser("password: x, pool_mode: statement"), []string{`users.app.pool_mode: must be one of "session", "transaction", got "statement"`}},
 		{"user pool_size", withUser("password: x, pool_size: -1"), []string{"users.app.pool_size: must not be negative, got -1"}},
 		{"password missing under scram", withUser("auth: scram-sha-256"), []string{"users.app.password: is required unless auth is trust"}},

@@ -87,20 +87,22 @@ func (p *pgxProber) close() {
 // Connect opens a pgx connection to srv as the health check user; pgswitch
 // uses it for checks and catalog reads, never for client traffic.
 func Connect(ctx context.Context, cfg *config.Config, srv *config.Server, dbname, app string) (*pgx.Conn, error) {
-	pc, err := pgx.ParseConfig(fmt.Sprintf("host=%s port=%d dbname=%s sslmode=%s application_name=%s",
-		wire.QuoteConnValue(srv.Host), srv.Port, wire.QuoteConnValue(dbname), wire.QuoteConnValue(tlsMode(cfg)), wire.QuoteConnValue(app)))
+	st := ServerTLS(cfg)
+	pc, err := pgx.ParseConfig(fmt.Sprintf("host=%s port=%d dbname=%s application_name=%s",
+		wire.QuoteConnValue(srv.Host), srv.Port, wire.QuoteConnValue(dbname), wire.QuoteConnValue(app)) + st.ConnParams())
 	if err != nil {
 		return nil, err
 	}
+	st.Configure(&pc.Config, srv.Host)
 	pc.User = cfg.Health.User
 	pc.Password = cfg.Health.Password
 	pc.ConnectTimeout = cfg.Health.Timeout
 	return pgx.ConnectConfig(ctx, pc)
 }
 
-func tlsMode(cfg *config.Config) string {
-	if cfg.ServerTLSMode == "" {
-		return "disable"
-	}
-	return cfg.ServerTLSMode
+// ServerTLS is how cfg says server connections are secured, for health
+// checks, replay polls and client traffic alike.
+func ServerTLS(cfg *config.Config) wire.ServerTLS {
+	st := cfg.ServerTLS
+	return wire.ServerTLS{Mode: cfg.ServerTLSMode, CAFile: st.CAFile, CertFile: st.CertFile, KeyFile: st.KeyFile, ServerName: st.ServerName}
 }

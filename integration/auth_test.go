@@ -130,17 +130,23 @@ func TestAuthMethods(t *testing.T) {
 // the roles are created on the primary first.
 func startProxyUsers(t *testing.T, db string, users map[string]string) *proxy {
 	t.Helper()
-	mon := primaryConn(t, cl.Database)
-	ctx := context.Background()
 	for name := range users {
-		mon.Exec(ctx, fmt.Sprintf("DO $$ BEGIN CREATE ROLE %s LOGIN SUPERUSER PASSWORD %s; EXCEPTION WHEN duplicate_object THEN NULL; END $$",
-			pgx.Identifier{name}.Sanitize(), quoteLiteral(cl.Password)))
+		createRole(t, name)
 	}
 	extra := "users:\n"
 	for name, body := range users {
 		extra += fmt.Sprintf("  %s:\n    %s\n", name, body)
 	}
 	return startProxy(t, proxyOptions{DBs: []string{db}, Primary: true, ExtraUsers: extra})
+}
+
+// createRole creates a superuser role with the cluster's password on the
+// servers, unless it exists.
+func createRole(t *testing.T, name string) {
+	t.Helper()
+	mon := primaryConn(t, cl.Database)
+	mon.Exec(context.Background(), fmt.Sprintf("DO $$ BEGIN CREATE ROLE %s LOGIN SUPERUSER PASSWORD %s; EXCEPTION WHEN duplicate_object THEN NULL; END $$",
+		pgx.Identifier{name}.Sanitize(), quoteLiteral(cl.Password)))
 }
 
 func quoteLiteral(s string) string {

@@ -22,8 +22,9 @@ type Target struct {
 	Database string
 	User     string
 	Password string
-	// TLSMode is a libpq sslmode: disable, prefer, require, verify-ca, verify-full.
-	TLSMode string
+	// TLS is how the server is verified and shown pgswitch's certificate
+	// (libpq's sslmode, sslrootcert, sslcert, sslkey).
+	TLS wire.ServerTLS
 	// ConnectTimeout bounds the connection and its authentication.
 	ConnectTimeout time.Duration
 	// Answers makes, for each new connection, what decides its answers
@@ -44,18 +45,15 @@ func (p *Pool) connect(ctx context.Context) (*Conn, error) {
 		ctx, cancel = context.WithTimeout(ctx, t.ConnectTimeout)
 		defer cancel()
 	}
-	mode := t.TLSMode
-	if mode == "" {
-		mode = "disable"
-	}
 	// Keyword/value form with the password set afterwards, so no quoting of
 	// secrets is ever needed and they never appear in a string.
-	dsn := fmt.Sprintf("host=%s port=%d dbname=%s user=%s sslmode=%s",
-		wire.QuoteConnValue(t.Host), t.Port, wire.QuoteConnValue(t.Database), wire.QuoteConnValue(t.User), mode)
+	dsn := fmt.Sprintf("host=%s port=%d dbname=%s user=%s",
+		wire.QuoteConnValue(t.Host), t.Port, wire.QuoteConnValue(t.Database), wire.QuoteConnValue(t.User)) + t.TLS.ConnParams()
 	cfg, err := pgconn.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("connect %s: %w", p.key, err)
 	}
+	t.TLS.Configure(cfg, t.Host)
 	cfg.Password = t.Password
 	cfg.RuntimeParams = map[string]string{}
 	pc, err := pgconn.ConnectConfig(ctx, cfg)

@@ -369,5 +369,11 @@ func serverErrorDetail(err error) string {
 	if errors.As(err, &pe) {
 		return fmt.Sprintf("server said: %s (SQLSTATE %s)", pe.Message, pe.Code)
 	}
+	// Why a server's certificate was refused (server_tls_mode), as libpq
+	// tells its user.
+	var ce *wire.ServerCertError
+	if errors.As(err, &ce) {
+		return ce.Error()
+	}
 	return ""
 }

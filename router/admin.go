@@ -77,7 +77,7 @@ func (r *Router) SetAdmin(h AdminHandler) {
 // serveReserved serves a client that needs no session: one of the admin
 // console, or one of a disabled database, which is refused. It reports
 // whether it did. deadline is the login's.
-func (r *Router) serveReserved(conn net.Conn, st *state, startup *wire.Startup, deadline time.Time) bool {
+func (r *Router) serveReserved(conn net.Conn, st *state, startup *wire.Startup, from *origin, deadline time.Time) bool {
 	dbName := startup.Params["database"]
 	r.admin.mu.Lock()
 	h := r.admin.handler
@@ -91,11 +91,11 @@ func (r *Router) serveReserved(conn net.Conn, st *state, startup *wire.Startup, 
 	if h == nil || !IsAdminDatabase(dbName) {
 		return false
 	}
-	c, err := r.adminLogin(conn, st, startup)
+	c, err := r.adminLogin(conn, st, startup, from)
 	if err != nil {
 		e := refuse(conn, err, deadline)
 		r.log.Info("admin console login failed", "addr", conn.RemoteAddr().String(),
-			"user", startup.Params["user"], "code", e.Code, "err", e.Message)
+			"user", startup.Params["user"], "code", e.Code, "err", e.Message, "cause", causeOf(e))
 		return true
 	}
 	conn.SetDeadline(time.Time{})
@@ -107,11 +107,11 @@ func (r *Router) serveReserved(conn net.Conn, st *state, startup *wire.Startup, 
 
 // adminLogin authenticates an admin console client like any other and
 // checks that it may use the console.
-func (r *Router) adminLogin(conn net.Conn, st *state, startup *wire.Startup) (*AdminClient, error) {
+func (r *Router) adminLogin(conn net.Conn, st *state, startup *wire.Startup, from *origin) (*AdminClient, error) {
 	cfg := st.cfg
 	userName := startup.Params["user"]
 	u := cfg.Users[userName]
-	if err := r.authenticate(conn, cfg, userName, u, st.secrets[userName]); err != nil {
+	if err := r.authenticate(conn, cfg, userName, u, st.secrets[userName], from); err != nil {
 		return nil, err
 	}
 	admin := slices.Contains(cfg.Admin.Users, userName)

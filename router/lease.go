@@ -154,6 +154,9 @@ func (s *Session) acquire(d decision) (*pool.Conn, decision, error) {
 			return nil, d, we
 		}
 	}
+	if ce := (*wire.ServerCertError)(nil); errors.As(err, &ce) {
+		s.r.log.Warn("server certificate refused", "server", p.Key().Server, "server_tls_mode", s.cfg.ServerTLSMode, "reason", ce.Error())
+	}
 	return nil, d, pool.AcquireError(p.Key(), s.cfg.Timeouts.QueryWait, err)
 }
 

@@ -40,7 +40,7 @@ func (r *Router) serveConn(nc net.Conn) {
 	// the login at once rather than after client_login.
 	stopLogin := context.AfterFunc(r.ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
 	defer stopLogin()
-	conn, startup, err := wire.Negotiate(nc, st.tls)
+	conn, startup, err := wire.Negotiate(nc, st.clientTLS(nc))
 	r.startup.release()
 	if conn == nil {
 		conn = nc
@@ -68,16 +68,18 @@ func (r *Router) serveConn(nc net.Conn) {
 			r.leave()
 		}
 	}()
-	if r.serveReserved(conn, st, startup, deadline) {
+	from := newOrigin(nc, conn)
+	if r.serveReserved(conn, st, startup, from, deadline) {
 		return
 	}
 	conn = r.countBytes(conn, startup.Params["database"])
 
-	s, err := r.login(conn, st, startup)
+	s, err := r.login(conn, st, startup, from)
 	if err != nil {
 		e := refuse(conn, err, deadline)
 		r.log.Info("client login failed", "addr", nc.RemoteAddr().String(),
-			"user", startup.Params["user"], "database", startup.Params["database"], "code", e.Code, "err", e.Message)
+			"user", startup.Params["user"], "database", startup.Params["database"], "code", e.Code, "err", e.Message,
+			"detail", e.Detail, "cause", causeOf(e))
 		return
 	}
 	if !stopLogin() {
@@ -147,12 +149,12 @@ func (r *Router) leave() {
 
 // login checks who the client is, authenticates it and sends the server's
 // parameters, ending with the first ReadyForQuery.
-func (r *Router) login(conn net.Conn, st *state, startup *wire.Startup) (*Session, error) {
+func (r *Router) login(conn net.Conn, st *state, startup *wire.Startup, from *origin) (*Session, error) {
 	cfg := st.cfg
 	userName := startup.Params["user"]
 	dbName := startup.Params["database"]
 	u := cfg.Users[userName]
-	if err := r.authenticate(conn, cfg, userName, u, st.secrets[userName]); err != nil {
+	if err := r.authenticate(conn, cfg, userName, u, st.secrets[userName], from); err != nil {
 		return nil, err
 	}
 	db := cfg.Databases[dbName]
@@ -195,12 +197,29 @@ func (r *Router) login(conn net.Conn, st *state, startup *wire.Startup) (*Sessio
 // waiting for the client holds none.
 //
 // As PostgreSQL does, a client learns that a role does not exist only
-// where no password is asked (trust: 28000). Otherwise the exchange runs
-// against a mock secret and ends as a wrong password does, 28P01, and only
-// pgswitch's log says why.
-func (r *Router) authenticate(conn net.Conn, cfg *config.Config, name string, u *config.User, secret wire.Secret) error {
+// where no password is asked (trust, cert, peer: 28000). Otherwise the
+// exchange runs against a mock secret and ends as a wrong password does,
+// 28P01, and only pgswitch's log says why.
+//
+// Before any method, client_tls_mode decides whether a TCP client may
+// log in over its transport at all, as pg_hba.conf's hostssl and
+// clientcert do.
+func (r *Router) authenticate(conn net.Conn, cfg *config.Config, name string, u *config.User, secret wire.Secret, from *origin) error {
+	if err := from.checkTransport(cfg, name); err != nil {
+		return err
+	}
 	method := cfg.AuthFor(u)
-	if method == config.AuthTrust {
+	switch method {
+	case config.AuthCert:
+		if err := from.authenticateCert(name); err != nil {
+			return err
+		}
+	case config.AuthPeer:
+		if err := from.authenticatePeer(cfg, name); err != nil {
+			return err
+		}
+	}
+	if method.Passwordless() {
 		if u == nil {
 			return authenticatedButRefused(conn, wire.Fatalf(wire.CodeInvalidAuthorizationSpecification, "role %q does not exist", name))
 		}
@@ -367,4 +386,12 @@ func (s *Session) checkStartup(c *pool.Conn) (map[string]string, *wire.Error) {
 		}
 	}
 	return values, nil
+}
+
+// causeOf is the logged-only cause of e, "" without one.
+func causeOf(e *wire.Error) string {
+	if c := e.Unwrap(); c != nil {
+		return c.Error()
+	}
+	return ""
 }

@@ -3,10 +3,12 @@ package router
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -101,12 +103,12 @@ func New(cfg *config.Config, log *slog.Logger) (*Router, error) {
 // of existing pools.
 func (r *Router) Apply(cfg *config.Config) error {
 	st := &state{cfg: cfg, secrets: map[string]wire.Secret{}, rules: rules.Compile(cfg.Routing.Rules)}
-	if cfg.TLS != nil {
-		cert, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
+	if cfg.TLS != nil && cfg.ClientTLSMode != "disable" {
+		tc, err := clientTLSConfig(cfg.TLS)
 		if err != nil {
-			return fmt.Errorf("tls: %w", err)
+			return err
 		}
-		st.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		st.tls = tc
 	}
 	for name, u := range cfg.Users {
 		if u.Password == "" {
@@ -275,4 +277,27 @@ func (r *Router) cancel(k wire.CancelKey) {
 		r.log.Info("cancel failed", "server", c.Addr(), "err", err)
 	}
 	c.EndCancel(err == nil)
+}
+
+// clientTLSConfig is the TLS offered to clients. With a CA file, clients
+// are asked for a certificate, which must verify if given (PostgreSQL's
+// ssl_ca_file); whether one is required is the login's to decide.
+func clientTLSConfig(t *config.TLS) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("tls: %w", err)
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls.ca_file: %w", err)
+		}
+		tc.ClientCAs = x509.NewCertPool()
+		if !tc.ClientCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tls.ca_file: no PEM certificate in %s", t.CAFile)
+		}
+		tc.ClientAuth = tls.VerifyClientCertIfGiven
+	}
+	return tc, nil
 }

@@ -2,6 +2,7 @@ package router
 
 import (
 	"github.com/pgswitch/pgswitch/config"
+	"github.com/pgswitch/pgswitch/health"
 	"github.com/pgswitch/pgswitch/pool"
 	"github.com/pgswitch/pgswitch/router/track"
 )
@@ -29,7 +30,7 @@ func (s *Session) lookupPool(srv *config.Server) *pool.Pool {
 		Database:       s.db.DBName,
 		User:           s.user.Name,
 		Password:       s.user.ServerPasswordValue(),
-		TLSMode:        cfg.ServerTLSMode,
+		TLS:            health.ServerTLS(cfg),
 		ConnectTimeout: cfg.Timeouts.ServerConnect,
 		Answers:        s.answersFor(),
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pgswitch/pgswitch/config"
+	"github.com/pgswitch/pgswitch/wire"
 )
 
 // adminURLEnv names the environment variable with the admin console's URL.
@@ -71,6 +72,14 @@ func (f *consoleFlags) connStrings() ([]string, error) {
 	u := cfg.Users[name]
 	if u == nil {
 		return nil, fmt.Errorf("%s: no user %q", f.configPath, name)
+	}
+	if cfg.AuthFor(u) == config.AuthPeer && cfg.UnixSocketDir != "" {
+		// A peer user logs in over the Unix socket, as who runs the CLI.
+		_, port, err := net.SplitHostPort(cfg.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("%s: listen: %w", f.configPath, err)
+		}
+		return []string{fmt.Sprintf("host=%s port=%s user=%s dbname=pgswitch", wire.QuoteConnValue(cfg.UnixSocketDir), port, wire.QuoteConnValue(name))}, nil
 	}
 	if u.PasswordKind() != config.PasswordPlain {
 		return nil, fmt.Errorf("%s: the password of %q is a verifier, not usable to log in; pass --admin-url", f.configPath, name)

@@ -92,7 +92,8 @@ tell the remaining clients 57P01 and exit 0.`,
 	return cmd
 }
 
-// serve runs a router on cfg.Listen, with its admin console, until ctx ends
+// serve runs a router on cfg.Listen and, with unix_socket_dir, on its Unix
+// socket, with its admin console, until ctx ends
 // or SHUTDOWN. load, if not nil, reads the configuration again for RELOAD and
 // SIGHUP, and when changed (nil: never) signals that the file changed.
 // ready, if not nil, is called with the bound address once clients can
@@ -114,10 +115,24 @@ func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config,
 		return fmt.Errorf("listen: %w", err)
 	}
 	logger.Info("pgswitch listening", "addr", ln.Addr().String(), "version", version)
+	lns := []net.Listener{ln}
+	if cfg.UnixSocketDir != "" {
+		// As PgBouncer: the socket is named for the TCP port.
+		uln, err := router.ListenUnix(cfg, ln.Addr().(*net.TCPAddr).Port, logger)
+		if err != nil {
+			ln.Close()
+			r.Close()
+			return err
+		}
+		lns = append(lns, uln)
+		logger.Info("pgswitch listening", "addr", uln.Addr().String())
+	}
 	if cfg.MetricsListen != "" {
 		mln, err := net.Listen("tcp", cfg.MetricsListen)
 		if err != nil {
-			ln.Close()
+			for _, ln := range lns {
+				ln.Close()
+			}
 			r.Close()
 			return fmt.Errorf("metrics_listen: %w", err)
 		}
@@ -129,8 +144,10 @@ func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config,
 	if ready != nil {
 		ready(ln.Addr().String())
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- r.Serve(ln) }()
+	errc := make(chan error, len(lns))
+	for _, ln := range lns {
+		go func() { errc <- r.Serve(ln) }()
+	}
 	for {
 		select {
 		case <-hup:

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/pgswitch/pgswitch/config"
 	"github.com/pgswitch/pgswitch/internal/pgcluster"
 	"github.com/pgswitch/pgswitch/router"
+	"github.com/pgswitch/pgswitch/wire"
 )
 
 // Options shape the configuration of Start.
@@ -40,15 +42,25 @@ type Options struct {
 	// eventual: under causal a read may wait for, or go past, a replica
 	// that has not replayed the test's writes yet.
 	Consistency config.Consistency
+	// Unix makes pgswitch listen on a Unix socket too, in a directory of
+	// the test's (Proxy.SocketDir), named for the TCP port as in serve.
+	Unix bool
+	// Log receives pgswitch's log (default: discarded, or stderr with
+	// $PGSWITCH_TEST_LOG set).
+	Log *slog.Logger
 }
 
 // Proxy is a pgswitch router running in the test process.
 type Proxy struct {
 	Addr string
-	R    *router.Router
-	Cfg  *config.Config
-	Text string // the configuration as written, for a test to edit and reload
-	cl   *pgcluster.Cluster
+	// SocketDir and Port reach the Unix socket (with Options.Unix): what
+	// libpq clients give as host and port.
+	SocketDir string
+	Port      int
+	R         *router.Router
+	Cfg       *config.Config
+	Text      string // the configuration as written, for a test to edit and reload
+	cl        *pgcluster.Cluster
 }
 
 // Start runs pgswitch in front of cl until the test ends.
@@ -76,6 +88,11 @@ func Start(t testing.TB, cl *pgcluster.Cluster, o Options) *Proxy {
 		}
 	}
 	b.WriteString(yaml)
+	var socketDir string
+	if o.Unix {
+		socketDir = SocketDir(t)
+		fmt.Fprintf(&b, "unix_socket_dir: %q\n", socketDir)
+	}
 	b.WriteString("databases:\n")
 	type published struct{ name, route, dbname string }
 	var pubs []published
@@ -109,9 +126,13 @@ func Start(t testing.TB, cl *pgcluster.Cluster, o Options) *Proxy {
 	if err != nil {
 		t.Fatalf("config: %v\n%s", err, b.String())
 	}
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if os.Getenv("PGSWITCH_TEST_LOG") != "" {
+	logger := o.Log
+	switch {
+	case logger != nil:
+	case os.Getenv("PGSWITCH_TEST_LOG") != "":
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	default:
+		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	r, err := router.New(cfg, logger)
 	if err != nil {
@@ -121,16 +142,50 @@ func Start(t testing.TB, cl *pgcluster.Cluster, o Options) *Proxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		r.Serve(ln)
-	}()
+	port := ln.Addr().(*net.TCPAddr).Port
+	lns := []net.Listener{ln}
+	if o.Unix {
+		uln, err := router.ListenUnix(cfg, port, logger)
+		if err != nil {
+			ln.Close()
+			r.Close()
+			t.Fatal(err)
+		}
+		lns = append(lns, uln)
+	}
+	var wg sync.WaitGroup
+	for _, ln := range lns {
+		wg.Go(func() { r.Serve(ln) })
+	}
 	t.Cleanup(func() {
 		r.Close()
-		<-done
+		wg.Wait()
 	})
-	return &Proxy{Addr: ln.Addr().String(), R: r, Cfg: cfg, Text: b.String(), cl: cl}
+	return &Proxy{Addr: ln.Addr().String(), SocketDir: socketDir, Port: port, R: r, Cfg: cfg, Text: b.String(), cl: cl}
+}
+
+// SocketDir returns a new directory for Unix sockets, removed when the
+// test ends. t.TempDir's paths may be too long for a socket's.
+func SocketDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "pgsw-sock-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// SocketConnString returns a keyword/value connection string through
+// pgswitch's Unix socket, as libpq clients write it (host=/dir), with no
+// sslmode: libpq and pgx use no TLS on a Unix socket.
+func (p *Proxy) SocketConnString(user, password, db string) string {
+	q := wire.QuoteConnValue
+	s := fmt.Sprintf("host=%s port=%d user=%s dbname=%s", q(p.SocketDir), p.Port, q(user), q(db))
+	if password != "" {
+		s += " password=" + q(password)
+	}
+	return s
 }
 
 // URL returns a connection URL through pgswitch as the cluster's user.

@@ -19,6 +19,21 @@ type Options struct {
 	DatabaseName   string    // default "app", created on the primary
 	Log            io.Writer // where server logs go besides the log files; may be nil
 	ExtraConf      []string  // extra postgresql.conf lines, replicas inherit them
+	// TLS, when set, turns ssl on in every server with these files.
+	TLS *TLS
+	// HBA lines go in pg_hba.conf before the harness's own, which let the
+	// bootstrap superuser in on the socket and everybody else over TCP with
+	// a SCRAM password; replicas inherit them.
+	HBA []string
+}
+
+// TLS holds PEM files for servers with ssl = on.
+type TLS struct {
+	Cert, Key []byte // ssl_cert_file and ssl_key_file
+	// CA, when set, is ssl_ca_file: the servers ask clients for a
+	// certificate and accept it if it verifies with CA (for pg_hba.conf's
+	// cert method and clientcert option).
+	CA []byte
 }
 
 // Server is one PostgreSQL server of the cluster.

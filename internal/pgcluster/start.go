@@ -58,7 +58,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	}
 
 	c.Primary = c.newServer("primary")
-	if err := c.initPrimary(ctx, opts.ExtraConf); err != nil {
+	if err := c.initPrimary(ctx, opts); err != nil {
 		return nil, err
 	}
 	if err := c.startFresh(ctx, c.Primary, false); err != nil {
@@ -178,7 +178,7 @@ func (c *Cluster) newServer(name string) *Server {
 
 func (c *Cluster) tool(name string) string { return filepath.Join(c.BinDir, name) }
 
-func (c *Cluster) initPrimary(ctx context.Context, extra []string) error {
+func (c *Cluster) initPrimary(ctx context.Context, opts Options) error {
 	p := c.Primary
 	if _, err := c.owner.run(ctx, c.BaseDir, c.tool("initdb"),
 		"-D", p.DataDir, "-U", "postgres",
@@ -191,8 +191,7 @@ func (c *Cluster) initPrimary(ctx context.Context, extra []string) error {
 
 	// Only the bootstrap superuser may skip passwords, and only on the socket;
 	// over TCP everybody proves a SCRAM password, replication included.
-	hba := strings.Join([]string{
-		"# written by pgswitch internal/pgcluster",
+	hba := strings.Join(append(append([]string{"# written by pgswitch internal/pgcluster"}, opts.HBA...),
 		"local all         all                 trust",
 		"local replication all                 trust",
 		"host  all         all  127.0.0.1/32   scram-sha-256",
@@ -200,7 +199,7 @@ func (c *Cluster) initPrimary(ctx context.Context, extra []string) error {
 		"host  replication all  127.0.0.1/32   scram-sha-256",
 		"host  replication all  ::1/128        scram-sha-256",
 		"",
-	}, "\n")
+	), "\n")
 	if err := os.WriteFile(filepath.Join(p.DataDir, "pg_hba.conf"), []byte(hba), 0o600); err != nil {
 		return fmt.Errorf("cluster: primary: pg_hba.conf: %w", err)
 	}
@@ -230,7 +229,14 @@ func (c *Cluster) initPrimary(ctx context.Context, extra []string) error {
 		"log_line_prefix = '%m [%p] %q%u@%d '",
 		"wal_receiver_status_interval = '1s'",
 	}
-	conf = append(conf, extra...)
+	if opts.TLS != nil {
+		tlsConf, err := c.writeTLS(opts.TLS)
+		if err != nil {
+			return fmt.Errorf("cluster: primary: %w", err)
+		}
+		conf = append(conf, tlsConf...)
+	}
+	conf = append(conf, opts.ExtraConf...)
 	if err := c.owner.appendFile(filepath.Join(p.DataDir, "postgresql.conf"), strings.Join(conf, "\n")+"\n"); err != nil {
 		return fmt.Errorf("cluster: primary: postgresql.conf: %w", err)
 	}
@@ -265,4 +271,26 @@ func (c *Cluster) bootstrap(ctx context.Context) error {
 // CREATE ROLE … PASSWORD takes no bind parameters.
 func quoteLiteral(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
+}
+
+// writeTLS writes t's files into the primary's data directory, where
+// pg_basebackup copies them for the replicas, and returns the
+// postgresql.conf lines that use them (relative to each data directory).
+func (c *Cluster) writeTLS(t *TLS) ([]string, error) {
+	files := []struct {
+		name, key string
+		data      []byte
+	}{{"server.crt", "ssl_cert_file", t.Cert}, {"server.key", "ssl_key_file", t.Key}, {"root.crt", "ssl_ca_file", t.CA}}
+	conf := []string{"ssl = on"}
+	for _, f := range files {
+		if len(f.data) == 0 {
+			continue
+		}
+		// PostgreSQL refuses a key that others may read.
+		if err := os.WriteFile(filepath.Join(c.Primary.DataDir, f.name), f.data, 0o600); err != nil {
+			return nil, fmt.Errorf("tls: %w", err)
+		}
+		conf = append(conf, f.key+" = "+quoteLiteral(f.name))
+	}
+	return conf, nil
 }
