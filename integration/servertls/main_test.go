@@ -11,8 +11,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/pgswitch/pgswitch/internal/pgcluster"
 	"github.com/pgswitch/pgswitch/integration/testpki"
+	"github.com/pgswitch/pgswitch/internal/pgcluster"
 )
 
 var (
