@@ -48,6 +48,9 @@ tell the remaining clients 57P01 and exit 0.`,
 				}
 				return cfg, err
 			}
+			// What the file held before the first load: the watch compares
+			// with it, so that an edit made while pgswitch starts is seen.
+			loaded, _ := digest(path)
 			cfg, err := load()
 			if err != nil {
 				return printConfigErrors(cmd.ErrOrStderr(), err)
@@ -78,7 +81,7 @@ tell the remaining clients 57P01 and exit 0.`,
 				}()
 				go func() {
 					defer close(done)
-					watchConfig(wctx, path, ticker.C, changed)
+					watchConfig(wctx, path, loaded, ticker.C, changed)
 				}()
 			}
 			return serve(ctx, cfg, load, logger, nil, changed)

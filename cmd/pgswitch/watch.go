@@ -8,7 +8,8 @@ import (
 )
 
 // watchConfig reads path on every tick and signals changed when its
-// content differs from what was last signalled (or read at start) and has
+// content differs from what was last signalled (at first: loaded, the
+// digest of what the running configuration was read from) and has
 // stayed the same for two reads in a row, so that a file caught half
 // written is not reloaded: an edit, a file renamed over it, or Kubernetes
 // updating a ConfigMap volume, which swaps the volume's ..data symlink to a
@@ -18,8 +19,8 @@ import (
 // reloads nothing. An unreadable file (between a delete and a rewrite) is
 // not a change. Signals are coalesced: changed holds one. It returns when
 // ctx ends.
-func watchConfig(ctx context.Context, path string, tick <-chan time.Time, changed chan<- struct{}) {
-	signalled, _ := digest(path)
+func watchConfig(ctx context.Context, path string, loaded [sha256.Size]byte, tick <-chan time.Time, changed chan<- struct{}) {
+	signalled := loaded
 	var seen [sha256.Size]byte // the last read, when it differed from signalled
 	pending := false
 	for {

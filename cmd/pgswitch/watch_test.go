@@ -47,11 +47,12 @@ func (v *configMapVolume) update(content string) {
 
 // watch runs watchConfig until stop is called.
 func watch(path string, tick <-chan time.Time, changed chan<- struct{}) (stop func()) {
+	loaded, _ := digest(path)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		watchConfig(ctx, path, tick, changed)
+		watchConfig(ctx, path, loaded, tick, changed)
 	}()
 	return func() {
 		cancel()
@@ -117,4 +118,31 @@ func TestWatchConfig(t *testing.T) {
 	os.WriteFile(plain, []byte("a: 4\n"), 0o600)
 	expect("two edits", true)
 	expect("after the coalesced reload", false)
+}
+
+// TestWatchSeesEditDuringStart: a file edited after the configuration was
+// read from it, before the watch began, is reloaded (the watch compares
+// with what was loaded, not with what it first reads).
+func TestWatchSeesEditDuringStart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "pgswitch.yaml")
+	if err := os.WriteFile(path, []byte("listen: 127.0.0.1:6432\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	loaded, _ := digest(path)
+	if err := os.WriteFile(path, []byte("listen: 127.0.0.1:6433\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	tick := make(chan time.Time)
+	changed := make(chan struct{}, 1)
+	go watchConfig(ctx, path, loaded, tick, changed)
+	for range 3 {
+		tick <- time.Now()
+	}
+	select {
+	case <-changed:
+	case <-time.After(time.Minute):
+		t.Fatal("the edit made before the watch began was not seen")
+	}
 }
