@@ -5,13 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/pgswitch/pgswitch/wire"
 	"io"
 	"net"
 	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgswitch/pgswitch/wire"
 )
 
 // Target says how to reach and log in to one server for one (database, user).
@@ -21,6 +22,9 @@ type Target struct {
 	Database string
 	User     string
 	Password string
+	// PassThrough, when set, logs in instead of Password: with what the
+	// user's clients proved (a user known only by its verifier).
+	PassThrough *wire.PassThrough
 	// TLSMode is a libpq sslmode: disable, prefer, require, verify-ca, verify-full.
 	TLSMode string
 	// ConnectTimeout bounds the connection and its authentication.
@@ -57,6 +61,11 @@ func (p *Pool) connect(ctx context.Context) (*Conn, error) {
 	}
 	cfg.Password = t.Password
 	cfg.RuntimeParams = map[string]string{}
+	if pt := t.PassThrough; pt != nil {
+		cfg.AfterNetConnect = func(_ context.Context, _ *pgconn.Config, nc net.Conn) (net.Conn, error) {
+			return &passThroughConn{Conn: nc, pt: pt, user: t.User}, nil
+		}
+	}
 	pc, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect %s: %w", p.key, err)
@@ -70,6 +79,7 @@ func (p *Pool) connect(ctx context.Context) (*Conn, error) {
 		pc.Close(context.Background())
 		return nil, fmt.Errorf("connect %s: %w", p.key, err)
 	}
+	hj.Conn = unwrapPassThrough(hj.Conn)
 	if tc, ok := hj.Conn.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 		tc.SetKeepAlive(true)
