@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -151,9 +152,19 @@ func (r *Router) login(conn net.Conn, st *state, startup *wire.Startup) (*Sessio
 	cfg := st.cfg
 	userName := startup.Params["user"]
 	dbName := startup.Params["database"]
-	u := cfg.Users[userName]
-	if err := r.authenticate(conn, cfg, userName, u, st.secrets[userName]); err != nil {
+	u, secret := cfg.Users[userName], st.secrets[userName]
+	if u == nil && cfg.AuthUser != "" {
+		var err error
+		if u, secret, err = r.dynamicUser(cfg, dbName, userName); err != nil {
+			return nil, err
+		}
+	}
+	key, err := r.authenticate(conn, cfg, userName, u, secret)
+	if err != nil {
 		return nil, err
+	}
+	if u != nil && u.PassThrough() {
+		r.passThrough(userName).Learn(secret, key)
 	}
 	db := cfg.Databases[dbName]
 	if db == nil {
@@ -198,39 +209,60 @@ func (r *Router) login(conn net.Conn, st *state, startup *wire.Startup) (*Sessio
 // where no password is asked (trust: 28000). Otherwise the exchange runs
 // against a mock secret and ends as a wrong password does, 28P01, and only
 // pgswitch's log says why.
-func (r *Router) authenticate(conn net.Conn, cfg *config.Config, name string, u *config.User, secret wire.Secret) error {
+//
+// It returns the ClientKey the client proved, if any: what logs pgswitch
+// in to servers for a user known only by its verifier.
+func (r *Router) authenticate(conn net.Conn, cfg *config.Config, name string, u *config.User, secret wire.Secret) (wire.ClientKey, error) {
 	method := cfg.AuthFor(u)
 	if method == config.AuthTrust {
 		if u == nil {
-			return authenticatedButRefused(conn, wire.Fatalf(wire.CodeInvalidAuthorizationSpecification, "role %q does not exist", name))
+			return wire.ClientKey{}, authenticatedButRefused(conn, wire.Fatalf(wire.CodeInvalidAuthorizationSpecification, "role %q does not exist", name))
 		}
-		return nil
+		return wire.ClientKey{}, nil
+	}
+	if method == config.AuthPassword && !cfg.AllowCleartextWithoutTLS && !clientTLS(conn) {
+		// Refused before the client sends its password in the clear.
+		return wire.ClientKey{}, wire.Fatalf(wire.CodeInvalidAuthorizationSpecification, "cleartext password authentication requires TLS").
+			WithHint("Connect with sslmode=require, or set allow_cleartext_without_tls in pgswitch's configuration.")
 	}
 	ctx, cancel := context.WithTimeout(r.ctx, cfg.Timeouts.ClientLogin)
 	defer cancel()
 	tc := &turnConn{Conn: conn, turns: &loginTurns, ctx: ctx, limit: cfg.Limits.MaxConcurrentAuth}
+	var key wire.ClientKey
 	var err error
-	if method == config.AuthMD5 && (u == nil || secret.CanMD5()) {
+	switch {
+	case method == config.AuthPassword:
+		key, err = wire.AuthenticatePassword(tc, name, secret)
+	case method == config.AuthMD5 && (u == nil || secret.CanMD5()):
 		// An unknown user gets the exchange the known ones get. (PostgreSQL
 		// picks by password_encryption, the kind most of its roles have.)
 		err = wire.AuthenticateMD5(tc, name, secret)
-	} else {
+	default:
 		// As PostgreSQL does: md5 asked, but only a SCRAM verifier known.
-		err = wire.AuthenticateSCRAM(tc, name, secret)
+		key, err = wire.AuthenticateSCRAMKey(tc, name, secret)
 	}
 	tc.release()
 	switch {
 	case tc.err == nil:
 	case r.ctx.Err() != nil:
-		return wire.Fatalf(wire.CodeAdminShutdown, "pgswitch is shutting down")
+		return wire.ClientKey{}, wire.Fatalf(wire.CodeAdminShutdown, "pgswitch is shutting down")
 	default:
-		return wire.Fatalf(wire.CodeTooManyConnections, "too many logins in progress (limits.max_concurrent_auth %d)", tc.limit).WithCause(tc.err)
+		return wire.ClientKey{}, wire.Fatalf(wire.CodeTooManyConnections, "too many logins in progress (limits.max_concurrent_auth %d)", tc.limit).WithCause(tc.err)
 	}
 	if u == nil && wire.AsError(err).Code == wire.CodeInvalidPassword {
 		r.log.Info("client authentication failed", "addr", conn.RemoteAddr().String(), "user", name,
 			"detail", fmt.Sprintf("role %q does not exist", name))
 	}
-	return err
+	return key, err
+}
+
+// clientTLS reports whether the client's connection is encrypted.
+func clientTLS(conn net.Conn) bool {
+	if c, ok := conn.(*clientConn); ok {
+		conn = c.Conn
+	}
+	_, ok := conn.(*tls.Conn)
+	return ok
 }
 
 // authenticatedButRefused tells the client it is authenticated, then

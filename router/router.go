@@ -41,6 +41,10 @@ type Router struct {
 	log      *slog.Logger
 	admin    adminState // the admin console's hook and state (admin.go)
 
+	lookups *userLookup // auth_query's cache (authquery.go)
+	keysMu  sync.Mutex
+	keys    map[string]*wire.PassThrough // by user name: for users known only by a verifier
+
 	ctx  context.Context // ends every session's waits on Close
 	stop context.CancelFunc
 	wg   sync.WaitGroup // one per session and per Serve
@@ -63,6 +67,8 @@ func New(cfg *config.Config, log *slog.Logger) (*Router, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Router{pools: pool.NewSet(), log: log, ctx: ctx, stop: cancel, sessions: map[wire.CancelKey]*Session{}}
 	r.admin.started = time.Now()
+	r.lookups = newUserLookup(r.runAuthQuery)
+	r.keys = map[string]*wire.PassThrough{}
 	if err := r.Apply(cfg); err != nil {
 		cancel()
 		return nil, err
@@ -204,6 +210,7 @@ func (r *Router) Close() {
 		ln.Close()
 	}
 	r.stop()
+	r.lookups.close()
 	e := wire.Fatalf(wire.CodeAdminShutdown, "pgswitch is shutting down")
 	cut := time.Now().Add(shutdownGrace)
 	for _, s := range sessions {
@@ -212,6 +219,19 @@ func (r *Router) Close() {
 	}
 	r.pools.Close()
 	r.wg.Wait()
+}
+
+// passThrough returns what logs in to servers as user when pgswitch knows
+// only the user's verifier: what its clients proved.
+func (r *Router) passThrough(user string) *wire.PassThrough {
+	r.keysMu.Lock()
+	defer r.keysMu.Unlock()
+	pt := r.keys[user]
+	if pt == nil {
+		pt = &wire.PassThrough{}
+		r.keys[user] = pt
+	}
+	return pt
 }
 
 // register gives s a cancel key no other session has.
