@@ -184,10 +184,13 @@ func (r *Router) runAuthQuery(ctx context.Context, cfg *config.Config, db *confi
 			return "", false, fmt.Errorf("%w on %s: %w", errAuthQuery, srv.Addr(), res.Err)
 		}
 		r.lookups.put(key, c)
-		if n := len(res.FieldDescriptions); n != 2 {
+		if len(res.Rows) == 0 {
+			return "", false, nil
+		}
+		if n := len(res.Rows[0]); n != 2 {
 			return "", false, fmt.Errorf("%w must return 2 columns (user name, password), it returned %d", errAuthQuery, n)
 		}
-		if len(res.Rows) == 0 || res.Rows[0][1] == nil {
+		if res.Rows[0][1] == nil {
 			return "", false, nil
 		}
 		return string(res.Rows[0][1]), true, nil
@@ -211,6 +214,7 @@ func (r *Router) dynamicUser(cfg *config.Config, dbName, name string) (*config.U
 	defer cancel()
 	e, err := r.lookups.lookup(ctx, cfg, db, name)
 	if err != nil {
+		r.log.Warn("auth_query failed", "user", name, "database", db.Name, "err", err)
 		return nil, wire.Secret{}, wire.Fatalf(wire.CodeConnectionFailure, "could not look up the password of user %q", name).WithCause(err)
 	}
 	if !e.found {
