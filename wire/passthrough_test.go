@@ -1,6 +1,8 @@
 package wire
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"io"
 	"net"
@@ -134,4 +136,41 @@ func TestClientKeyPrintsNothing(t *testing.T) {
 			t.Errorf("got %q, want no key material", got)
 		}
 	}
+}
+
+// FuzzPassThroughServer answers a server's SCRAM request with a ClientKey
+// and feeds whatever the server says next: Answer must end with a result
+// or an error, never a panic, and never write more than two messages.
+func FuzzPassThroughServer(f *testing.F) {
+	salt := []byte("0123456789abcdef")
+	sasl := func(code uint32, data string) []byte {
+		b := AppendHeader(nil, 'R', 4+len(data))
+		b = binary.BigEndian.AppendUint32(b, code)
+		return append(b, data...)
+	}
+	f.Add(sasl(authSASLContinue, "r=abc,s=MDEyMzQ1Njc4OWFiY2RlZg==,i=4096"))
+	f.Add(append(sasl(authSASLContinue, "r=,s=,i="), sasl(authSASLFinal, "v=")...))
+	f.Add([]byte("E\x00\x00\x00\x08S\x00\x00"))
+	f.Add(sasl(authSASLContinue, "r=x,s=!!,i=-1"))
+	keys, err := deriveSCRAMKeys("pw", salt, 4096)
+	if err != nil {
+		f.Fatal(err)
+	}
+	pt := &PassThrough{}
+	pt.Learn(Secret{kind: secretSCRAM, scram: keys}, ClientKey{keys: keys, key: make([]byte, 32)})
+	req := sasl(authSASL, scramMechanism+"\x00\x00")
+	f.Fuzz(func(t *testing.T, server []byte) {
+		var out bytes.Buffer
+		rw := struct {
+			io.Reader
+			io.Writer
+		}{bytes.NewReader(server), &out}
+		serverErr, err := pt.Answer(rw, "u", req)
+		if serverErr != nil && (err != nil || serverErr[0] != 'E') {
+			t.Fatalf("got server error message %q with err %v", serverErr[0], err)
+		}
+		if err == nil && serverErr == nil && out.Len() == 0 {
+			t.Fatal("got success without a word to the server")
+		}
+	})
 }
