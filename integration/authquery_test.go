@@ -13,6 +13,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgswitch/pgswitch/config"
 )
 
 // groupMu serializes the creation of the pgswitch_md5 group.
@@ -172,6 +174,28 @@ func TestAuthQuery(t *testing.T) {
 	}
 	_, err = whoAmI(ctx, p.URLAs(scramRole, "nope", db))
 	wantCode(t, "wrong password with pgx", err, "28P01")
+
+	// A reload keeps the sessions and pools of users auth_query found:
+	// they are not "removed from the configuration".
+	kept, err := pgx.Connect(ctx, p.URLAs(md5Role, "md5-pw", db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kept.Close(ctx)
+	cfg, err := config.Parse([]byte(p.Text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.R.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	var one int
+	if err := kept.QueryRow(ctx, "SELECT 1").Scan(&one); err != nil {
+		t.Fatalf("after a reload, a session of a user auth_query found: %v", err)
+	}
+	if _, err := whoAmI(ctx, p.URLAs(scramRole, "scram-pw", db)); err != nil {
+		t.Fatalf("after a reload, a new login: %v", err)
+	}
 	// An unknown database is named once the password is proved, as for a
 	// configured user (the lookup ran in the client's database: not here,
 	// so the role is not found).
