@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/pgswitch/pgswitch/wire"
 	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgswitch/pgswitch/config"
+	"github.com/pgswitch/pgswitch/wire"
 )
 
 // probeQuery asks a server its role, WAL position and, on a primary, the
@@ -62,7 +62,7 @@ func (p *pgxProber) probe(ctx context.Context) Probe {
 	if err == nil && !p.noControl {
 		err = p.conn.QueryRow(ctx, controlQuery, pgx.QueryExecModeSimpleProtocol).Scan(&pr.SystemID)
 		var pe *pgconn.PgError
-		if errors.As(err, &pe) && pe.Code == "42501" {
+		if errors.As(err, &pe) && pe.Code == wire.CodeInsufficientPrivilege {
 			p.noControl, err = true, nil
 			if !warnedControl.Swap(true) {
 				p.c.log.Warn("the health check user may not read pg_control_system(): wrong-cluster detection is off; GRANT pg_monitor to it",

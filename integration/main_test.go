@@ -13,13 +13,13 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/pgswitch/pgswitch/integration/cluster"
 	"github.com/pgswitch/pgswitch/integration/testproxy"
+	"github.com/pgswitch/pgswitch/internal/pgcluster"
 )
 
-var cl *cluster.Cluster
+var cl *pgcluster.Cluster
 
-func TestMain(m *testing.M) { os.Exit(cluster.Main(m, cluster.Options{}, &cl)) }
+func TestMain(m *testing.M) { os.Exit(pgcluster.Main(m, pgcluster.Options{}, &cl)) }
 
 var dbSeq atomic.Int64
 
@@ -63,7 +63,7 @@ func primaryConn(t *testing.T, db string) *pgx.Conn {
 	return directConn(t, cl.Primary, db)
 }
 
-func directConn(t *testing.T, s *cluster.Server, db string) *pgx.Conn {
+func directConn(t *testing.T, s *pgcluster.Server, db string) *pgx.Conn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

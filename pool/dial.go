@@ -110,6 +110,10 @@ func (p *Pool) connect(ctx context.Context) (*Conn, error) {
 // Cancel asks the server to cancel whatever the connection is running, on a
 // new connection as the protocol wants.
 func (c *Conn) Cancel(ctx context.Context) error {
+	msg, err := wire.AppendCancelRequest(nil, c.pid, c.secret)
+	if err != nil {
+		return fmt.Errorf("cancel on %s: %w", c.Addr(), err)
+	}
 	t := c.pool.currentTarget()
 	d := net.Dialer{Timeout: 5 * time.Second}
 	nc, err := d.DialContext(ctx, "tcp", net.JoinHostPort(t.Host, strconv.Itoa(t.Port)))
@@ -120,11 +124,6 @@ func (c *Conn) Cancel(ctx context.Context) error {
 	if dl, ok := ctx.Deadline(); ok {
 		nc.SetDeadline(dl)
 	}
-	n := 12 + len(c.secret)
-	msg := make([]byte, 0, n)
-	msg = append(msg, byte(n>>24), byte(n>>16), byte(n>>8), byte(n), 0x04, 0xd2, 0x16, 0x2e)
-	msg = append(msg, byte(c.pid>>24), byte(c.pid>>16), byte(c.pid>>8), byte(c.pid))
-	msg = append(msg, c.secret...)
 	if _, err := nc.Write(msg); err != nil {
 		return fmt.Errorf("cancel on %s: %w", c.Addr(), err)
 	}

@@ -12,23 +12,23 @@ import (
 // fakeServer is a scripted PostgreSQL server at the protocol boundary: it
 // logs every client in with trust auth and then runs script on the connection.
 type fakeServer struct {
-	t      *testing.T
 	ln     net.Listener
 	script func(b *pgproto3.Backend, nc net.Conn)
 	wg     sync.WaitGroup
 
-	mu    sync.Mutex
-	conns []net.Conn
-	pid   uint32
+	mu      sync.Mutex
+	conns   []net.Conn
+	pid     uint32
+	cancels []pgproto3.CancelRequest // received, in order
 }
 
-func newFakeServer(t *testing.T, script func(b *pgproto3.Backend, nc net.Conn)) *fakeServer {
+func newFakeServer(t testing.TB, script func(b *pgproto3.Backend, nc net.Conn)) *fakeServer {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &fakeServer{t: t, ln: ln, script: script}
+	s := &fakeServer{ln: ln, script: script}
 	s.wg.Add(1)
 	go s.accept()
 	t.Cleanup(s.close)
@@ -52,7 +52,15 @@ func (s *fakeServer) accept() {
 			defer s.wg.Done()
 			defer nc.Close()
 			b := pgproto3.NewBackend(nc, nc)
-			if _, err := b.ReceiveStartupMessage(); err != nil {
+			m, err := b.ReceiveStartupMessage()
+			if err != nil {
+				return
+			}
+			if cr, ok := m.(*pgproto3.CancelRequest); ok {
+				// Closing the connection confirms it, as PostgreSQL does.
+				s.mu.Lock()
+				s.cancels = append(s.cancels, *cr)
+				s.mu.Unlock()
 				return
 			}
 			b.Send(&pgproto3.AuthenticationOk{})

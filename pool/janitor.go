@@ -44,6 +44,7 @@ func (p *Pool) tidy(ctx context.Context) {
 		p.idle[i] = nil
 	}
 	p.idle = keep
+	p.changedLocked()
 	need := 0
 	if !p.closed && !p.paused && len(p.waiters) == 0 {
 		need = min(p.settings.MinIdle-len(p.idle), p.settings.Size-p.total)

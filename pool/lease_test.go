@@ -1,6 +1,8 @@
 package pool
 
 import (
+	"bytes"
+	"context"
 	"net"
 	"runtime"
 	"testing"
@@ -46,6 +48,25 @@ func TestCancelHoldsTheLease(t *testing.T) {
 		t.Fatal("BeginCancel accepted for a client the connection does not serve")
 	}
 	c.Release()
+}
+
+// TestCancelRequestSent: Cancel sends the server the connection's own
+// process ID and secret key on a new connection, and reports the cancel
+// settled when the server closes it.
+func TestCancelRequestSent(t *testing.T) {
+	fs := newFakeServer(t, echoScript)
+	_, p := newTestPool(t, fs, 1)
+	c := acquire(t, p)
+	defer c.Release()
+	if err := c.Cancel(context.Background()); err != nil {
+		t.Fatalf("got %v, want the cancel confirmed", err)
+	}
+	fs.mu.Lock()
+	got := fs.cancels
+	fs.mu.Unlock()
+	if len(got) != 1 || got[0].ProcessID != c.PID() || !bytes.Equal(got[0].SecretKey, []byte{0, 0, 0, 7}) {
+		t.Fatalf("server got %+v, want one CancelRequest for pid %d, key 00000007", got, c.PID())
+	}
 }
 
 // TestServerFatalOnce: the server's FATAL reaches the client, and then the
@@ -124,7 +145,7 @@ func (*countingAnswers) Detached(bool) {}
 // verdict keeps the client linked at rest.
 func TestAnswersDecide(t *testing.T) {
 	fs := newFakeServer(t, echoScript)
-	set := NewSet()
+	set := newWatchedSet()
 	t.Cleanup(set.Close)
 	a := &countingAnswers{asked: map[byte]int{}}
 	target := fs.target()

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/pgswitch/pgswitch/wire"
 )
 
@@ -42,6 +44,11 @@ type Pool struct {
 	target Target
 	limit  *serverLimit
 	now    func() time.Time
+	log    *slog.Logger
+	// changed, for tests that wait for a state instead of sleeping, is
+	// signalled without blocking when idle connections or waiters change;
+	// nil outside tests.
+	changed chan struct{}
 
 	mu       sync.Mutex
 	settings Settings
@@ -90,6 +97,7 @@ func (p *Pool) Acquire(ctx context.Context, wait time.Duration) (*Conn, error) {
 		if c.Closed() {
 			continue
 		}
+		p.changedLocked()
 		p.mu.Unlock()
 		return c, nil
 	}
@@ -107,6 +115,7 @@ func (p *Pool) Acquire(ctx context.Context, wait time.Duration) (*Conn, error) {
 	start := p.now()
 	w := &waiter{ch: make(chan result, 1), since: start}
 	p.waiters = append(p.waiters, w)
+	p.changedLocked()
 	p.mu.Unlock()
 
 	timer := time.NewTimer(wait)
@@ -125,6 +134,7 @@ func (p *Pool) Acquire(ctx context.Context, wait time.Duration) (*Conn, error) {
 	for i, x := range p.waiters {
 		if x == w {
 			p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
+			p.changedLocked()
 			p.mu.Unlock()
 			p.noteWait(start)
 			return nil, cause
@@ -182,6 +192,7 @@ func (p *Pool) release(c *Conn) {
 	if len(p.waiters) > 0 {
 		w := p.waiters[0]
 		p.waiters = p.waiters[1:]
+		p.changedLocked()
 		p.mu.Unlock()
 		w.ch <- result{c: c}
 		return
@@ -189,7 +200,18 @@ func (p *Pool) release(c *Conn) {
 	c.idleSince = p.now()
 	c.inIdle = true
 	p.idle = append(p.idle, c)
+	p.changedLocked()
 	p.mu.Unlock()
+}
+
+// changedLocked signals p.changed, if a test watches the pool; p.mu is held.
+func (p *Pool) changedLocked() {
+	if p.changed != nil {
+		select {
+		case p.changed <- struct{}{}:
+		default: // a signal is pending: the watcher looks again anyway
+		}
+	}
 }
 
 // removed is called by the pump when the connection is gone for good.
@@ -207,6 +229,7 @@ func (p *Pool) removed(c *Conn) {
 		c.inIdle = false
 	}
 	p.total--
+	p.changedLocked()
 	p.mu.Unlock()
 	p.limit.give()
 }
@@ -223,6 +246,7 @@ func (p *Pool) serveWaiters() {
 		w := p.waiters[0]
 		p.waiters = p.waiters[1:]
 		p.total++
+		p.changedLocked()
 		p.mu.Unlock()
 		go func() {
 			c, err := p.connect(context.Background())
@@ -283,6 +307,7 @@ func (p *Pool) Close() {
 	p.idle = nil
 	waiters := p.waiters
 	p.waiters = nil
+	p.changedLocked()
 	p.mu.Unlock()
 	for _, c := range idle {
 		c.Close()
@@ -301,6 +326,7 @@ func (p *Pool) CloseIdle() {
 	for _, c := range idle {
 		c.inIdle = false
 	}
+	p.changedLocked()
 	p.mu.Unlock()
 	for _, c := range idle {
 		c.Close()

@@ -3,13 +3,15 @@ package pool
 import (
 	"context"
 	"errors"
-	"github.com/pgswitch/pgswitch/wire"
+	"fmt"
+	"log/slog"
 	"net"
-	"runtime"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgswitch/pgswitch/wire"
 )
 
 // testClient links a net.Pipe client end to a Client and reads what the
@@ -64,7 +66,7 @@ func send(t *testing.T, c *Conn, tc *testClient, msgs ...[]byte) {
 }
 
 func newTestPool(t *testing.T, fs *fakeServer, size int) (*Set, *Pool) {
-	set := NewSet()
+	set := newWatchedSet()
 	t.Cleanup(set.Close)
 	p := set.Get(Key{Database: "db", User: "u", Server: fs.ln.Addr().String()}, fs.target(), Settings{Size: size})
 	return set, p
@@ -79,17 +81,33 @@ func acquire(t *testing.T, p *Pool) *Conn {
 	return c
 }
 
+// newWatchedSet returns a set that logs nowhere and whose pools signal
+// their changes, for waitFor.
+func newWatchedSet() *Set {
+	set := NewSet(slog.New(slog.DiscardHandler))
+	set.changed = make(chan struct{}, 1)
+	return set
+}
+
+// waitFor waits until cond holds of p's stats, looking again whenever the
+// pool changes; p comes from a newWatchedSet.
+func waitFor(t *testing.T, p *Pool, what string, cond func(Stats) bool) {
+	t.Helper()
+	timeout := time.NewTimer(10 * time.Second)
+	defer timeout.Stop()
+	for !cond(p.Stats()) {
+		select {
+		case <-p.changed:
+		case <-timeout.C:
+			t.Fatalf("waited 10s for %s; the pool has %+v", what, p.Stats())
+		}
+	}
+}
+
 // waitIdle waits until the pool holds n idle connections.
 func waitIdle(t *testing.T, p *Pool, n int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for p.Stats().Idle != n {
-		if time.Now().After(deadline) {
-			t.Fatalf("got %d idle connections, want %d", p.Stats().Idle, n)
-		}
-		runtime.Gosched()
-		time.Sleep(time.Millisecond)
-	}
+	waitFor(t, p, fmt.Sprintf("%d idle connections", n), func(s Stats) bool { return s.Idle == n })
 }
 
 func TestReleasedAtIdleNotInsideTransaction(t *testing.T) {
@@ -189,10 +207,7 @@ func TestWaitersServedInOrder(t *testing.T) {
 			c.Release()
 		}(i)
 		// Let waiter i queue before i+1.
-		deadline := time.Now().Add(5 * time.Second)
-		for p.Stats().Waiting != i+1 && time.Now().Before(deadline) {
-			time.Sleep(time.Millisecond)
-		}
+		waitFor(t, p, fmt.Sprintf("%d waiters", i+1), func(s Stats) bool { return s.Waiting == i+1 })
 	}
 	first.Release()
 	for want := 0; want < 3; want++ {
@@ -224,7 +239,7 @@ func TestWaitTimeout(t *testing.T) {
 
 func TestServerMaxConnAcrossPools(t *testing.T) {
 	fs := newFakeServer(t, echoScript)
-	set := NewSet()
+	set := newWatchedSet()
 	t.Cleanup(set.Close)
 	set.SetServerLimit(fs.ln.Addr().String(), 1)
 	p1 := set.Get(Key{"db1", "u", fs.ln.Addr().String()}, fs.target(), Settings{Size: 5})
@@ -239,10 +254,11 @@ func TestServerMaxConnAcrossPools(t *testing.T) {
 		}
 		got <- c
 	}()
+	waitFor(t, p2, "the second pool's client to wait", func(s Stats) bool { return s.Waiting == 1 })
 	select {
 	case <-got:
 		t.Fatal("second pool connected beyond the server's maxconn")
-	case <-time.After(100 * time.Millisecond):
+	default:
 	}
 	c1.Close() // frees the server's only slot
 	c2 := <-got

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"log/slog"
 
 	"github.com/pgswitch/pgswitch/wire"
 )
@@ -238,7 +237,7 @@ func (c *Conn) unlinkedMessage(h wire.Header) error {
 			cleaning := c.cleaning
 			c.mu.Unlock()
 			if fatal || !cleaning {
-				slog.Debug("server error on unlinked connection", "server", c.Addr(), "code", string(wire.ErrorField(b[wire.HeaderSize:], 'C')))
+				c.pool.log.Debug("server error on unlinked connection", "server", c.Addr(), "code", string(wire.ErrorField(b[wire.HeaderSize:], 'C')))
 			}
 			if fatal {
 				c.Close()
@@ -278,14 +277,14 @@ func (c *Conn) fail(err error) {
 		}
 	}
 	if !wasClosed {
-		slog.Info("server connection closed", "server", c.Addr(), "pid", c.pid, "reason", err.Error())
+		c.pool.log.Info("server connection closed", "server", c.Addr(), "pid", c.pid, "reason", err.Error())
 	}
 }
 
 // isFatal reports whether an ErrorResponse message is FATAL or PANIC.
 func isFatal(msg []byte) bool {
 	sev := wire.ErrorField(msg[wire.HeaderSize:], 'V')
-	return bytes.Equal(sev, []byte("FATAL")) || bytes.Equal(sev, []byte("PANIC"))
+	return string(sev) == wire.SeverityFatal || string(sev) == wire.SeverityPanic
 }
 
 func splitParameterStatus(body []byte) (name, value string, ok bool) {

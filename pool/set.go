@@ -1,9 +1,11 @@
 package pool
 
 import (
-	"github.com/pgswitch/pgswitch/wire"
+	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/pgswitch/pgswitch/wire"
 )
 
 // serverLimit enforces a server's maxconn across every pool that uses it.
@@ -39,6 +41,10 @@ func (l *serverLimit) give() {
 // with the per-server connection limits they share.
 type Set struct {
 	now func() time.Time
+	log *slog.Logger
+	// changed is given to every pool the set makes (see Pool.changed);
+	// tests set it before the first Get.
+	changed chan struct{}
 
 	mu      sync.Mutex
 	pools   map[Key]*Pool
@@ -46,9 +52,12 @@ type Set struct {
 	paused  map[string]bool // databases whose new pools start paused (pause.go)
 }
 
-// NewSet returns an empty set.
-func NewSet() *Set {
-	return &Set{now: time.Now, pools: map[Key]*Pool{}, servers: map[string]*serverLimit{}}
+// NewSet returns an empty set whose pools log to log (nil: slog.Default()).
+func NewSet(log *slog.Logger) *Set {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Set{now: time.Now, log: log, pools: map[Key]*Pool{}, servers: map[string]*serverLimit{}}
 }
 
 // SetServerLimit sets the most connections to server across all pools (0: none).
@@ -91,7 +100,8 @@ func (s *Set) Get(key Key, target Target, settings Settings) *Pool {
 		return p
 	}
 	l := s.limitLocked(key.Server)
-	p := &Pool{key: key, target: target, limit: l, now: s.now, settings: settings, paused: s.paused[key.Database]}
+	p := &Pool{key: key, target: target, limit: l, now: s.now, log: s.log, changed: s.changed,
+		settings: settings, paused: s.paused[key.Database]}
 	l.mu.Lock()
 	l.pools = append(l.pools, p)
 	l.mu.Unlock()

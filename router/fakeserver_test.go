@@ -24,9 +24,9 @@ import (
 // what pgswitch's pool connections sent it, so that tests can see what
 // reached the server, not only what came back.
 type fakePG struct {
-	t       *testing.T
 	ln      net.Listener
 	replica bool
+	raw     bool // pool connections are served by serveRaw (benchmarks)
 	wg      sync.WaitGroup
 
 	mu    sync.Mutex
@@ -35,13 +35,13 @@ type fakePG struct {
 	log   []string // "pid: message" for every message of a pool connection
 }
 
-func newFakePG(t *testing.T, replica bool) *fakePG {
+func newFakePG(t testing.TB, replica bool) *fakePG {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fakePG{t: t, ln: ln, replica: replica, pid: 100}
+	f := &fakePG{ln: ln, replica: replica, pid: 100}
 	if replica {
 		f.pid = 500
 	}
@@ -129,32 +129,41 @@ func (c *fakeConn) serve() {
 	if c.b.Flush() != nil {
 		return
 	}
+	if c.pool && c.f.raw {
+		// Nothing was sent after the startup message before the login's
+		// ReadyForQuery: the Backend holds no buffered bytes.
+		c.serveRaw()
+		return
+	}
 	for {
 		m, err := c.b.Receive()
-		if err != nil {
-			return
-		}
-		if c.pool {
-			c.f.record(c.pid, describeFront(m))
-		}
-		switch m := m.(type) {
-		case *pgproto3.Query:
-			c.query(m.String)
-			c.b.Send(&pgproto3.ReadyForQuery{TxStatus: c.status})
-		case *pgproto3.Sync:
-			c.skip = false
-			c.b.Send(&pgproto3.ReadyForQuery{TxStatus: c.status})
-		case *pgproto3.Terminate:
-			return
-		default:
-			if !c.skip {
-				c.extended(m)
-			}
-		}
-		if c.b.Flush() != nil {
+		if err != nil || !c.handle(m) {
 			return
 		}
 	}
+}
+
+// handle answers one message from the client and flushes; false: the
+// connection ends.
+func (c *fakeConn) handle(m pgproto3.FrontendMessage) bool {
+	if c.pool {
+		c.f.record(c.pid, describeFront(m))
+	}
+	switch m := m.(type) {
+	case *pgproto3.Query:
+		c.query(m.String)
+		c.b.Send(&pgproto3.ReadyForQuery{TxStatus: c.status})
+	case *pgproto3.Sync:
+		c.skip = false
+		c.b.Send(&pgproto3.ReadyForQuery{TxStatus: c.status})
+	case *pgproto3.Terminate:
+		return false
+	default:
+		if !c.skip {
+			c.extended(m)
+		}
+	}
+	return c.b.Flush() == nil
 }
 
 func describeFront(m pgproto3.FrontendMessage) string {
@@ -395,9 +404,15 @@ func fakeRouter(t *testing.T, poolSize int, servers ...*fakePG) (*Router, string
 // fakeRouterLogging is fakeRouter with its log written to w.
 func fakeRouterLogging(t *testing.T, w io.Writer, poolSize int, servers ...*fakePG) (*Router, string) {
 	t.Helper()
+	return startFakeRouter(t, w, poolSize, "100ms", servers...)
+}
+
+// startFakeRouter is fakeRouterLogging with health checks every inter.
+func startFakeRouter(t testing.TB, w io.Writer, poolSize int, inter string, servers ...*fakePG) (*Router, string) {
+	t.Helper()
 	var b strings.Builder
 	fmt.Fprintf(&b, "listen: 127.0.0.1:0\npool_mode: transaction\nauth_type: trust\npool:\n  size: %d\n", poolSize)
-	b.WriteString("timeouts:\n  query_wait: 20s\nhealth:\n  inter: 100ms\ndatabases:\n  db:\n    servers:\n")
+	fmt.Fprintf(&b, "timeouts:\n  query_wait: 20s\nhealth:\n  inter: %s\ndatabases:\n  db:\n    servers:\n", inter)
 	for i, s := range servers {
 		role := "primary"
 		if i > 0 {

@@ -7,7 +7,6 @@
 package router
 
 import (
-	"bytes"
 	"encoding/binary"
 
 	"github.com/pgswitch/pgswitch/router/classify"
@@ -48,14 +47,6 @@ func unitComplete(msgs []span) bool {
 	return last == 'Q' || last == 'S'
 }
 
-// staleMessage is the start of PostgreSQL's message for a stale plan; 0A000
-// alone also means other unsupported features.
-var staleMessage = []byte("cached plan must not change result type")
-
-// cacheLookupFailed starts PostgreSQL's message for a statement whose plan
-// names a catalog object that is gone.
-var cacheLookupFailed = []byte("cache lookup failed")
-
 // policy decides about a guarded unit's first error: a replica's read-only
 // refusal of a read is retried on the primary, a stale plan with the
 // statement prepared afresh.
@@ -63,11 +54,7 @@ func (s *Session) policy(code, message []byte) track.Outcome {
 	switch {
 	case s.curRead && string(code) == wire.CodeReadOnlySQLTransaction:
 		return track.Refused
-	case len(s.b.used) > 0 && string(code) == wire.CodeCachedPlanMustNotChangeResultType && bytes.HasPrefix(message, staleMessage):
-		return track.Stale
-	case len(s.b.used) > 0 && string(code) == wire.CodeInternalError && bytes.HasPrefix(message, cacheLookupFailed):
-		// A statement prepared before a type or table it names was
-		// dropped and made again behind pgswitch's back.
+	case len(s.b.used) > 0 && track.IsStalePlan(code, message):
 		return track.Stale
 	}
 	return track.Passed
@@ -93,7 +80,7 @@ func (s *Session) rerun(outcome track.Outcome) {
 			// The client decodes rows with a description it cached: rows of
 			// the new shape would break it. Tell it, as PostgreSQL would; its
 			// next Parse prepares the statement afresh.
-			e := wire.Errorf(wire.CodeCachedPlanMustNotChangeResultType, "cached plan must not change result type").
+			e := wire.Errorf(wire.CodeFeatureNotSupported, "cached plan must not change result type").
 				WithHint("The table changed; prepare the statement again.")
 			s.client.Write(wire.AppendReadyForQuery(e.AppendResponse(nil), 'I'))
 			return

@@ -65,7 +65,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Router, error) {
 		log = slog.Default()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &Router{pools: pool.NewSet(), log: log, ctx: ctx, stop: cancel, sessions: map[wire.CancelKey]*Session{}}
+	r := &Router{pools: pool.NewSet(log), log: log, ctx: ctx, stop: cancel, sessions: map[wire.CancelKey]*Session{}}
 	r.admin.started = time.Now()
 	r.lookups = newUserLookup(r.runAuthQuery)
 	r.keys = map[string]*wire.PassThrough{}

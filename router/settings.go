@@ -27,7 +27,7 @@ type afterSync struct {
 func (s *Session) syncUnit() error {
 	if names := s.curT.Evict(s.cfg.Pool.MaxPreparedStatements); len(names) > 0 {
 		for _, name := range names {
-			if err := s.emit(track.Request{Type: 'C', Edit: track.Swallow}, appendCloseStmt(nil, name)); err != nil {
+			if err := s.emit(track.Request{Type: 'C', Edit: track.Swallow}, wire.AppendClose(nil, 'S', name)); err != nil {
 				return err
 			}
 		}

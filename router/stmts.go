@@ -58,12 +58,7 @@ func (s *Session) renew(st *track.Stmt) *track.Stmt {
 
 // appendParse appends a Parse of st under its server name.
 func appendParse(dst []byte, st *track.Stmt) []byte {
-	dst = wire.AppendHeader(dst, 'P', len(st.Server)+1+len(st.Text)+1+len(st.Types))
-	dst = append(dst, st.Server...)
-	dst = append(dst, 0)
-	dst = append(dst, st.Text...)
-	dst = append(dst, 0)
-	return append(dst, st.Types...)
+	return wire.AppendParse(dst, st.Server, st.Text, st.Types)
 }
 
 // appendNamed appends msg (a Bind, or a Describe or Close of a statement)
@@ -76,7 +71,7 @@ func appendNamed(dst, msg []byte, off, n int, name string) []byte {
 	dst = append(dst, msg[:off]...)
 	dst = append(dst, name...)
 	dst = append(dst, msg[off+n:]...)
-	binary.BigEndian.PutUint32(dst[start+1:], uint32(len(dst)-start-1))
+	wire.SetLength(dst[start:])
 	return dst
 }
 
@@ -84,21 +79,14 @@ func appendNamed(dst, msg []byte, off, n int, name string) []byte {
 var (
 	// closeNone closes a statement that never exists: the server answers
 	// CloseComplete, whatever state it is in.
-	closeNone = appendCloseStmt(nil, "pgswitch.none")
+	closeNone = wire.AppendClose(nil, 'S', "pgswitch.none")
 	// describeNone fails: the server skips to Sync, and in a transaction
 	// block the transaction fails, exactly as after the client's own error.
-	describeNone = append(append(wire.AppendHeader(nil, 'D', 1+len("pgswitch.none")+1), 'S'), "pgswitch.none\x00"...)
-	syncMsg      = wire.AppendHeader(nil, 'S', 0)
-	parseOK      = []byte{'1', 0, 0, 0, 4}
-	closeOK      = []byte{'3', 0, 0, 0, 4}
+	describeNone = wire.AppendDescribe(nil, 'S', "pgswitch.none")
+	syncMsg      = wire.AppendSync(nil)
+	// parseOK answers a Parse whose statement a server already has.
+	parseOK = wire.AppendParseComplete(nil)
 )
-
-func appendCloseStmt(dst []byte, name string) []byte {
-	dst = wire.AppendHeader(dst, 'C', 1+len(name)+1)
-	dst = append(dst, 'S')
-	dst = append(dst, name...)
-	return append(dst, 0)
-}
 
 // unnamedStmt is the client's unnamed statement, which PostgreSQL keeps
 // until the next unnamed Parse or simple Query: a driver that describes in

@@ -349,7 +349,7 @@ func (s *Session) parse(m span, unitStart bool) error {
 		// A server accepted this text in this context before: the answer
 		// is PostgreSQL's, with no server needed (pgbench -M prepared on
 		// one thread prepares while its other connections hold servers).
-		s.b.local = append(s.b.local, parseOK...)
+		s.b.local = wire.AppendParseComplete(s.b.local)
 		return nil
 	}
 	if err := s.need(res, unitStart, text); err != nil {
@@ -540,7 +540,7 @@ func (s *Session) closeMsg(m span, unitStart bool) error {
 	}
 	if st == nil || !st.SQL {
 		if s.cur == nil {
-			s.b.local = append(s.b.local, closeOK...)
+			s.b.local = wire.AppendCloseComplete(s.b.local)
 			return nil
 		}
 		if err := s.need(unknownStmt, unitStart, ""); err != nil {

@@ -11,6 +11,7 @@ import (
 const (
 	SeverityError = "ERROR"
 	SeverityFatal = "FATAL"
+	SeverityPanic = "PANIC"
 )
 
 // Error is the one error type that reaches clients. Its cause is logged by
@@ -65,7 +66,7 @@ func (e *Error) Error() string {
 func (e *Error) Unwrap() error { return e.cause }
 
 // IsFatal reports whether the connection must be closed after sending e.
-func (e *Error) IsFatal() bool { return e.Severity == SeverityFatal || e.Severity == "PANIC" }
+func (e *Error) IsFatal() bool { return e.Severity == SeverityFatal || e.Severity == SeverityPanic }
 
 // AsError turns any error into the Error a client may see. Anything that is
 // not already an *Error becomes XX000 "internal error" with err as its cause.

@@ -61,6 +61,54 @@ func AppendReadyForQuery(dst []byte, status byte) []byte {
 	return append(dst, 'Z', 0, 0, 0, 5, status)
 }
 
+// AppendParse appends a Parse of query as the statement name. types is the
+// parameter type section as a client's Parse carries it (an int16 count and
+// that many type OIDs), copied undecoded; nil stands for no types.
+func AppendParse(dst []byte, name, query string, types []byte) []byte {
+	if len(types) == 0 {
+		types = noTypes
+	}
+	dst = AppendHeader(dst, 'P', len(name)+1+len(query)+1+len(types))
+	dst = append(append(dst, name...), 0)
+	dst = append(append(dst, query...), 0)
+	return append(dst, types...)
+}
+
+var noTypes = []byte{0, 0}
+
+// AppendDescribe appends a Describe of the statement (kind 'S') or portal
+// ('P') name.
+func AppendDescribe(dst []byte, kind byte, name string) []byte {
+	return appendTarget(dst, 'D', kind, name)
+}
+
+// AppendClose appends a Close of the statement (kind 'S') or portal ('P')
+// name.
+func AppendClose(dst []byte, kind byte, name string) []byte {
+	return appendTarget(dst, 'C', kind, name)
+}
+
+func appendTarget(dst []byte, typ, kind byte, name string) []byte {
+	dst = AppendHeader(dst, typ, 1+len(name)+1)
+	dst = append(dst, kind)
+	return append(append(dst, name...), 0)
+}
+
+// AppendSync appends a Sync message.
+func AppendSync(dst []byte) []byte { return AppendHeader(dst, 'S', 0) }
+
+// AppendParseComplete appends a ParseComplete message.
+func AppendParseComplete(dst []byte) []byte { return AppendHeader(dst, '1', 0) }
+
+// AppendCloseComplete appends a CloseComplete message.
+func AppendCloseComplete(dst []byte) []byte { return AppendHeader(dst, '3', 0) }
+
+// SetLength rewrites the length in the header of msg, a whole message
+// whose body was edited, to fit len(msg).
+func SetLength(msg []byte) {
+	PutHeader(msg, msg[0], len(msg)-HeaderSize)
+}
+
 // ErrorField returns the value of field code ('C' SQLSTATE, 'M' message,
 // 'V' severity, …) of an ErrorResponse or NoticeResponse body, nil when the
 // body has none or is malformed.

@@ -66,14 +66,21 @@ func (k CancelKey) secret() []byte {
 }
 
 // AppendCancelRequest appends the 16-byte CancelRequest packet for k to dst,
-// as sent on a fresh connection to a server to cancel its running query.
+// as sent on a fresh connection to cancel the session's running query.
 func (k CancelKey) AppendCancelRequest(dst []byte) []byte {
-	out, err := (&pgproto3.CancelRequest{ProcessID: k.ProcessID, SecretKey: k.secret()}).Encode(dst)
+	out, err := AppendCancelRequest(dst, k.ProcessID, k.secret())
 	if err != nil {
-		// Only keys longer than 256 bytes fail; ours has 4.
-		return dst
+		return dst // only keys longer than 256 bytes fail; ours has 4
 	}
 	return out
+}
+
+// AppendCancelRequest appends the CancelRequest packet for the server
+// process pid with its secret key (BackendKeyData's, 4 bytes in protocol
+// 3.0, up to 256 in 3.2) to dst, to be sent on a fresh connection to the
+// server. A longer key is an error.
+func AppendCancelRequest(dst []byte, pid uint32, secret []byte) ([]byte, error) {
+	return (&pgproto3.CancelRequest{ProcessID: pid, SecretKey: secret}).Encode(dst)
 }
 
 // AppendAuthOK appends an AuthenticationOk message to dst.

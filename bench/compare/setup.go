@@ -15,7 +15,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/pgswitch/pgswitch/integration/cluster"
+	"github.com/pgswitch/pgswitch/internal/pgcluster"
 )
 
 type kind int
@@ -41,7 +41,7 @@ type target struct {
 	prepared bool   // PgBouncer keeps prepared statements (1.21 and later)
 }
 
-func (t *target) port(cl *cluster.Cluster) int {
+func (t *target) port(cl *pgcluster.Cluster) int {
 	if t.proc == nil {
 		return cl.Primary.Port
 	}
@@ -51,7 +51,7 @@ func (t *target) port(cl *cluster.Cluster) int {
 // bench is one run's environment: the cluster, the routers, what was
 // skipped and why.
 type bench struct {
-	cl      *cluster.Cluster
+	cl      *pgcluster.Cluster
 	work    string
 	targets []*target
 	procs   []*process // every router process started, stopped by tearDown
@@ -67,7 +67,7 @@ func setUp(ctx context.Context, rows []row) (*bench, error) {
 	began := time.Now()
 	// Direct at -c 200 needs 200 backends beside the routers' pools and
 	// checks; the cluster's default is 200 in all.
-	cl, err := cluster.Start(ctx, cluster.Options{ExtraConf: []string{"max_connections = 400"}})
+	cl, err := pgcluster.Start(ctx, pgcluster.Options{ExtraConf: []string{"max_connections = 400"}})
 	if err != nil {
 		return nil, fmt.Errorf("start the cluster: %w", err)
 	}

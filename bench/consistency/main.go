@@ -26,7 +26,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgswitch/pgswitch/bench/internal/proc"
-	"github.com/pgswitch/pgswitch/integration/cluster"
+	"github.com/pgswitch/pgswitch/internal/pgcluster"
 )
 
 var (
@@ -62,7 +62,7 @@ type counts struct {
 
 func run() error {
 	ctx := context.Background()
-	cl, err := cluster.Start(ctx, cluster.Options{})
+	cl, err := pgcluster.Start(ctx, pgcluster.Options{})
 	if err != nil {
 		return err
 	}
@@ -166,7 +166,7 @@ func freePort() (int, error) {
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
-func start(bin, work string, cl *cluster.Cluster, consistency string) (*target, func(), error) {
+func start(bin, work string, cl *pgcluster.Cluster, consistency string) (*target, func(), error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, nil, err
@@ -273,7 +273,7 @@ func (t *target) read(ctx context.Context) (counts, error) {
 // serverTicks is the CPU time, in clock ticks, that the cluster's
 // PostgreSQL processes have used: each postmaster with its exited children,
 // and its live children.
-func serverTicks(cl *cluster.Cluster) (uint64, error) {
+func serverTicks(cl *pgcluster.Cluster) (uint64, error) {
 	var dirs []string
 	for _, srv := range cl.Servers() {
 		dirs = append(dirs, srv.DataDir)
@@ -286,7 +286,7 @@ func toUint(v any) uint64 {
 	return n
 }
 
-func pgbench(cl *cluster.Cluster, port int, args ...string) (string, error) {
+func pgbench(cl *pgcluster.Cluster, port int, args ...string) (string, error) {
 	cmd := exec.Command("pgbench", args...)
 	cmd.Env = append(os.Environ(), "PGHOST=127.0.0.1", "PGPORT="+strconv.Itoa(port), "PGUSER="+cl.User,
 		"PGPASSWORD="+cl.Password, "PGDATABASE="+cl.Database, "PGSSLMODE=disable")

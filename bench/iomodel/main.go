@@ -29,6 +29,8 @@ import (
 	"syscall"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgswitch/pgswitch/wire"
 )
 
 var (
@@ -76,17 +78,13 @@ func main() {
 
 // greeting is what a client gets after its startup packet.
 var greeting = func() []byte {
-	var b []byte
-	b = append(b, 'R', 0, 0, 0, 8, 0, 0, 0, 0)
+	b := wire.AppendAuthOK(nil)
 	for _, p := range [][2]string{{"server_version", "15.0"}, {"client_encoding", "UTF8"}, {"DateStyle", "ISO, MDY"},
 		{"integer_datetimes", "on"}, {"standard_conforming_strings", "on"}} {
-		n := 4 + len(p[0]) + 1 + len(p[1]) + 1
-		b = append(b, 'S')
-		b = binary.BigEndian.AppendUint32(b, uint32(n))
-		b = append(append(append(append(b, p[0]...), 0), p[1]...), 0)
+		b = wire.AppendParameterStatus(b, p[0], p[1])
 	}
-	b = append(b, 'K', 0, 0, 0, 12, 0, 0, 0, 1, 0, 0, 0, 2)
-	return append(b, 'Z', 0, 0, 0, 5, 'I')
+	b = wire.AppendBackendKeyData(b, wire.CancelKey{ProcessID: 1, SecretKey: 2})
+	return wire.AppendReadyForQuery(b, 'I')
 }()
 
 // startup reads a client's startup packet (answering SSLRequest with N)

@@ -13,7 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pgswitch/pgswitch/config"
-	"github.com/pgswitch/pgswitch/integration/cluster"
+	"github.com/pgswitch/pgswitch/internal/pgcluster"
 )
 
 func newDemoCommand() *cobra.Command {
@@ -51,7 +51,7 @@ or under /usr/lib/postgresql/*/bin.`,
 			defer stop()
 			startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 			defer cancel()
-			cl, err := cluster.Start(startCtx, cluster.Options{Replicas: replicas})
+			cl, err := pgcluster.Start(startCtx, pgcluster.Options{Replicas: replicas})
 			if err != nil {
 				return fmt.Errorf("start cluster: %w", err)
 			}
@@ -101,7 +101,7 @@ or under /usr/lib/postgresql/*/bin.`,
 }
 
 // demoConfig is the configuration pgswitch runs with in front of cl.
-func demoConfig(cl *cluster.Cluster, listen string) string {
+func demoConfig(cl *pgcluster.Cluster, listen string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "listen: %q\npool_mode: transaction\n", listen)
 	fmt.Fprintf(&b, "databases:\n  %s:\n    servers:\n", cl.Database)

@@ -20,14 +20,14 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/pgswitch/pgswitch/integration/cluster"
+	"github.com/pgswitch/pgswitch/internal/pgcluster"
 )
 
 // needPostgres fails the test in CI, and skips it elsewhere, when no
 // PostgreSQL server binaries are installed.
 func needPostgres(t *testing.T) {
 	t.Helper()
-	if _, err := cluster.Available(); err != nil {
+	if _, err := pgcluster.Available(); err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("needs PostgreSQL: %v", err)
 		}
@@ -36,12 +36,12 @@ func needPostgres(t *testing.T) {
 }
 
 // startCluster starts a primary with replicas for one test.
-func startCluster(t *testing.T) *cluster.Cluster {
+func startCluster(t *testing.T) *pgcluster.Cluster {
 	t.Helper()
 	needPostgres(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cl, err := cluster.Start(ctx, cluster.Options{})
+	cl, err := pgcluster.Start(ctx, pgcluster.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +50,7 @@ func startCluster(t *testing.T) *cluster.Cluster {
 }
 
 // serveConfig is a configuration for cl; replicas adds its replicas.
-func serveConfig(cl *cluster.Cluster, replicas bool, extra string) string {
+func serveConfig(cl *pgcluster.Cluster, replicas bool, extra string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "listen: 127.0.0.1:0\nhealth:\n  user: %s\n  inter: 200ms\n", cl.User)
 	fmt.Fprintf(&b, "admin:\n  admin_users: [%s]\n%s", cl.User, extra)
@@ -140,7 +140,7 @@ func startServe(t *testing.T, text string) *server {
 	return s
 }
 
-func (s *server) url(cl *cluster.Cluster, db string) string {
+func (s *server) url(cl *pgcluster.Cluster, db string) string {
 	u := url.URL{Scheme: "postgres", User: url.UserPassword(cl.User, cl.Password), Host: s.addr,
 		Path: "/" + db, RawQuery: "sslmode=disable"}
 	return u.String()

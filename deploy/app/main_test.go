@@ -12,13 +12,13 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/pgswitch/pgswitch/integration/cluster"
 	"github.com/pgswitch/pgswitch/integration/testproxy"
+	"github.com/pgswitch/pgswitch/internal/pgcluster"
 )
 
-var cl *cluster.Cluster
+var cl *pgcluster.Cluster
 
-func TestMain(m *testing.M) { os.Exit(cluster.Main(m, cluster.Options{Replicas: 1}, &cl)) }
+func TestMain(m *testing.M) { os.Exit(pgcluster.Main(m, pgcluster.Options{Replicas: 1}, &cl)) }
 
 // serveApp runs the application's handler on loopback with db.
 func serveApp(t *testing.T, db *database) string {

@@ -26,10 +26,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pgswitch/pgswitch/integration/cluster"
+	"github.com/pgswitch/pgswitch/internal/pgcluster"
 )
 
-var cl *cluster.Cluster
+var cl *pgcluster.Cluster
 
 // childLimitEnv set to "soft:hard" makes the test binary set its limit on
 // open files and execute its arguments instead of running tests.
@@ -39,7 +39,7 @@ func TestMain(m *testing.M) {
 	if v := os.Getenv(childLimitEnv); v != "" {
 		execWithFileLimit(v, os.Args[1:])
 	}
-	code := cluster.Main(m, cluster.Options{Replicas: -1, ExtraConf: []string{"authentication_timeout = 1s"}}, &cl)
+	code := pgcluster.Main(m, pgcluster.Options{Replicas: -1, ExtraConf: []string{"authentication_timeout = 1s"}}, &cl)
 	if binaryDir != "" {
 		os.RemoveAll(binaryDir)
 	}

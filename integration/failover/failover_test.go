@@ -18,13 +18,13 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgswitch/pgswitch/config"
-	"github.com/pgswitch/pgswitch/integration/cluster"
 	"github.com/pgswitch/pgswitch/integration/testproxy"
+	"github.com/pgswitch/pgswitch/internal/pgcluster"
 )
 
-var cl *cluster.Cluster
+var cl *pgcluster.Cluster
 
-func TestMain(m *testing.M) { os.Exit(cluster.Main(m, cluster.Options{}, &cl)) }
+func TestMain(m *testing.M) { os.Exit(pgcluster.Main(m, pgcluster.Options{}, &cl)) }
 
 const (
 	inter = 300 * time.Millisecond
@@ -41,7 +41,7 @@ routing:
   max_replica_lag_bytes: 1048576
 `, inter.Milliseconds(), fall, rise)
 
-func addr(s *cluster.Server) string { return fmt.Sprintf("%s:%d", s.Host, s.Port) }
+func addr(s *pgcluster.Server) string { return fmt.Sprintf("%s:%d", s.Host, s.Port) }
 
 // ports runs n reads through conn and counts the server ports that served them.
 func ports(t *testing.T, conn *pgx.Conn, n int) map[int]int {
@@ -57,7 +57,7 @@ func ports(t *testing.T, conn *pgx.Conn, n int) map[int]int {
 	return seen
 }
 
-func direct(t *testing.T, s *cluster.Server) *pgx.Conn {
+func direct(t *testing.T, s *pgcluster.Server) *pgx.Conn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -19,13 +19,13 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgswitch/pgswitch/admin"
-	"github.com/pgswitch/pgswitch/integration/cluster"
 	"github.com/pgswitch/pgswitch/integration/testproxy"
+	"github.com/pgswitch/pgswitch/internal/pgcluster"
 )
 
-var cl *cluster.Cluster
+var cl *pgcluster.Cluster
 
-func TestMain(m *testing.M) { os.Exit(cluster.Main(m, cluster.Options{}, &cl)) }
+func TestMain(m *testing.M) { os.Exit(pgcluster.Main(m, pgcluster.Options{}, &cl)) }
 
 func tool(t *testing.T, name string) string {
 	t.Helper()

@@ -19,7 +19,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgswitch/pgswitch/config"
-	"github.com/pgswitch/pgswitch/integration/cluster"
+	"github.com/pgswitch/pgswitch/internal/pgcluster"
 	"github.com/pgswitch/pgswitch/router"
 )
 
@@ -48,11 +48,11 @@ type Proxy struct {
 	R    *router.Router
 	Cfg  *config.Config
 	Text string // the configuration as written, for a test to edit and reload
-	cl   *cluster.Cluster
+	cl   *pgcluster.Cluster
 }
 
 // Start runs pgswitch in front of cl until the test ends.
-func Start(t testing.TB, cl *cluster.Cluster, o Options) *Proxy {
+func Start(t testing.TB, cl *pgcluster.Cluster, o Options) *Proxy {
 	t.Helper()
 	if o.Mode == "" {
 		o.Mode = config.PoolModeTransaction

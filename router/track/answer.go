@@ -100,7 +100,7 @@ func (s *Server) Answer(out []byte, typ byte, msg []byte) ([]byte, pool.Verdict)
 	g := s.guard
 	if g != nil && !g.refusing && edit != Swallow && edit != Capture && decisive(typ) {
 		if typ == 'E' && msg != nil {
-			body := msg[5:]
+			body := msg[wire.HeaderSize:]
 			if o := g.policy(wire.ErrorField(body, 'C'), wire.ErrorField(body, 'M')); o != Passed {
 				g.refusing, g.outcome = true, o
 				g.held = g.held[:0]
@@ -230,8 +230,8 @@ func (s *Server) completedLocked(h *Request, msg []byte) {
 		return
 	}
 	tag := []byte(nil)
-	if len(msg) > 5 {
-		tag = msg[5:]
+	if len(msg) > wire.HeaderSize {
+		tag = msg[wire.HeaderSize:]
 	}
 	s.effectLocked(h.Effects[i], !h.Replay, tag)
 }
@@ -346,9 +346,9 @@ func (s *Server) errorLocked(sink *[]byte, h *Request, msg []byte) {
 	if msg == nil {
 		return
 	}
-	body := msg[5:]
+	body := msg[wire.HeaderSize:]
 	code := wire.ErrorField(body, 'C')
-	if s.db != nil && isStalePlan(code, wire.ErrorField(body, 'M')) {
+	if s.db != nil && IsStalePlan(code, wire.ErrorField(body, 'M')) {
 		s.db.CatalogChanged()
 	}
 	if h == nil {
@@ -404,8 +404,8 @@ func (s *Server) refusedLocked(r Request) {
 // whether the client stays pinned here.
 func (s *Server) readyLocked(sink *[]byte, msg []byte) bool {
 	status := byte('I')
-	if len(msg) > 5 {
-		status = msg[5]
+	if len(msg) > wire.HeaderSize {
+		status = msg[wire.HeaderSize]
 	}
 	var r Request
 	found := false
@@ -442,24 +442,32 @@ func (s *Server) readyLocked(sink *[]byte, msg []byte) bool {
 	return s.client != nil && s.client.Pinned() != ""
 }
 
-// isStalePlan reports whether an error says a statement prepared before a
-// catalog change no longer fits it.
-func isStalePlan(code, message []byte) bool {
+// IsStalePlan reports whether a server's error, by its SQLSTATE and
+// message, says that a statement prepared before a catalog change no longer
+// fits it: 0A000 (feature_not_supported) "cached plan must not change
+// result type", or XX000 (internal_error) "cache lookup failed" for a plan
+// naming an object dropped and made again behind pgswitch's back.
+func IsStalePlan(code, message []byte) bool {
 	switch string(code) {
-	case "0A000":
-		return bytes.HasPrefix(message, []byte("cached plan must not change result type"))
-	case "XX000":
-		return bytes.HasPrefix(message, []byte("cache lookup failed"))
+	case wire.CodeFeatureNotSupported:
+		return bytes.HasPrefix(message, staleMessage)
+	case wire.CodeInternalError:
+		return bytes.HasPrefix(message, cacheLookupFailed)
 	}
 	return false
 }
 
+var (
+	staleMessage      = []byte("cached plan must not change result type")
+	cacheLookupFailed = []byte("cache lookup failed")
+)
+
 // dataRowText returns the columns of a DataRow as text (NULL as "").
 func dataRowText(msg []byte) []string {
-	if len(msg) < 7 {
+	if len(msg) < wire.HeaderSize+2 {
 		return nil
 	}
-	b := msg[5:]
+	b := msg[wire.HeaderSize:]
 	n := int(binary.BigEndian.Uint16(b))
 	b = b[2:]
 	out := make([]string, 0, n)

@@ -1,6 +1,10 @@
 package track
 
-import "strconv"
+import (
+	"strconv"
+
+	"github.com/pgswitch/pgswitch/wire"
+)
 
 // CaptureQuery reads back a server connection's session settings: those a
 // session set (source "session"), which is every setting pgswitch or the
@@ -38,7 +42,7 @@ func (s *Server) captureDoneLocked(r Request) {
 		return
 	}
 	switch {
-	case c.err == "25P02":
+	case c.err == wire.CodeInFailedSQLTransaction:
 		// The client's transaction failed: it will roll back whatever it set.
 		return
 	case c.err != "":

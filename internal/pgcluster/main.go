@@ -1,4 +1,4 @@
-package cluster
+package pgcluster
 
 import (
 	"context"
@@ -18,8 +18,8 @@ const logEnv = "PGSWITCH_CLUSTER_LOG"
 
 // Main runs an integration test package against its own cluster:
 //
-//	var cl *cluster.Cluster
-//	func TestMain(m *testing.M) { os.Exit(cluster.Main(m, cluster.Options{}, &cl)) }
+//	var cl *pgcluster.Cluster
+//	func TestMain(m *testing.M) { os.Exit(pgcluster.Main(m, pgcluster.Options{}, &cl)) }
 //
 // It starts the cluster into *cl, runs m.Run and stops the cluster. When
 // PostgreSQL is not installed it says why and returns 1 if $CI is "true" (tests

@@ -1,4 +1,4 @@
-package cluster
+package pgcluster
 
 import (
 	"context"
@@ -194,7 +194,7 @@ func (c *Cluster) initPrimary(ctx context.Context, extra []string) error {
 	// but members of pgswitch_md5 (a group tests create), who may prove
 	// an md5 one where their password is stored so.
 	hba := strings.Join([]string{
-		"# written by pgswitch integration/cluster",
+		"# written by pgswitch internal/pgcluster",
 		"local all         all                 trust",
 		"local replication all                 trust",
 		"host  all         +pgswitch_md5  127.0.0.1/32  md5",
@@ -216,7 +216,7 @@ func (c *Cluster) initPrimary(ctx context.Context, extra []string) error {
 	// wal_writer_delay.
 	conf := []string{
 		"",
-		"# written by pgswitch integration/cluster",
+		"# written by pgswitch internal/pgcluster",
 		"listen_addresses = '127.0.0.1'",
 		"unix_socket_directories = " + quoteLiteral(c.SocketDir),
 		"password_encryption = 'scram-sha-256'",
