@@ -332,7 +332,26 @@ func TestSCRAMPassThroughYAML(t *testing.T) {
 		t.Fatalf("got verifiers of kinds %.14s and %.3s, want SCRAM-SHA-256 and md5", scramVerifier, md5Verifier)
 	}
 	users := fmt.Sprintf("  %s:\n    password: %q\n  %s:\n    auth: md5\n    password: %q\n", scramRole, scramVerifier, md5Role, md5Verifier)
-	p := startProxy(t, proxyOptions{DBs: []string{db}, Primary: true, PoolSize: 1, ExtraUsers: users})
+	var log lockedBuffer
+	p := startProxy(t, proxyOptions{DBs: []string{db}, Primary: true, PoolSize: 1, ExtraUsers: users, Log: &log})
+	defer func() {
+		// Neither passwords nor verifiers, nor a verifier's keys, are logged.
+		text := log.String()
+		secrets := []string{"pt-scram-pw", "pt-md5-pw", scramVerifier, md5Verifier, md5Verifier[3:]}
+		for _, part := range strings.FieldsFunc(scramVerifier, func(r rune) bool { return r == '$' || r == ':' }) {
+			if len(part) > 8 {
+				secrets = append(secrets, part)
+			}
+		}
+		for _, s := range secrets {
+			if strings.Contains(text, s) {
+				t.Errorf("pgswitch's log holds a secret (%d characters)", len(s))
+			}
+		}
+		if !strings.Contains(text, scramRole) {
+			t.Errorf("pgswitch's log does not mention %s: was it captured?", scramRole)
+		}
+	}()
 
 	for _, c := range []struct{ user, password string }{{scramRole, "pt-scram-pw"}, {md5Role, "pt-md5-pw"}} {
 		want, err := whoAmI(ctx, cl.Primary.DSN(c.user, c.password, db))
@@ -399,4 +418,64 @@ func TestCleartextPassword(t *testing.T) {
 	wantCode(t, "wrong password", err, "28P01")
 	_, err = whoAmI(ctx, allowed.URLAs("aq_nobody", "x", db))
 	wantCode(t, "unknown role", err, "28P01")
+}
+
+// TestAuthQueryFunction: the setup pgswitch.yaml recommends. auth_user is
+// no superuser; it may only call a SECURITY DEFINER function that reads
+// pg_shadow, installed in one database, which auth_dbname names, while
+// clients log in to another. Without auth_dbname the lookup runs in the
+// client's database, where the function is missing: the client is told
+// that the lookup failed (08006), nothing about the role.
+func TestAuthQueryFunction(t *testing.T) {
+	t.Parallel()
+	authDB, appDB := newDatabase(t), newDatabase(t)
+	lookupRole, role := roleName("lookup"), roleName("fn")
+	createRole(t, lookupRole, "lookup-pw", false)
+	setup := primaryConn(t, authDB)
+	mustExec(t, setup, "CREATE SCHEMA pgswitch")
+	mustExec(t, setup, `CREATE FUNCTION pgswitch.lookup(u text, OUT usename name, OUT passwd text)
+		RETURNS record LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog
+		AS $$ SELECT usename, passwd FROM pg_shadow WHERE usename = u $$`)
+	mustExec(t, setup, "REVOKE ALL ON FUNCTION pgswitch.lookup(text) FROM PUBLIC")
+	mustExec(t, setup, "GRANT USAGE ON SCHEMA pgswitch TO "+pgx.Identifier{lookupRole}.Sanitize())
+	mustExec(t, setup, "GRANT EXECUTE ON FUNCTION pgswitch.lookup(text) TO "+pgx.Identifier{lookupRole}.Sanitize())
+	users := fmt.Sprintf("  %s:\n    password: %q\n", lookupRole, "lookup-pw")
+	yaml := fmt.Sprintf("auth_user: %s\nauth_query: SELECT usename, passwd FROM pgswitch.lookup($1)\n", lookupRole)
+	p := startProxy(t, proxyOptions{DBs: []string{authDB, appDB}, Primary: true, ExtraUsers: users, YAML: yaml + "auth_dbname: " + authDB + "\n"})
+	inClientDB := startProxy(t, proxyOptions{DBs: []string{authDB, appDB}, Primary: true, ExtraUsers: users, YAML: yaml})
+	createRole(t, role, "fn-pw", false)
+	ctx := testCtx(t)
+
+	want, err := whoAmI(ctx, cl.Primary.DSN(role, "fn-pw", appDB))
+	if err != nil {
+		t.Fatalf("directly: %v", err)
+	}
+	if got, err := whoAmI(ctx, p.URLAs(role, "fn-pw", appDB)); err != nil || got != want {
+		t.Fatalf("through pgswitch with auth_dbname: got %q, %v; want %q", got, err, want)
+	}
+	_, err = whoAmI(ctx, p.URLAs(role, "wrong", appDB))
+	wantCode(t, "wrong password", err, "28P01")
+	_, err = whoAmI(ctx, inClientDB.URLAs(role, "fn-pw", appDB))
+	wantCode(t, "lookup in a database without the function", err, "08006")
+	if got, err := whoAmI(ctx, inClientDB.URLAs(role, "fn-pw", authDB)); err != nil || !strings.HasPrefix(got, role+" ") {
+		t.Fatalf("lookup in the client's database, which has the function: got %q, %v", got, err)
+	}
+}
+
+// lockedBuffer is a log destination that goroutines may share.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -40,6 +40,8 @@ type Options struct {
 	// eventual: under causal a read may wait for, or go past, a replica
 	// that has not replayed the test's writes yet.
 	Consistency config.Consistency
+	// Log, when set, receives pgswitch's log at debug level.
+	Log io.Writer
 }
 
 // Proxy is a pgswitch router running in the test process.
@@ -112,6 +114,9 @@ func Start(t testing.TB, cl *pgcluster.Cluster, o Options) *Proxy {
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if os.Getenv("PGSWITCH_TEST_LOG") != "" {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	if o.Log != nil {
+		logger = slog.New(slog.NewTextHandler(o.Log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	r, err := router.New(cfg, logger)
 	if err != nil {
