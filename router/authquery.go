@@ -32,8 +32,14 @@ type userLookup struct {
 
 	mu    sync.Mutex
 	found map[lookupKey]*lookedUp
-	idle  map[string]*pgx.Conn // auth_user's connection per server and database, while unused
-	done  bool                 // closed: no connection is kept
+	idle  map[string]idleConn // auth_user's connection per server and database, while unused
+	done  bool                // closed: no connection is kept
+}
+
+// idleConn is a connection kept for the next lookup, and since when.
+type idleConn struct {
+	conn  *pgx.Conn
+	since time.Time
 }
 
 type lookupKey struct{ db, user string }
@@ -54,7 +60,7 @@ func newUserLookup(query func(context.Context, *config.Config, *config.Database,
 		query: query,
 		slots: make(chan struct{}, maxLookups),
 		found: map[lookupKey]*lookedUp{},
-		idle:  map[string]*pgx.Conn{},
+		idle:  map[string]idleConn{},
 	}
 }
 
@@ -108,31 +114,56 @@ func (l *userLookup) lookup(ctx context.Context, cfg *config.Config, db *config.
 	return e, e.err
 }
 
-// close closes the connections kept for lookups.
+// close closes the connections kept for lookups; none is kept after.
 func (l *userLookup) close() {
 	l.mu.Lock()
+	l.done = true
+	l.mu.Unlock()
+	l.forget()
+}
+
+// forget drops what lookups found and the connections kept for them, for
+// a new configuration (another auth_user or auth_query) to take effect
+// at once. Lookups in flight end as they began.
+func (l *userLookup) forget() {
+	l.mu.Lock()
 	idle := l.idle
-	l.idle, l.done = nil, true
+	l.idle = map[string]idleConn{}
+	for k, e := range l.found {
+		select {
+		case <-e.ready:
+			delete(l.found, k)
+		default:
+		}
+	}
 	l.mu.Unlock()
 	for _, c := range idle {
-		c.Close(context.Background())
+		c.conn.Close(context.Background())
 	}
 }
 
-// take returns the idle connection kept for key, if any.
-func (l *userLookup) take(key string) *pgx.Conn {
+// take returns the connection kept for key, if any, unless it has been
+// idle for maxIdle (then it is closed).
+func (l *userLookup) take(key string, maxIdle time.Duration) *pgx.Conn {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	c := l.idle[key]
+	c, ok := l.idle[key]
 	delete(l.idle, key)
-	return c
+	l.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	if maxIdle > 0 && l.now().Sub(c.since) >= maxIdle {
+		c.conn.Close(context.Background())
+		return nil
+	}
+	return c.conn
 }
 
 // put keeps c for key's next lookup, or closes it if one is kept already.
 func (l *userLookup) put(key string, c *pgx.Conn) {
 	l.mu.Lock()
-	if !l.done && l.idle[key] == nil {
-		l.idle[key] = c
+	if _, kept := l.idle[key]; !l.done && !kept {
+		l.idle[key] = idleConn{conn: c, since: l.now()}
 		c = nil
 	}
 	l.mu.Unlock()
@@ -162,7 +193,7 @@ func (r *Router) runAuthQuery(ctx context.Context, cfg *config.Config, db *confi
 	}
 	key := cfg.AuthUser + "@" + srv.Addr() + "/" + db.DBName
 	for attempt := 0; ; attempt++ {
-		c := r.lookups.take(key)
+		c := r.lookups.take(key, cfg.Timeouts.ServerIdle)
 		reused := c != nil
 		if c == nil {
 			// health.Connect logs in as health.user: here, auth_user.
@@ -177,8 +208,9 @@ func (r *Router) runAuthQuery(ctx context.Context, cfg *config.Config, db *confi
 		}
 		res := c.PgConn().ExecParams(ctx, cfg.AuthQuery, [][]byte{[]byte(user)}, nil, nil, nil).Read()
 		if res.Err != nil {
+			broken := c.PgConn().IsClosed() || !isServerError(res.Err)
 			c.Close(context.Background())
-			if reused && attempt == 0 && !isServerError(res.Err) {
+			if reused && attempt == 0 && broken {
 				continue // the kept connection went stale: once more, anew
 			}
 			return "", false, fmt.Errorf("%w on %s: %w", errAuthQuery, srv.Addr(), res.Err)

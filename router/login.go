@@ -164,7 +164,7 @@ func (r *Router) login(conn net.Conn, st *state, startup *wire.Startup) (*Sessio
 		return nil, err
 	}
 	if u != nil && u.PassThrough() {
-		r.passThrough(userName).Learn(secret, key)
+		r.passThrough(u).Learn(secret, key)
 	}
 	db := cfg.Databases[dbName]
 	if db == nil {

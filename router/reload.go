@@ -15,6 +15,7 @@ func (r *Router) Reload(cfg *config.Config) error {
 	if err := r.Apply(cfg); err != nil {
 		return err
 	}
+	r.lookups.forget()
 	for _, p := range r.pools.Pools() {
 		k := p.Key()
 		db, u := cfg.Databases[k.Database], cfg.Users[k.User]

@@ -43,7 +43,7 @@ type Router struct {
 
 	lookups *userLookup // auth_query's cache (authquery.go)
 	keysMu  sync.Mutex
-	keys    map[string]*wire.PassThrough // by user name: for users known only by a verifier
+	keys    map[passThroughKey]*wire.PassThrough // for users known only by a verifier
 
 	ctx  context.Context // ends every session's waits on Close
 	stop context.CancelFunc
@@ -68,7 +68,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Router, error) {
 	r := &Router{pools: pool.NewSet(log), log: log, ctx: ctx, stop: cancel, sessions: map[wire.CancelKey]*Session{}}
 	r.admin.started = time.Now()
 	r.lookups = newUserLookup(r.runAuthQuery)
-	r.keys = map[string]*wire.PassThrough{}
+	r.keys = map[passThroughKey]*wire.PassThrough{}
 	if err := r.Apply(cfg); err != nil {
 		cancel()
 		return nil, err
@@ -221,15 +221,21 @@ func (r *Router) Close() {
 	r.wg.Wait()
 }
 
-// passThrough returns what logs in to servers as user when pgswitch knows
-// only the user's verifier: what its clients proved.
-func (r *Router) passThrough(user string) *wire.PassThrough {
+// passThroughKey is a user and the verifier pgswitch knows for it: what
+// one client proves fits the servers that hold the same verifier only,
+// and two databases' servers may hold different ones for one name.
+type passThroughKey struct{ user, verifier string }
+
+// passThrough returns what logs in to servers as u when pgswitch knows only
+// u's verifier: what u's clients proved against that verifier.
+func (r *Router) passThrough(u *config.User) *wire.PassThrough {
+	k := passThroughKey{u.Name, u.Password}
 	r.keysMu.Lock()
 	defer r.keysMu.Unlock()
-	pt := r.keys[user]
+	pt := r.keys[k]
 	if pt == nil {
 		pt = &wire.PassThrough{}
-		r.keys[user] = pt
+		r.keys[k] = pt
 	}
 	return pt
 }

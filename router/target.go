@@ -35,7 +35,7 @@ func (s *Session) lookupPool(srv *config.Server) *pool.Pool {
 	}
 	if s.user.PassThrough() {
 		target.Password = ""
-		target.PassThrough = s.r.passThrough(s.user.Name)
+		target.PassThrough = s.r.passThrough(s.user)
 	}
 	settings := pool.Settings{
 		Size:        cfg.PoolSizeFor(s.db, s.user),
