@@ -10,8 +10,27 @@ type Config struct {
 	// PoolMode is the default for every user: session or transaction (default).
 	PoolMode PoolMode `yaml:"pool_mode"`
 	// AuthType is how clients authenticate unless their user says otherwise:
-	// scram-sha-256 (default), md5 or trust.
+	// scram-sha-256 (default), md5, password (cleartext; PgBouncer's
+	// "plain" is read as it) or trust.
 	AuthType AuthType `yaml:"auth_type"`
+	// AllowCleartextWithoutTLS lets the password method ask for a cleartext
+	// password on a connection without TLS; by default such clients are
+	// refused before they send it.
+	AllowCleartextWithoutTLS bool `yaml:"allow_cleartext_without_tls"`
+	// AuthUser, when set, names the configured user pgswitch logs in to a
+	// server as to look up, with AuthQuery, the password verifier of a
+	// user the configuration does not list (PgBouncer's auth_user).
+	AuthUser string `yaml:"auth_user"`
+	// AuthQuery returns (name, password verifier) for the user given as $1
+	// (default: PgBouncer's classic "SELECT usename, passwd FROM pg_shadow
+	// WHERE usename=$1").
+	AuthQuery string `yaml:"auth_query"`
+	// AuthDBName names the database (a key of Databases) whose servers run
+	// AuthQuery, in its dbname; default: the one the client asked for.
+	AuthDBName string `yaml:"auth_dbname"`
+	// AuthCacheTime is how long a verifier AuthQuery returned is used
+	// before it is looked up again (default 60s).
+	AuthCacheTime time.Duration `yaml:"auth_cache_time"`
 	// TLS, when set, is offered to clients that send SSLRequest over TCP.
 	TLS *TLS `yaml:"tls"`
 	// ClientTLSMode is what pgswitch asks of TCP clients, PgBouncer's
@@ -86,7 +105,13 @@ const (
 	// AuthPeer takes the user from the OS account at the other end of the
 	// Unix socket (SO_PEERCRED), as PostgreSQL's peer method.
 	AuthPeer AuthType = "peer"
+	// AuthPassword asks for the password in cleartext (PostgreSQL's
+	// "password" method, PgBouncer's "plain").
+	AuthPassword AuthType = "password"
 )
+
+// DefaultAuthQuery is auth_query's default.
+const DefaultAuthQuery = "SELECT usename, passwd FROM pg_shadow WHERE usename=$1"
 
 // Route says where a database's traffic may go.
 type Route string
@@ -295,7 +320,9 @@ type User struct {
 	// Password is plain text, a ${ENV} reference, or a verifier
 	// ("SCRAM-SHA-256$…" or "md5…"). A verifier authenticates clients only.
 	Password string `yaml:"password"`
-	// ServerPassword is used to log in to servers when Password is a verifier.
+	// ServerPassword is used to log in to servers when Password is a
+	// verifier. Without it, such a user logs in to servers with what its
+	// clients prove (pass-through: the SCRAM ClientKey, or the md5 hash).
 	ServerPassword string `yaml:"server_password"`
 	// Auth overrides auth_type for this user (trust only when said here or globally).
 	Auth AuthType `yaml:"auth"`

@@ -13,7 +13,7 @@ import (
 )
 
 // authTypes are the values of auth_type and users.NAME.auth.
-var authTypes = []string{string(AuthSCRAM), string(AuthMD5), string(AuthTrust), string(AuthCert), string(AuthPeer)}
+var authTypes = []string{string(AuthSCRAM), string(AuthMD5), string(AuthPassword), string(AuthTrust), string(AuthCert), string(AuthPeer)}
 
 // Passwordless reports whether a method proves who the client is without
 // a password: trust, cert and peer.

@@ -37,6 +37,9 @@ func (c *Config) setDefaults() {
 	if c.AuthType == "" {
 		c.AuthType = AuthSCRAM
 	}
+	c.AuthType = c.AuthType.normal()
+	def(&c.AuthQuery, DefaultAuthQuery)
+	defDur(&c.AuthCacheTime, time.Minute)
 	def(&c.ServerTLSMode, "disable")
 	if c.TLS != nil {
 		def(&c.ClientTLSMode, "prefer")
@@ -78,10 +81,16 @@ func (c *Config) setDefaults() {
 	defInt(&h.Fall, 3)
 	defInt(&h.Rise, 2)
 	defDur(&h.Timeout, 2*time.Second)
-	if h.User == "" && len(c.Users) > 0 {
-		h.User = slices.Sorted(maps.Keys(c.Users))[0]
+	if h.User == "" {
+		// The first user by name that does not log in by pass-through.
+		for _, name := range slices.Sorted(maps.Keys(c.Users)) {
+			if u := c.Users[name]; u != nil && !u.PassThrough() {
+				h.User = name
+				break
+			}
+		}
 	}
-	if h.Password == "" && c.Users[h.User] != nil {
+	if h.Password == "" && c.Users[h.User] != nil && !c.Users[h.User].PassThrough() {
 		h.Password = c.Users[h.User].ServerPasswordValue()
 	} else {
 		h.Password = serverPassword(h.Password)
@@ -115,8 +124,17 @@ func (c *Config) setDefaults() {
 	for name, u := range c.Users {
 		if u != nil {
 			u.Name = name
+			u.Auth = u.Auth.normal()
 		}
 	}
+}
+
+// normal reads PgBouncer's name for the cleartext method as PostgreSQL's.
+func (a AuthType) normal() AuthType {
+	if a == "plain" {
+		return AuthPassword
+	}
+	return a
 }
 
 // reservedDatabases are served by pgswitch's admin console.
@@ -203,7 +221,12 @@ func (c *Config) validate(r *report) {
 	c.validateRules(bad)
 	if _, known := c.Users[c.Health.User]; c.Health.User != "" && !known && c.Health.Password == "" {
 		bad("health.user", "%q is not a configured user: give health.password too", c.Health.User)
+	} else if known && c.Health.Password == "" && c.Users[c.Health.User].PassThrough() {
+		bad("health.password", "is required: user %q has only a verifier, no password to log in with", c.Health.User)
+	} else if c.Health.User == "" && slices.ContainsFunc(slices.Collect(maps.Values(c.Users)), func(u *User) bool { return u != nil }) {
+		bad("health.user", "is required: no configured user has a password to log in with (only verifiers)")
 	}
+	c.validateAuthQuery(r)
 	if c.Health.Fall < 1 {
 		bad("health.fall", "must be at least 1, got %d", c.Health.Fall)
 	}
@@ -287,9 +310,6 @@ func (c *Config) validate(r *report) {
 		auth := c.AuthFor(u)
 		if !auth.Passwordless() && u.Password == "" {
 			bad(key+".password", "is required unless auth is trust, cert or peer")
-		}
-		if u.PasswordKind() != PasswordPlain && u.ServerPassword == "" {
-			bad(key+".server_password", "is required when password is a verifier: servers need the clear password")
 		}
 	}
 	c.validateAuthNeeds(bad)
@@ -413,6 +433,39 @@ func (c *Config) validatePeers(r *report) {
 			r.bad(key, "invalid port in %q", a)
 		}
 	}
+}
+
+// validateAuthQuery checks auth_user, auth_query, auth_dbname and
+// auth_cache_time.
+func (c *Config) validateAuthQuery(r *report) {
+	bad := r.bad
+	if c.AuthCacheTime < 0 {
+		bad("auth_cache_time", "must not be negative, got %s", c.AuthCacheTime)
+	}
+	if c.AuthUser == "" {
+		if r.set("auth_dbname") {
+			bad("auth_dbname", "is used only with auth_user")
+		}
+		return
+	}
+	if u := c.Users[c.AuthUser]; u == nil {
+		bad("auth_user", "%q is not a configured user", c.AuthUser)
+	} else if u.PassThrough() {
+		bad("auth_user", "user %q has only a verifier: give it server_password, which auth_query logs in with", c.AuthUser)
+	}
+	if strings.TrimSpace(c.AuthQuery) == "" {
+		bad("auth_query", "must not be empty")
+	}
+	if c.AuthDBName != "" && c.Databases[c.AuthDBName] == nil {
+		bad("auth_dbname", "%q is not a configured database", c.AuthDBName)
+	}
+}
+
+// PassThrough reports whether u has only a verifier, no password to log in
+// to servers with (no server_password): its server logins pass through
+// what its clients prove.
+func (u *User) PassThrough() bool {
+	return u.ServerPassword == "" && u.Password != "" && u.PasswordKind() != PasswordPlain
 }
 
 // Redacted returns a deep copy with every secret replaced, for display.

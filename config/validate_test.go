@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 var errorLinePrefix = regexp.MustCompile(`^line [0-9]+: `)
@@ -65,7 +66,7 @@ func TestValidationErrors(t *testing.T) {
 		{"metrics_listen without host", minimal + "metrics_listen: 9187\n", []string{`metrics_listen: must be host:port, got "9187"`}},
 		{"pool_mode", minimal + "pool_mode: statement\n", []string{`pool_mode: must be one of "session", "transaction", got "statement"`}},
 		{"pool_mode is case sensitive", minimal + "pool_mode: Session\n", []string{`pool_mode: must be one of`}},
-		{"auth_type", minimal + "auth_type: password\n", []string{`auth_type: must be one of "scram-sha-256", "md5", "trust", "cert", "peer", got "password"`}},
+		{"auth_type", minimal + "auth_type: ldap\n", []string{`auth_type: must be one of "scram-sha-256", "md5", "password", "trust", "cert", "peer", got "ldap"`}},
 		{"server_tls_mode", minimal + "server_tls_mode: on\n", []string{`server_tls_mode: must be one of "disable", "allow", "prefer", "require", "verify-ca", "verify-full", got "on"`}},
 
 		// pool
@@ -130,16 +131,25 @@ func TestValidationErrors(t *testing.T) {
 		// users
 		{"no users", dbOnly, []string{"users: at least one user is required"}},
 		{"user is empty", dbOnly + "users:\n  app:\n", []string{"users.app: is empty"}},
-		{"user auth", withUser("password: x, auth: password"), []string{`users.app.auth: must be one of "scram-sha-256", "md5", "trust", "cert", "peer", got "password"`}},
+		{"user auth", withUser("password: x, auth: ldap"), []string{`users.app.auth: must be one of "scram-sha-256", "md5", "password", "trust", "cert", "peer", got "ldap"`}},
 		{"user pool_mode", withUser("password: x, pool_mode: statement"), []string{`users.app.pool_mode: must be one of "session", "transaction", got "statement"`}},
 		{"user pool_size", withUser("password: x, pool_size: -1"), []string{"users.app.pool_size: must not be negative, got -1"}},
 		{"password missing under scram", withUser("auth: scram-sha-256"), []string{"users.app.password: is required unless auth is trust"}},
 		{"password missing under global md5", "auth_type: md5\n" + withUser("pool_size: 1"), []string{"users.app.password: is required unless auth is trust"}},
 		{"password missing, user md5 over global trust", "auth_type: trust\n" + withUser("auth: md5"), []string{"users.app.password: is required unless auth is trust"}},
-		{"SCRAM verifier without server_password", withUser("password: '" + scramVerifier + "'"),
-			[]string{"users.app.server_password: is required when password is a verifier"}},
-		{"md5 verifier without server_password", withUser("password: " + md5Verifier32),
-			[]string{"users.app.server_password: is required when password is a verifier"}},
+		// Pass-through users log in to servers with what clients prove;
+		// health checks need a password all the same.
+		{"only verifiers, no health user", withUser("password: '" + scramVerifier + "'"),
+			[]string{"health.user: is required: no configured user has a password to log in with"}},
+		{"health user with only a verifier", withUser("password: "+md5Verifier32) + "health: {user: app}\n",
+			[]string{`health.password: is required: user "app" has only a verifier`}},
+		{"auth_user not configured", minimal + "auth_user: lookup\n", []string{`auth_user: "lookup" is not a configured user`}},
+		{"auth_user with only a verifier", withUser("password: "+md5Verifier32) + "health: {user: app, password: x}\nauth_user: app\n",
+			[]string{`auth_user: user "app" has only a verifier: give it server_password`}},
+		{"auth_query empty", minimal + "auth_user: app\nauth_query: ' '\n", []string{"auth_query: must not be empty"}},
+		{"auth_dbname unknown", minimal + "auth_user: app\nauth_dbname: postgres\n", []string{`auth_dbname: "postgres" is not a configured database`}},
+		{"auth_dbname without auth_user", minimal + "auth_dbname: app\n", []string{"auth_dbname: is used only with auth_user"}},
+		{"auth_cache_time negative", minimal + "auth_user: app\nauth_cache_time: -1s\n", []string{"auth_cache_time: must not be negative, got -1s"}},
 		{"admin user not configured", minimal + "admin: {admin_users: [root]}\n", []string{`admin.admin_users: "root" is not a configured user`}},
 		{"stats user not configured", minimal + "admin: {stats_users: [app, grafana]}\n", []string{`admin.stats_users: "grafana" is not a configured user`}},
 
@@ -203,6 +213,11 @@ func TestValidConfigurations(t *testing.T) {
 		{"SCRAM verifier with server_password", withUser("password: '" + scramVerifier + "', server_password: s")},
 		{"md5 verifier with server_password", withUser("password: " + md5Verifier32 + ", server_password: s")},
 		{"admin and stats users", minimal + "admin: {admin_users: [app], stats_users: [app]}\n"},
+		{"SCRAM verifier without server_password: pass-through", withUser("password: '"+scramVerifier+"'") + "health: {user: app, password: x}\n"},
+		{"md5 verifier without server_password: pass-through", withUser("password: "+md5Verifier32) + "health: {user: app, password: x}\n"},
+		{"auth_user, auth_query, auth_dbname, auth_cache_time", minimal + "auth_user: app\nauth_query: SELECT * FROM pgswitch.lookup($1)\nauth_dbname: app\nauth_cache_time: 5s\n"},
+		{"cleartext password", minimal + "auth_type: password\nallow_cleartext_without_tls: true\n"},
+		{"PgBouncer's plain", withUser("password: x, auth: plain")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			mustParse(t, tc.yaml)
@@ -290,5 +305,23 @@ func TestHealthPasswordPrepared(t *testing.T) {
 	cfg := mustParse(t, withUser("password: pw")+"health: {user: monitor, password: \"mon-\u2168\"}\n")
 	if got, want := cfg.Health.Password, "mon-IX"; got != want {
 		t.Errorf("health.password: got %q, want %q", got, want)
+	}
+}
+
+func TestAuthDefaults(t *testing.T) {
+	cfg := mustParse(t, minimal)
+	if cfg.AuthQuery != DefaultAuthQuery || cfg.AuthCacheTime != time.Minute || cfg.AllowCleartextWithoutTLS {
+		t.Errorf("got auth_query %q, auth_cache_time %s, allow_cleartext_without_tls %v; want %q, 1m0s, false",
+			cfg.AuthQuery, cfg.AuthCacheTime, cfg.AllowCleartextWithoutTLS, DefaultAuthQuery)
+	}
+	// PgBouncer's name for the cleartext method reads as PostgreSQL's.
+	cfg = mustParse(t, "auth_type: plain\n"+withUser("password: x, auth: plain"))
+	if cfg.AuthType != AuthPassword || cfg.Users["app"].Auth != AuthPassword {
+		t.Errorf("plain: got auth_type %q, users.app.auth %q, want password", cfg.AuthType, cfg.Users["app"].Auth)
+	}
+	// The health user is the first with a password to log in with.
+	cfg = mustParse(t, "databases:\n  app:\n    servers: [{host: h}]\nusers:\n  a: {password: '"+scramVerifier+"'}\n  b: {password: pw}\n")
+	if cfg.Health.User != "b" || cfg.Health.Password != "pw" {
+		t.Errorf("health: got user %q password %q, want b and pw", cfg.Health.User, cfg.Health.Password)
 	}
 }

@@ -25,6 +25,9 @@ type Target struct {
 	// TLS is how the server is verified and shown pgswitch's certificate
 	// (libpq's sslmode, sslrootcert, sslcert, sslkey).
 	TLS wire.ServerTLS
+	// PassThrough, when set, logs in instead of Password: with what the
+	// user's clients proved (a user known only by its verifier).
+	PassThrough *wire.PassThrough
 	// ConnectTimeout bounds the connection and its authentication.
 	ConnectTimeout time.Duration
 	// Answers makes, for each new connection, what decides its answers
@@ -56,6 +59,11 @@ func (p *Pool) connect(ctx context.Context) (*Conn, error) {
 	t.TLS.Configure(cfg, t.Host)
 	cfg.Password = t.Password
 	cfg.RuntimeParams = map[string]string{}
+	if pt := t.PassThrough; pt != nil {
+		cfg.AfterNetConnect = func(_ context.Context, _ *pgconn.Config, nc net.Conn) (net.Conn, error) {
+			return &passThroughConn{Conn: nc, pt: pt, user: t.User}, nil
+		}
+	}
 	pc, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect %s: %w", p.key, err)
@@ -69,6 +77,7 @@ func (p *Pool) connect(ctx context.Context) (*Conn, error) {
 		pc.Close(context.Background())
 		return nil, fmt.Errorf("connect %s: %w", p.key, err)
 	}
+	hj.Conn = unwrapPassThrough(hj.Conn)
 	if tc, ok := hj.Conn.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 		tc.SetKeepAlive(true)

@@ -111,7 +111,7 @@ func (r *Router) adminLogin(conn net.Conn, st *state, startup *wire.Startup, fro
 	cfg := st.cfg
 	userName := startup.Params["user"]
 	u := cfg.Users[userName]
-	if err := r.authenticate(conn, cfg, userName, u, st.secrets[userName], from); err != nil {
+	if _, err := r.authenticate(conn, cfg, userName, u, st.secrets[userName], from); err != nil {
 		return nil, err
 	}
 	admin := slices.Contains(cfg.Admin.Users, userName)

@@ -1,4 +1,5 @@
-// Package router owns client sessions: it accepts and logs in clients, reads
+// Package router owns client sessions: it accepts and logs in clients
+// (users of the configuration, or found on the servers by auth_query), reads
 // their messages in batches, picks a server for each unit of work and sends
 // the messages there (renamed, prepared for, or answered by pgswitch), and
 // relays cancel requests, forwarding those whose key another peer gave out.

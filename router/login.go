@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -153,9 +154,19 @@ func (r *Router) login(conn net.Conn, st *state, startup *wire.Startup, from *or
 	cfg := st.cfg
 	userName := startup.Params["user"]
 	dbName := startup.Params["database"]
-	u := cfg.Users[userName]
-	if err := r.authenticate(conn, cfg, userName, u, st.secrets[userName], from); err != nil {
+	u, secret := cfg.Users[userName], st.secrets[userName]
+	if u == nil && cfg.AuthUser != "" && from.checkTransport(cfg, userName) == nil {
+		var err error
+		if u, secret, err = r.dynamicUser(cfg, dbName, userName); err != nil {
+			return nil, err
+		}
+	}
+	key, err := r.authenticate(conn, cfg, userName, u, secret, from)
+	if err != nil {
 		return nil, err
+	}
+	if u != nil && u.PassThrough() {
+		r.passThrough(u).Learn(secret, key)
 	}
 	db := cfg.Databases[dbName]
 	if db == nil {
@@ -204,52 +215,74 @@ func (r *Router) login(conn net.Conn, st *state, startup *wire.Startup, from *or
 // Before any method, client_tls_mode decides whether a TCP client may
 // log in over its transport at all, as pg_hba.conf's hostssl and
 // clientcert do.
-func (r *Router) authenticate(conn net.Conn, cfg *config.Config, name string, u *config.User, secret wire.Secret, from *origin) error {
+//
+// It returns the ClientKey the client proved, if any: what logs pgswitch
+// in to servers for a user known only by its verifier.
+func (r *Router) authenticate(conn net.Conn, cfg *config.Config, name string, u *config.User, secret wire.Secret, from *origin) (wire.ClientKey, error) {
 	if err := from.checkTransport(cfg, name); err != nil {
-		return err
+		return wire.ClientKey{}, err
 	}
 	method := cfg.AuthFor(u)
 	switch method {
 	case config.AuthCert:
 		if err := from.authenticateCert(name); err != nil {
-			return err
+			return wire.ClientKey{}, err
 		}
 	case config.AuthPeer:
 		if err := from.authenticatePeer(cfg, name); err != nil {
-			return err
+			return wire.ClientKey{}, err
 		}
 	}
 	if method.Passwordless() {
 		if u == nil {
-			return authenticatedButRefused(conn, wire.Fatalf(wire.CodeInvalidAuthorizationSpecification, "role %q does not exist", name))
+			return wire.ClientKey{}, authenticatedButRefused(conn, wire.Fatalf(wire.CodeInvalidAuthorizationSpecification, "role %q does not exist", name))
 		}
-		return nil
+		return wire.ClientKey{}, nil
+	}
+	if method == config.AuthPassword && !cfg.AllowCleartextWithoutTLS && !clientTLS(conn) && (from == nil || !from.unix) {
+		// Refused before the client sends its password in the clear
+		// over the network (a Unix socket never leaves the machine).
+		return wire.ClientKey{}, wire.Fatalf(wire.CodeInvalidAuthorizationSpecification, "cleartext password authentication requires TLS").
+			WithHint("Connect with sslmode=require, or set allow_cleartext_without_tls in pgswitch's configuration.")
 	}
 	ctx, cancel := context.WithTimeout(r.ctx, cfg.Timeouts.ClientLogin)
 	defer cancel()
 	tc := &turnConn{Conn: conn, turns: &loginTurns, ctx: ctx, limit: cfg.Limits.MaxConcurrentAuth}
+	var key wire.ClientKey
 	var err error
-	if method == config.AuthMD5 && (u == nil || secret.CanMD5()) {
+	switch {
+	case method == config.AuthPassword:
+		key, err = wire.AuthenticatePassword(tc, name, secret)
+	case method == config.AuthMD5 && (u == nil || secret.CanMD5()):
 		// An unknown user gets the exchange the known ones get. (PostgreSQL
 		// picks by password_encryption, the kind most of its roles have.)
 		err = wire.AuthenticateMD5(tc, name, secret)
-	} else {
+	default:
 		// As PostgreSQL does: md5 asked, but only a SCRAM verifier known.
-		err = wire.AuthenticateSCRAM(tc, name, secret)
+		key, err = wire.AuthenticateSCRAMKey(tc, name, secret)
 	}
 	tc.release()
 	switch {
 	case tc.err == nil:
 	case r.ctx.Err() != nil:
-		return wire.Fatalf(wire.CodeAdminShutdown, "pgswitch is shutting down")
+		return wire.ClientKey{}, wire.Fatalf(wire.CodeAdminShutdown, "pgswitch is shutting down")
 	default:
-		return wire.Fatalf(wire.CodeTooManyConnections, "too many logins in progress (limits.max_concurrent_auth %d)", tc.limit).WithCause(tc.err)
+		return wire.ClientKey{}, wire.Fatalf(wire.CodeTooManyConnections, "too many logins in progress (limits.max_concurrent_auth %d)", tc.limit).WithCause(tc.err)
 	}
 	if u == nil && wire.AsError(err).Code == wire.CodeInvalidPassword {
 		r.log.Info("client authentication failed", "addr", conn.RemoteAddr().String(), "user", name,
 			"detail", fmt.Sprintf("role %q does not exist", name))
 	}
-	return err
+	return key, err
+}
+
+// clientTLS reports whether the client's connection is encrypted.
+func clientTLS(conn net.Conn) bool {
+	if c, ok := conn.(*clientConn); ok {
+		conn = c.Conn
+	}
+	_, ok := conn.(*tls.Conn)
+	return ok
 }
 
 // authenticatedButRefused tells the client it is authenticated, then

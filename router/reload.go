@@ -15,9 +15,13 @@ func (r *Router) Reload(cfg *config.Config) error {
 	if err := r.Apply(cfg); err != nil {
 		return err
 	}
+	r.lookups.forget()
 	for _, p := range r.pools.Pools() {
 		k := p.Key()
 		db, u := cfg.Databases[k.Database], cfg.Users[k.User]
+		if u == nil && cfg.AuthUser != "" {
+			u = &config.User{Name: k.User} // auth_query's: its pool stays
+		}
 		if db == nil || u == nil || !hasServer(db, k.Server) {
 			r.pools.Remove(k)
 			continue
@@ -56,6 +60,9 @@ func (s *Session) beginUnit() error {
 	}
 	db := cfg.Databases[s.db.Name]
 	u := cfg.Users[s.user.Name]
+	if u == nil && cfg.AuthUser != "" && s.cfg.Users[s.user.Name] == nil {
+		u = s.user // found by auth_query, as it still may be
+	}
 	if db == nil || u == nil {
 		e := wire.Fatalf(wire.CodeAdminShutdown, "database %q or user %q was removed from the configuration", s.db.Name, s.user.Name)
 		s.client.SendError(e)

@@ -43,6 +43,10 @@ type Router struct {
 	log      *slog.Logger
 	admin    adminState // the admin console's hook and state (admin.go)
 
+	lookups *userLookup // auth_query's cache (authquery.go)
+	keysMu  sync.Mutex
+	keys    map[passThroughKey]*wire.PassThrough // for users known only by a verifier
+
 	ctx  context.Context // ends every session's waits on Close
 	stop context.CancelFunc
 	wg   sync.WaitGroup // one per session and per Serve
@@ -65,6 +69,8 @@ func New(cfg *config.Config, log *slog.Logger) (*Router, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Router{pools: pool.NewSet(log), log: log, ctx: ctx, stop: cancel, sessions: map[wire.CancelKey]*Session{}}
 	r.admin.started = time.Now()
+	r.lookups = newUserLookup(r.runAuthQuery)
+	r.keys = map[passThroughKey]*wire.PassThrough{}
 	if err := r.Apply(cfg); err != nil {
 		cancel()
 		return nil, err
@@ -206,6 +212,7 @@ func (r *Router) Close() {
 		ln.Close()
 	}
 	r.stop()
+	r.lookups.close()
 	e := wire.Fatalf(wire.CodeAdminShutdown, "pgswitch is shutting down")
 	cut := time.Now().Add(shutdownGrace)
 	for _, s := range sessions {
@@ -214,6 +221,25 @@ func (r *Router) Close() {
 	}
 	r.pools.Close()
 	r.wg.Wait()
+}
+
+// passThroughKey is a user and the verifier pgswitch knows for it: what
+// one client proves fits the servers that hold the same verifier only,
+// and two databases' servers may hold different ones for one name.
+type passThroughKey struct{ user, verifier string }
+
+// passThrough returns what logs in to servers as u when pgswitch knows only
+// u's verifier: what u's clients proved against that verifier.
+func (r *Router) passThrough(u *config.User) *wire.PassThrough {
+	k := passThroughKey{u.Name, u.Password}
+	r.keysMu.Lock()
+	defer r.keysMu.Unlock()
+	pt := r.keys[k]
+	if pt == nil {
+		pt = &wire.PassThrough{}
+		r.keys[k] = pt
+	}
+	return pt
 }
 
 // register gives s a cancel key no other session has.

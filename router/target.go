@@ -34,6 +34,10 @@ func (s *Session) lookupPool(srv *config.Server) *pool.Pool {
 		ConnectTimeout: cfg.Timeouts.ServerConnect,
 		Answers:        s.answersFor(),
 	}
+	if s.user.PassThrough() {
+		target.Password = ""
+		target.PassThrough = s.r.passThrough(s.user)
+	}
 	settings := pool.Settings{
 		Size:        cfg.PoolSizeFor(s.db, s.user),
 		MinIdle:     cfg.Pool.MinIdle,

@@ -220,17 +220,22 @@ func deriveSCRAMKeys(password string, salt []byte, iterations int) (scramKeys, e
 }
 
 // verify reports whether proof shows knowledge of the password for
-// authMessage, comparing in constant time.
-func (k scramKeys) verify(authMessage string, proof []byte) bool {
+// authMessage, comparing in constant time, and returns the ClientKey the
+// proof carries (RFC 5802: ClientProof XOR ClientSignature), whose hash
+// is the StoredKey when it does.
+func (k scramKeys) verify(authMessage string, proof []byte) (clientKey []byte, ok bool) {
 	if len(proof) != sha256.Size {
-		return false
+		return nil, false
 	}
-	clientKey := hmacSHA256(k.storedKey, authMessage) // the ClientSignature, for now
+	clientKey = hmacSHA256(k.storedKey, authMessage) // the ClientSignature, for now
 	for i := range clientKey {
 		clientKey[i] ^= proof[i]
 	}
 	stored := sha256.Sum256(clientKey)
-	return hmac.Equal(stored[:], k.storedKey)
+	if !hmac.Equal(stored[:], k.storedKey) {
+		return nil, false
+	}
+	return clientKey, true
 }
 
 // serverFinal returns the server-final-message that proves to the client
@@ -258,22 +263,30 @@ func hmacSHA256(key []byte, msg string) []byte {
 // the salt and iteration count it is shown (see Secret.scramKeys). The
 // exchange derives no keys: ParseSecret did.
 func AuthenticateSCRAM(rw io.ReadWriter, user string, s Secret) error {
+	_, err := AuthenticateSCRAMKey(rw, user, s)
+	return err
+}
+
+// AuthenticateSCRAMKey is AuthenticateSCRAM, and returns what the client
+// proved: the ClientKey that logs pgswitch in to a server holding the
+// same verifier (see PassThrough).
+func AuthenticateSCRAMKey(rw io.ReadWriter, user string, s Secret) (ClientKey, error) {
 	keys, mock := s.scramKeys(user)
 	if err := send(rw, &pgproto3.AuthenticationSASL{AuthMechanisms: []string{scramMechanism}}); err != nil {
-		return err
+		return ClientKey{}, err
 	}
 
 	body, err := readPasswordMessage(rw, "SASL")
 	if err != nil {
-		return err
+		return ClientKey{}, err
 	}
 	clientFirst, err := parseSASLInitialResponse(body)
 	if err != nil {
-		return err
+		return ClientKey{}, err
 	}
 	first, err := parseClientFirst(clientFirst)
 	if err != nil {
-		return err
+		return ClientKey{}, err
 	}
 
 	var nb [18]byte
@@ -281,26 +294,30 @@ func AuthenticateSCRAM(rw io.ReadWriter, user string, s Secret) error {
 	nonce := first.nonce + base64.StdEncoding.EncodeToString(nb[:])
 	serverFirst := "r=" + nonce + ",s=" + base64.StdEncoding.EncodeToString(keys.salt) + ",i=" + strconv.Itoa(keys.iterations)
 	if err := send(rw, &pgproto3.AuthenticationSASLContinue{Data: []byte(serverFirst)}); err != nil {
-		return err
+		return ClientKey{}, err
 	}
 
 	body, err = readPasswordMessage(rw, "SASL")
 	if err != nil {
-		return err
+		return ClientKey{}, err
 	}
 	final, err := parseClientFinal(string(body), first.gs2Header, nonce)
 	if err != nil {
-		return err
+		return ClientKey{}, err
 	}
 
 	authMessage := first.bare + "," + serverFirst + "," + final.withoutProof
 	if mock != nil {
-		return authFailed(user).WithCause(mock)
+		return ClientKey{}, authFailed(user).WithCause(mock)
 	}
-	if !keys.verify(authMessage, final.proof) {
-		return authFailed(user)
+	clientKey, ok := keys.verify(authMessage, final.proof)
+	if !ok {
+		return ClientKey{}, authFailed(user)
 	}
-	return send(rw, &pgproto3.AuthenticationSASLFinal{Data: []byte(keys.serverFinal(authMessage))})
+	if err := send(rw, &pgproto3.AuthenticationSASLFinal{Data: []byte(keys.serverFinal(authMessage))}); err != nil {
+		return ClientKey{}, err
+	}
+	return ClientKey{keys: keys, key: clientKey}, nil
 }
 
 // AuthenticateMD5 asks the client for an md5-hashed password with a random
@@ -346,6 +363,58 @@ func AuthenticateMD5(rw io.ReadWriter, user string, s Secret) error {
 		return authFailed(user)
 	}
 	return nil
+}
+
+// AuthenticatePassword asks the client for its password in cleartext
+// (PostgreSQL's "password" method) and checks it as PostgreSQL does:
+// against a plain password, against an md5 hash of it and the user name,
+// or against a SCRAM verifier by deriving the keys with the verifier's
+// salt and iterations. It does not send AuthenticationOk. For a SCRAM
+// verifier it returns the ClientKey the password gives (see PassThrough).
+// The caller decides whether the connection is safe for a cleartext
+// password; with a zero Secret (an unknown user) the exchange runs and
+// ends in 28P01.
+func AuthenticatePassword(rw io.ReadWriter, user string, s Secret) (ClientKey, error) {
+	if err := send(rw, &pgproto3.AuthenticationCleartextPassword{}); err != nil {
+		return ClientKey{}, err
+	}
+	body, err := readPasswordMessage(rw, "password")
+	if err != nil {
+		return ClientKey{}, err
+	}
+	var msg pgproto3.PasswordMessage
+	if err := msg.Decode(body); err != nil || len(msg.Password)+1 != len(body) {
+		return ClientKey{}, Fatalf(CodeProtocolViolation, "invalid password packet size")
+	}
+	password := msg.Password
+	if password == "" {
+		return ClientKey{}, authFailed(user).WithCause(errors.New("empty password returned by client"))
+	}
+	switch s.kind {
+	case secretPlain:
+		if !hmac.Equal([]byte(password), []byte(s.plain)) {
+			return ClientKey{}, authFailed(user)
+		}
+		return ClientKey{}, nil
+	case secretMD5:
+		sum := md5.Sum([]byte(password + user))
+		if !hmac.Equal([]byte("md5"+hex.EncodeToString(sum[:])), []byte(s.md5)) {
+			return ClientKey{}, authFailed(user)
+		}
+		return ClientKey{}, nil
+	case secretSCRAM:
+		salted, err := pbkdf2.Key(sha256.New, saslprep.Password(password), s.scram.salt, s.scram.iterations, sha256.Size)
+		if err != nil {
+			return ClientKey{}, authFailed(user).WithCause(err)
+		}
+		clientKey := hmacSHA256(salted, "Client Key")
+		stored := sha256.Sum256(clientKey)
+		if !hmac.Equal(stored[:], s.scram.storedKey) || !hmac.Equal(hmacSHA256(salted, "Server Key"), s.scram.serverKey) {
+			return ClientKey{}, authFailed(user)
+		}
+		return ClientKey{keys: s.scram, key: clientKey}, nil
+	}
+	return ClientKey{}, authFailed(user).WithCause(errors.New("no secret for this user"))
 }
 
 // send writes one authentication request to the client.

@@ -96,15 +96,19 @@ func TestSCRAMRFC7677(t *testing.T) {
 		t.Errorf("got client-final-without-proof %q, want %q", final.withoutProof, want)
 	}
 	authMessage := first.bare + "," + serverFirst + "," + final.withoutProof
-	if !keys.verify(authMessage, final.proof) {
+	clientKey, ok := keys.verify(authMessage, final.proof)
+	if !ok {
 		t.Errorf("got proof rejected, want accepted")
+	}
+	if stored := sha256.Sum256(clientKey); !hmac.Equal(stored[:], keys.storedKey) {
+		t.Errorf("got a ClientKey whose hash is not the StoredKey")
 	}
 	if got, want := keys.serverFinal(authMessage), "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="; got != want {
 		t.Errorf("got server-final %q, want %q", got, want)
 	}
 	bad := append([]byte(nil), final.proof...)
 	bad[0] ^= 1
-	if keys.verify(authMessage, bad) {
+	if _, ok := keys.verify(authMessage, bad); ok {
 		t.Errorf("got a altered proof accepted, want rejected")
 	}
 }
@@ -175,6 +179,13 @@ func TestAuthenticateWithPgconn(t *testing.T) {
 	salt := []byte("0123456789abcdef")
 	scram := func(rw io.ReadWriter, user string, s Secret) error { return AuthenticateSCRAM(rw, user, s) }
 	md5auth := func(rw io.ReadWriter, user string, s Secret) error { return AuthenticateMD5(rw, user, s) }
+	cleartext := func(rw io.ReadWriter, user string, s Secret) error {
+		k, err := AuthenticatePassword(rw, user, s)
+		if err == nil && s.kind == secretSCRAM && !k.Valid() {
+			t.Errorf("password against a SCRAM verifier: got no ClientKey")
+		}
+		return err
+	}
 	tests := []struct {
 		name   string
 		secret string
@@ -196,6 +207,14 @@ func TestAuthenticateWithPgconn(t *testing.T) {
 		{"MD5, md5 secret, right password", testMD5("pw", user), md5auth, "pw", true},
 		{"MD5, md5 secret for another user", testMD5("pw", "other"), md5auth, "pw", false},
 		{"MD5, SCRAM verifier cannot", testVerifier(t, "pw", salt, 4096), md5auth, "pw", false},
+		{"password, plain secret, right password", "pw", cleartext, "pw", true},
+		{"password, plain secret, wrong password", "pw", cleartext, "px", false},
+		{"password, plain secret, empty password", "pw", cleartext, "", false},
+		{"password, md5 secret, right password", testMD5("pw", user), cleartext, "pw", true},
+		{"password, md5 secret, wrong password", testMD5("pw", user), cleartext, "px", false},
+		{"password, SCRAM verifier, right password", testVerifier(t, "pw", salt, 4096), cleartext, "pw", true},
+		{"password, SCRAM verifier, SASLprep maps", testVerifier(t, "IX-pw", salt, 4096), cleartext, "\u2168-pw", true},
+		{"password, SCRAM verifier, wrong password", testVerifier(t, "pw", salt, 4096), cleartext, "px", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

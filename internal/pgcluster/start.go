@@ -190,10 +190,14 @@ func (c *Cluster) initPrimary(ctx context.Context, opts Options) error {
 	}
 
 	// Only the bootstrap superuser may skip passwords, and only on the socket;
-	// over TCP everybody proves a SCRAM password, replication included.
+	// over TCP everybody proves a SCRAM password, replication included,
+	// but members of pgswitch_md5 (a group tests create), who may prove
+	// an md5 one where their password is stored so.
 	hba := strings.Join(append(append([]string{"# written by pgswitch internal/pgcluster"}, opts.HBA...),
 		"local all         all                 trust",
 		"local replication all                 trust",
+		"host  all         +pgswitch_md5  127.0.0.1/32  md5",
+		"host  all         +pgswitch_md5  ::1/128       md5",
 		"host  all         all  127.0.0.1/32   scram-sha-256",
 		"host  all         all  ::1/128        scram-sha-256",
 		"host  replication all  127.0.0.1/32   scram-sha-256",
