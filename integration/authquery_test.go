@@ -386,7 +386,7 @@ func TestCleartextPassword(t *testing.T) {
 	role := roleName("clear")
 	cert, key := writeCert(t)
 	tlsYAML := fmt.Sprintf("tls:\n  cert_file: %q\n  key_file: %q\n", cert, key)
-	refused := startProxy(t, proxyOptions{DBs: []string{db}, Primary: true, YAML: authQueryYAML("auth_type: password\n" + tlsYAML)})
+	refused := startProxy(t, proxyOptions{DBs: []string{db}, Primary: true, Unix: true, YAML: authQueryYAML("auth_type: password\n" + tlsYAML)})
 	allowed := startProxy(t, proxyOptions{DBs: []string{db}, Primary: true, YAML: authQueryYAML("auth_type: plain\nallow_cleartext_without_tls: true\n")})
 	createPasswordRole(t, role, "clear-pw", false)
 	ctx := testCtx(t)
@@ -409,6 +409,13 @@ func TestCleartextPassword(t *testing.T) {
 	}
 	_, err = whoAmI(ctx, overTLS(role, "wrong"))
 	wantCode(t, "wrong password over TLS", err, "28P01")
+	// Over the Unix socket, which never leaves the machine, it works
+	// without TLS, as PostgreSQL's local password lines do.
+	if _, err := whoAmI(ctx, refused.SocketConnString(role, "clear-pw", db)); err != nil {
+		t.Fatalf("cleartext over the Unix socket: %v", err)
+	}
+	_, err = whoAmI(ctx, refused.SocketConnString(role, "wrong", db))
+	wantCode(t, "wrong password over the Unix socket", err, "28P01")
 
 	// Allowed without TLS.
 	for _, c := range []struct{ user, password string }{{cl.User, cl.Password}, {role, "clear-pw"}} {
