@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -28,6 +29,13 @@ func (con *Console) showVersion(*router.Snapshot) *table {
 func hostPort(a net.Addr) (string, int) {
 	if a == nil {
 		return "", 0
+	}
+	if u, ok := a.(*net.UnixAddr); ok {
+		// As PgBouncer: "unix", and the port the socket is named for
+		// (.s.PGSQL.6432) where the address has the socket's name.
+		_, port, _ := strings.Cut(filepath.Base(u.Name), ".s.PGSQL.")
+		p, _ := strconv.Atoi(port)
+		return "unix", p
 	}
 	host, port, err := net.SplitHostPort(a.String())
 	if err != nil {

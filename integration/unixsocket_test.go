@@ -113,6 +113,31 @@ func TestUnixSocket(t *testing.T) {
 		t.Fatalf("SHOW POOLS over the socket: %d rows, %v", len(pools), rows.Err())
 	}
 
+	// SHOW CLIENTS names a socket client's address as PgBouncer does:
+	// "unix", with the port in local_port.
+	client, err := pgx.Connect(ctx, p.SocketConnString(cl.User, cl.Password, db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close(ctx)
+	rows, err = console.Query(ctx, "SHOW CLIENTS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clients, _ := pgx.CollectRows(rows, pgx.RowToMap)
+	sawSocket := false
+	for _, c := range clients {
+		if c["addr"] == "unix" {
+			sawSocket = true
+			if c["local_addr"] != "unix" || fmt.Sprint(c["local_port"]) != fmt.Sprint(p.Port) {
+				t.Errorf("a socket client's local address: %v:%v, want unix:%d", c["local_addr"], c["local_port"], p.Port)
+			}
+		}
+	}
+	if !sawSocket {
+		t.Errorf("SHOW CLIENTS over the socket shows no client with addr unix: %v", clients)
+	}
+
 	// SSLRequest: 'N' on the socket as PostgreSQL answers there, 'S' over TCP.
 	for _, c := range []struct{ network, addr, want string }{{"unix", socket, "N"}, {"tcp", p.Addr, "S"}} {
 		got, err := sslAnswer(c.network, c.addr)
