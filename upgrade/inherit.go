@@ -1,0 +1,178 @@
+package upgrade
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+
+	"github.com/pgswitch/pgswitch/wire"
+)
+
+// Inherited is what a process started by an upgrade took over from the
+// process that started it. A nil *Inherited stands for a process started
+// anew: it listens anew and has no one to tell.
+type Inherited struct {
+	// Parent is the PID of the old process.
+	Parent int
+
+	mu        sync.Mutex
+	listeners map[string]net.Listener // by Key; those not taken yet
+	ready     *os.File                // nil once Ready wrote to it
+
+	cancel *net.UnixConn // to the old process; safe for concurrent writes
+}
+
+// Take reads the handover from the environment, if an upgrade started this
+// process, and removes it from the environment so that no later child sees
+// it. It returns nil, nil for a process started anew.
+func Take() (*Inherited, error) {
+	v, ok := os.LookupEnv(envName)
+	if !ok {
+		return nil, nil
+	}
+	os.Unsetenv(envName)
+	h, err := decodeHandover(v)
+	if err != nil {
+		return nil, err
+	}
+	in := &Inherited{Parent: h.Parent, listeners: map[string]net.Listener{}}
+	in.ready = inheritedFile(h.Ready, "upgrade-ready")
+	var errs []error
+	for key, fd := range h.Listeners {
+		ln, err := fileListener(fd, key)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("inherited listener %s: %w", key, err))
+			continue
+		}
+		in.listeners[key] = ln
+	}
+	f := inheritedFile(h.Cancel, "upgrade-cancel")
+	c, err := net.FileConn(f)
+	f.Close()
+	if uc, ok := c.(*net.UnixConn); err == nil && ok {
+		in.cancel = uc
+	} else if err == nil {
+		c.Close()
+		errs = append(errs, fmt.Errorf("inherited cancel relay: a %T, not a unix socket", c))
+	} else {
+		errs = append(errs, fmt.Errorf("inherited cancel relay: %w", err))
+	}
+	if err := errors.Join(errs...); err != nil {
+		in.Close()
+		return nil, err
+	}
+	return in, nil
+}
+
+// inheritedFile wraps an inherited descriptor, closed on exec from now on.
+func inheritedFile(fd int, name string) *os.File {
+	closeOnExec(fd)
+	return os.NewFile(uintptr(fd), name)
+}
+
+func fileListener(fd int, key string) (net.Listener, error) {
+	f := inheritedFile(fd, key)
+	defer f.Close() // FileListener made a descriptor of its own
+	return net.FileListener(f)
+}
+
+// Listen returns the inherited listener named key (see Key), and true; or
+// a new one on network and address when none was inherited under that
+// name. An inherited unix socket's file is removed when the listener closes,
+// as a new one's would be.
+func (in *Inherited) Listen(key, network, address string) (net.Listener, bool, error) {
+	if in != nil {
+		in.mu.Lock()
+		ln := in.listeners[key]
+		delete(in.listeners, key)
+		in.mu.Unlock()
+		if ln != nil {
+			if u, ok := ln.(Unlinker); ok {
+				u.SetUnlinkOnClose(true)
+			}
+			return ln, true, nil
+		}
+	}
+	ln, err := net.Listen(network, address)
+	return ln, false, err
+}
+
+// Ready tells the old process that this one serves its listeners: the old
+// one then stops accepting. The inherited listeners this process did not
+// take (its configuration no longer names them) are closed first, so that
+// once the old process closes its own they stop accepting.
+func (in *Inherited) Ready() error {
+	if in == nil {
+		return nil
+	}
+	in.mu.Lock()
+	for key, ln := range in.listeners {
+		if u, ok := ln.(Unlinker); ok {
+			u.SetUnlinkOnClose(false) // the old process created the file; it removes it
+		}
+		ln.Close()
+		delete(in.listeners, key)
+	}
+	ready := in.ready
+	in.ready = nil
+	in.mu.Unlock()
+	if ready == nil {
+		return nil
+	}
+	defer ready.Close()
+	_, err := ready.WriteString(strconv.Itoa(os.Getpid()) + "\n")
+	return err
+}
+
+// ForwardCancel passes a cancel key this process does not know to the old
+// process, whose clients it may belong to; the old process passes on the
+// keys it does not know either, to its own predecessor. Nothing happens
+// once the old process has exited, or in a process started anew.
+func (in *Inherited) ForwardCancel(k wire.CancelKey) {
+	if in == nil || in.cancel == nil {
+		return
+	}
+	in.cancel.Write(encodeCancel(k)) // the old process may be gone: nothing to cancel then
+}
+
+// Close releases what was inherited and not used.
+func (in *Inherited) Close() {
+	if in == nil {
+		return
+	}
+	in.mu.Lock()
+	for key, ln := range in.listeners {
+		ln.Close()
+		delete(in.listeners, key)
+	}
+	if in.ready != nil {
+		in.ready.Close()
+		in.ready = nil
+	}
+	in.mu.Unlock()
+	if in.cancel != nil {
+		in.cancel.Close()
+	}
+}
+
+// cancelSize is a relayed cancel key: process ID and secret, big-endian,
+// as in a CancelRequest.
+const cancelSize = 8
+
+func encodeCancel(k wire.CancelKey) []byte {
+	b := make([]byte, cancelSize)
+	binary.BigEndian.PutUint32(b, k.ProcessID)
+	binary.BigEndian.PutUint32(b[4:], k.SecretKey)
+	return b
+}
+
+func decodeCancel(b []byte) (wire.CancelKey, bool) {
+	if len(b) != cancelSize {
+		return wire.CancelKey{}, false
+	}
+	return wire.CancelKey{ProcessID: binary.BigEndian.Uint32(b), SecretKey: binary.BigEndian.Uint32(b[4:])}, true
+}
