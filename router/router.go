@@ -53,6 +53,9 @@ type Router struct {
 	clients  int
 	closed   bool
 	lns      []net.Listener
+	// cancelRelay receives cancel requests for keys no session here has
+	// (SetCancelRelay); nil: they are ignored.
+	cancelRelay func(wire.CancelKey)
 }
 
 // New returns a router for cfg. It does not listen yet.
@@ -241,14 +244,19 @@ func (r *Router) unregister(s *Session) {
 
 // cancel relays a client's CancelRequest to the server connection its
 // session is using right now, if any; a session still waiting for one
-// stops waiting with 57014. Unknown keys are ignored, as PostgreSQL does,
-// so that keys cannot be probed. The server connection is not handed to
+// stops waiting with 57014. Unknown keys go to the cancel relay, if any,
+// else are ignored, as PostgreSQL does, so that keys cannot be probed. The server connection is not handed to
 // another client until the server confirmed the cancel, so that it cannot
 // land on someone else's query.
 func (r *Router) cancel(k wire.CancelKey) {
 	r.mu.Lock()
 	s := r.sessions[k]
+	relay := r.cancelRelay
 	r.mu.Unlock()
+	if s == nil && relay != nil {
+		relay(k)
+		return
+	}
 	if s == nil || s.queue.cancelWait() {
 		return
 	}
