@@ -27,7 +27,15 @@ type Options struct {
 	// Shutdown starts pgswitch's shutdown for SHUTDOWN; it must not wait
 	// for it. Nil: SHUTDOWN fails.
 	Shutdown func()
-	Log      *slog.Logger
+	// Upgrade starts a binary upgrade for UPGRADE: it returns the new
+	// process's PID once that serves the listeners and this process
+	// accepts no more, or an error and this process goes on as before.
+	// Nil: UPGRADE fails.
+	Upgrade func() (newPID int, err error)
+	// Predecessor is the PID of the process this one took the listeners
+	// from in an upgrade, for SHOW PROCESS; 0 if it was started anew.
+	Predecessor int
+	Log         *slog.Logger
 }
 
 // Console serves the admin console of one router.
