@@ -79,6 +79,14 @@ func (r *Router) SetCancelRelay(relay func(wire.CancelKey)) {
 	r.mu.Unlock()
 }
 
-// Cancel handles a cancel request relayed from another process as if a
-// client had sent it here.
-func (r *Router) Cancel(k wire.CancelKey) { r.cancel(k) }
+// Cancel handles a cancel request another process relayed: as if a client
+// had sent it here, except that a key no session has is ignored, not
+// relayed again (the process that relayed it asked every older one).
+func (r *Router) Cancel(k wire.CancelKey) {
+	r.mu.Lock()
+	s := r.sessions[k]
+	r.mu.Unlock()
+	if s != nil {
+		r.cancelSession(s)
+	}
+}

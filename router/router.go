@@ -253,11 +253,18 @@ func (r *Router) cancel(k wire.CancelKey) {
 	s := r.sessions[k]
 	relay := r.cancelRelay
 	r.mu.Unlock()
-	if s == nil && relay != nil {
-		relay(k)
+	if s == nil {
+		if relay != nil {
+			relay(k)
+		}
 		return
 	}
-	if s == nil || s.queue.cancelWait() {
+	r.cancelSession(s)
+}
+
+// cancelSession cancels what s is running or waiting for.
+func (r *Router) cancelSession(s *Session) {
+	if s.queue.cancelWait() {
 		return
 	}
 	c := s.server.Load()

@@ -16,7 +16,7 @@ const envName = "PGSWITCH_UPGRADE"
 type handover struct {
 	Parent    int            `json:"parent"`    // the old process's PID
 	Ready     int            `json:"ready"`     // a pipe: the new process writes its PID and a newline once it serves
-	Cancel    int            `json:"cancel"`    // a datagram socket: cancel keys the new process does not know
+	Cancels   []int          `json:"cancels"`   // datagram sockets to the old process and those still older: cancel keys the new process does not know
 	Listeners map[string]int `json:"listeners"` // by Key
 }
 
@@ -55,8 +55,13 @@ func decodeHandover(s string) (*handover, error) {
 	if err := json.Unmarshal([]byte(s), &h); err != nil {
 		return nil, fmt.Errorf("%s: %w", envName, err)
 	}
-	if h.Parent <= 0 || h.Ready < 3 || h.Cancel < 3 {
+	if h.Parent <= 0 || h.Ready < 3 || len(h.Cancels) == 0 {
 		return nil, fmt.Errorf("%s: incomplete: %s", envName, s)
+	}
+	for _, fd := range h.Cancels {
+		if fd < 3 {
+			return nil, fmt.Errorf("%s: cancel relay: descriptor %d", envName, fd)
+		}
 	}
 	for key, fd := range h.Listeners {
 		if fd < 3 {

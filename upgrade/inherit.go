@@ -23,7 +23,8 @@ type Inherited struct {
 	listeners map[string]net.Listener // by Key; those not taken yet
 	ready     *os.File                // nil once Ready wrote to it
 
-	cancel *net.UnixConn // to the old process; safe for concurrent writes
+	relayMu sync.Mutex
+	relays  []*net.UnixConn // to the old process and the older ones still running
 }
 
 // Take reads the handover from the environment, if an upgrade started this
@@ -50,16 +51,18 @@ func Take() (*Inherited, error) {
 		}
 		in.listeners[key] = ln
 	}
-	f := inheritedFile(h.Cancel, "upgrade-cancel")
-	c, err := net.FileConn(f)
-	f.Close()
-	if uc, ok := c.(*net.UnixConn); err == nil && ok {
-		in.cancel = uc
-	} else if err == nil {
-		c.Close()
-		errs = append(errs, fmt.Errorf("inherited cancel relay: a %T, not a unix socket", c))
-	} else {
-		errs = append(errs, fmt.Errorf("inherited cancel relay: %w", err))
+	for _, fd := range h.Cancels {
+		f := inheritedFile(fd, "upgrade-cancel")
+		c, err := net.FileConn(f)
+		f.Close()
+		if uc, ok := c.(*net.UnixConn); err == nil && ok {
+			in.relays = append(in.relays, uc)
+		} else if err == nil {
+			c.Close()
+			errs = append(errs, fmt.Errorf("inherited cancel relay: a %T, not a unix socket", c))
+		} else {
+			errs = append(errs, fmt.Errorf("inherited cancel relay: %w", err))
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		in.Close()
@@ -129,14 +132,44 @@ func (in *Inherited) Ready() error {
 }
 
 // ForwardCancel passes a cancel key this process does not know to the old
-// process, whose clients it may belong to; the old process passes on the
-// keys it does not know either, to its own predecessor. Nothing happens
-// once the old process has exited, or in a process started anew.
+// processes still running (the one it took over from and those that one
+// took over from), whose clients it may belong to; each one cancels only
+// its own client's query and relays nothing further. A process that has
+// exited is forgotten. Nothing happens in a process started anew.
 func (in *Inherited) ForwardCancel(k wire.CancelKey) {
-	if in == nil || in.cancel == nil {
+	if in == nil {
 		return
 	}
-	in.cancel.Write(encodeCancel(k)) // the old process may be gone: nothing to cancel then
+	msg := encodeCancel(k)
+	in.relayMu.Lock()
+	defer in.relayMu.Unlock()
+	live := in.relays[:0]
+	for _, c := range in.relays {
+		if _, err := c.Write(msg); err != nil {
+			c.Close() // it has exited
+			continue
+		}
+		live = append(live, c)
+	}
+	clear(in.relays[len(live):])
+	in.relays = live
+}
+
+// relayFiles returns descriptors of the relays to the older processes still
+// running, for a process this one starts in turn.
+func (in *Inherited) relayFiles() []*os.File {
+	if in == nil {
+		return nil
+	}
+	in.relayMu.Lock()
+	defer in.relayMu.Unlock()
+	var files []*os.File
+	for _, c := range in.relays {
+		if f, err := c.File(); err == nil {
+			files = append(files, f)
+		}
+	}
+	return files
 }
 
 // Close releases what was inherited and not used.
@@ -154,9 +187,12 @@ func (in *Inherited) Close() {
 		in.ready = nil
 	}
 	in.mu.Unlock()
-	if in.cancel != nil {
-		in.cancel.Close()
+	in.relayMu.Lock()
+	for _, c := range in.relays {
+		c.Close()
 	}
+	in.relays = nil
+	in.relayMu.Unlock()
 }
 
 // cancelSize is a relayed cancel key: process ID and secret, big-endian,

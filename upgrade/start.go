@@ -29,6 +29,9 @@ type Options struct {
 	// Timeout bounds how long the new process may take to serve; past it,
 	// it is killed and the upgrade fails.
 	Timeout time.Duration
+	// Inherited is what this process took over in an upgrade of its own,
+	// if any: the new process gets its relays to the older processes too.
+	Inherited *Inherited
 	// Path and Args start the new process; by default the binary this
 	// process was started as, with its arguments (os.Args[1:]).
 	Path string
@@ -93,7 +96,11 @@ func Start(opts Options) (*Successor, error) {
 		return nil, fmt.Errorf("cancel relay: %w", err)
 	}
 	files = append(files, theirs)
-	h.Cancel = 2 + len(files)
+	h.Cancels = append(h.Cancels, 2+len(files))
+	for _, f := range opts.Inherited.relayFiles() {
+		files = append(files, f)
+		h.Cancels = append(h.Cancels, 2+len(files))
+	}
 	env, err := h.encode()
 	if err != nil {
 		relay.Close()

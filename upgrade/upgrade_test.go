@@ -160,12 +160,12 @@ func TestNoHandover(t *testing.T) {
 }
 
 func TestDecodeHandover(t *testing.T) {
-	for _, bad := range []string{"", "{", `{"parent":1,"ready":3}`, `{"parent":1,"ready":3,"cancel":4,"listeners":{"listen=x":0}}`} {
+	for _, bad := range []string{"", "{", `{"parent":1,"ready":3}`, `{"parent":1,"ready":3,"cancels":[4],"listeners":{"listen=x":0}}`, `{"parent":1,"ready":3,"cancels":[1]}`} {
 		if _, err := decodeHandover(bad); err == nil {
 			t.Errorf("decodeHandover(%q): no error", bad)
 		}
 	}
-	h := &handover{Parent: 7, Ready: 4, Cancel: 5, Listeners: map[string]int{Key("listen", "[::1]:6432"): 3}}
+	h := &handover{Parent: 7, Ready: 4, Cancels: []int{5, 6}, Listeners: map[string]int{Key("listen", "[::1]:6432"): 3}}
 	s, _ := h.encode()
 	got, err := decodeHandover(s)
 	if err != nil || got.Listeners["listen=[::1]:6432"] != 3 || got.Parent != 7 {

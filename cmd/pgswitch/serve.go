@@ -109,7 +109,7 @@ func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config,
 	ctx, shutdown := context.WithCancel(ctx)
 	defer shutdown()
 
-	up := &upgrader{r: r, listeners: lns, stopOwn: func() {}, log: logger, handedOver: make(chan struct{})}
+	up := &upgrader{r: r, listeners: lns, stopOwn: func() {}, in: in, log: logger, handedOver: make(chan struct{})}
 	opts := admin.Options{Version: version, Load: load, Shutdown: shutdown, Log: logger}
 	if load != nil { // the new binary reads the configuration from the file
 		opts.Upgrade = up.run

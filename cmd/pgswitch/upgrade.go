@@ -26,6 +26,7 @@ type upgrader struct {
 	r         *router.Router
 	listeners []upgrade.Listener // handed over: the clients' and the metrics'
 	stopOwn   func()             // stops serving what only this process serves (metrics)
+	in        *upgrade.Inherited // what this process took over in its own upgrade, if any
 	log       *slog.Logger
 
 	mu      sync.Mutex
@@ -54,7 +55,8 @@ func (u *upgrader) run() (int, error) {
 	u.mu.Unlock()
 
 	u.log.Info("upgrade: starting the new binary")
-	next, err := upgrade.Start(upgrade.Options{Listeners: u.listeners, Cancel: u.r.Cancel, Timeout: upgradeReadyTimeout})
+	next, err := upgrade.Start(upgrade.Options{Listeners: u.listeners, Cancel: u.r.Cancel,
+		Timeout: upgradeReadyTimeout, Inherited: u.in})
 	u.mu.Lock()
 	u.running = false
 	if err == nil {
