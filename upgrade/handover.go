@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"os"
 )
 
 // envName carries the handover from the old process to the new one: which
@@ -30,12 +29,6 @@ func Key(setting, address string) string { return setting + "=" + address }
 type Listener struct {
 	Key string
 	net.Listener
-}
-
-// filer is what the listeners of package net can do: give a descriptor
-// of their socket.
-type filer interface {
-	File() (*os.File, error)
 }
 
 // Unlinker is a listener on a unix socket file: closing it removes the file

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -155,21 +156,15 @@ func (in *Inherited) ForwardCancel(k wire.CancelKey) {
 	in.relays = live
 }
 
-// relayFiles returns descriptors of the relays to the older processes still
-// running, for a process this one starts in turn.
-func (in *Inherited) relayFiles() []*os.File {
+// relayConns returns the relays to the older processes still running, for
+// a process this one starts in turn.
+func (in *Inherited) relayConns() []*net.UnixConn {
 	if in == nil {
 		return nil
 	}
 	in.relayMu.Lock()
 	defer in.relayMu.Unlock()
-	var files []*os.File
-	for _, c := range in.relays {
-		if f, err := c.File(); err == nil {
-			files = append(files, f)
-		}
-	}
-	return files
+	return slices.Clone(in.relays)
 }
 
 // Close releases what was inherited and not used.

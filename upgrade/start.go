@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/pgswitch/pgswitch/wire"
@@ -65,41 +66,52 @@ func Start(opts Options) (*Successor, error) {
 	if args == nil {
 		args = os.Args[1:]
 	}
-	var files []*os.File // handed to the new process, closed here once it has them
+	var fds []int // handed to the new process, closed here once it has them
 	defer func() {
-		for _, f := range files {
-			f.Close()
+		for _, fd := range fds {
+			closeFD(fd)
 		}
 	}()
+	pass := func(c syscall.Conn) (int, error) {
+		fd, err := dupFD(c)
+		if err != nil {
+			return 0, err
+		}
+		fds = append(fds, fd)
+		return 2 + len(fds), nil // its number in the new process
+	}
 	h := &handover{Parent: os.Getpid(), Listeners: map[string]int{}}
 	for _, ln := range opts.Listeners {
-		fl, ok := ln.Listener.(filer)
+		c, ok := ln.Listener.(syscall.Conn)
 		if !ok {
 			return nil, fmt.Errorf("listener %s: a %T cannot be handed over", ln.Key, ln.Listener)
 		}
-		f, err := fl.File()
+		n, err := pass(c)
 		if err != nil {
 			return nil, fmt.Errorf("listener %s: %w", ln.Key, err)
 		}
-		files = append(files, f)
-		h.Listeners[ln.Key] = 2 + len(files)
+		h.Listeners[ln.Key] = n
 	}
 	readyR, readyW, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("ready pipe: %w", err)
 	}
 	defer readyR.Close()
-	files = append(files, readyW)
-	h.Ready = 2 + len(files)
+	h.Ready, err = pass(readyW)
+	readyW.Close() // the new process has the only write end: EOF on readyR means it is gone
+	if err != nil {
+		return nil, fmt.Errorf("ready pipe: %w", err)
+	}
 	relay, theirs, err := relayPair()
 	if err != nil {
 		return nil, fmt.Errorf("cancel relay: %w", err)
 	}
-	files = append(files, theirs)
-	h.Cancels = append(h.Cancels, 2+len(files))
-	for _, f := range opts.Inherited.relayFiles() {
-		files = append(files, f)
-		h.Cancels = append(h.Cancels, 2+len(files))
+	fds = append(fds, theirs)
+	h.Cancels = append(h.Cancels, 2+len(fds))
+	for _, c := range opts.Inherited.relayConns() {
+		if n, err := pass(c); err == nil {
+			h.Cancels = append(h.Cancels, n)
+		}
 	}
 	env, err := h.encode()
 	if err != nil {
@@ -107,26 +119,29 @@ func Start(opts Options) (*Successor, error) {
 		return nil, err
 	}
 
-	cmd := exec.Command(path, args...)
-	cmd.Env = append(withoutEnv(os.Environ(), envName), envName+"="+env)
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr // the same log, interleaved by line
-	cmd.ExtraFiles = files
-	if err := cmd.Start(); err != nil {
+	proc, err := spawn(path, append([]string{path}, args...), append(withoutEnv(os.Environ(), envName), envName+"="+env), fds)
+	if err != nil {
 		relay.Close()
 		return nil, fmt.Errorf("start %s: %w", path, err)
 	}
-	for _, f := range files {
-		f.Close() // the new process has its own; EOF on readyR now means it is gone
+	for _, fd := range fds {
+		closeFD(fd)
 	}
-	files = nil
+	fds = nil
 	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }() // ends when the new process does, maybe after this one
+	go func() { // ends when the new process does, maybe after this one
+		st, err := proc.Wait()
+		if err == nil && !st.Success() {
+			err = errors.New(st.String())
+		}
+		exited <- err
+	}()
 
 	pid, err := awaitReady(readyR, exited, opts.Timeout)
 	if err != nil {
-		cmd.Process.Kill()
+		proc.Kill()
 		relay.Close()
-		return nil, fmt.Errorf("new process %d (%s): %w", cmd.Process.Pid, path, err)
+		return nil, fmt.Errorf("new process %d (%s): %w", proc.Pid, path, err)
 	}
 	s := &Successor{PID: pid, relay: relay, done: make(chan struct{})}
 	go s.relayCancels(opts.Cancel)

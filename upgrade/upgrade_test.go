@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -32,6 +33,9 @@ var testKey = wire.CancelKey{ProcessID: 4242, SecretKey: 0xdeadbeef}
 // runChild takes the handover; "serve" answers one connection on the
 // inherited listener with its PID after forwarding testKey, then exits.
 func runChild(role string) int {
+	if role == "exit" {
+		return 1 // as a binary that refuses its configuration: before it takes anything
+	}
 	in, err := Take()
 	if err != nil || in == nil {
 		fmt.Fprintln(os.Stderr, "take:", in, err)
@@ -42,8 +46,6 @@ func runChild(role string) int {
 		return 3
 	}
 	switch role {
-	case "exit":
-		return 1
 	case "hang":
 		time.Sleep(time.Minute)
 		return 1
@@ -94,6 +96,7 @@ func TestHandover(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
+	nonBlocking(t, ln)
 	ln.Close() // the old process stops accepting: the socket stays the new one's
 	nc, err := net.DialTimeout("tcp", ln.Addr().String(), 30*time.Second)
 	if err != nil {
@@ -129,9 +132,11 @@ func TestHandoverFails(t *testing.T) {
 	if _, err := start(t, "exit", ln, nil, time.Minute); err == nil || !strings.Contains(err.Error(), "exited before serving") {
 		t.Fatalf("a new process that exits: %v, want exited before serving", err)
 	}
+	nonBlocking(t, ln)
 	if _, err := start(t, "hang", ln, nil, 300*time.Millisecond); err == nil || !strings.Contains(err.Error(), "not serving after") {
 		t.Fatalf("a new process that hangs: %v, want not serving after", err)
 	}
+	nonBlocking(t, ln)
 	// Still ours: a connection is accepted here.
 	go net.Dial("tcp", ln.Addr().String())
 	ln.(*net.TCPListener).SetDeadline(time.Now().Add(30 * time.Second))
@@ -170,5 +175,27 @@ func TestDecodeHandover(t *testing.T) {
 	got, err := decodeHandover(s)
 	if err != nil || got.Listeners["listen=[::1]:6432"] != 3 || got.Parent != 7 {
 		t.Fatalf("round trip of %s: %+v, %v", s, got, err)
+	}
+}
+
+// nonBlocking fails the test if ln's socket is in blocking mode: a handover
+// must not change it, or a goroutine would block in accept(2) and closing
+// the listener would wait for it.
+func nonBlocking(t *testing.T, ln net.Listener) {
+	t.Helper()
+	rc, err := ln.(syscall.Conn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var flags uintptr
+	var errno syscall.Errno
+	rc.Control(func(fd uintptr) {
+		flags, _, errno = syscall.Syscall(syscall.SYS_FCNTL, fd, syscall.F_GETFL, 0)
+	})
+	if errno != 0 {
+		t.Fatal(errno)
+	}
+	if flags&syscall.O_NONBLOCK == 0 {
+		t.Fatal("the listener's socket is in blocking mode after the handover")
 	}
 }

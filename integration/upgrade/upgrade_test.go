@@ -345,6 +345,22 @@ users:
 		t.Fatalf("a client connected before the upgrade: %v", err)
 	}
 
+	// An upgrade whose new binary refuses the configuration fails, and the
+	// process that serves goes on.
+	if err := os.WriteFile(configPath, []byte(yaml+"pool:\n  sise: 3\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	failed, err := exec.CommandContext(ctx, bin, "upgrade", "--admin-url", dsn(addr, "pgswitch")).CombinedOutput()
+	if err == nil || !strings.Contains(string(failed), "58000") {
+		t.Fatalf("pgswitch upgrade with a bad configuration: %v %q, want it to fail with 58000", err, failed)
+	}
+	if err := os.WriteFile(configPath, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if pid, _ := process(t, ctx, addr); pid != p1.pid {
+		t.Fatalf("after a failed upgrade, a new connection reached pid %d, want %d", pid, p1.pid)
+	}
+
 	// Upgrade 2: `pgswitch upgrade`, through the console of the process
 	// that serves now.
 	up := exec.CommandContext(ctx, bin, "upgrade", "--admin-url", dsn(addr, "pgswitch"))
