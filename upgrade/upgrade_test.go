@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -197,5 +198,30 @@ func nonBlocking(t *testing.T, ln net.Listener) {
 	}
 	if flags&syscall.O_NONBLOCK == 0 {
 		t.Fatal("the listener's socket is in blocking mode after the handover")
+	}
+}
+
+// TestNotify: the state reaches NOTIFY_SOCKET as one datagram; without
+// it, nothing is sent.
+func TestNotify(t *testing.T) {
+	t.Setenv("NOTIFY_SOCKET", "")
+	if err := Notify("READY=1"); err != nil {
+		t.Fatalf("without NOTIFY_SOCKET: %v", err)
+	}
+	path := filepath.Join(t.TempDir(), "notify")
+	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	t.Setenv("NOTIFY_SOCKET", path)
+	if err := Notify("MAINPID=42\nREADY=1"); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 256)
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, err := c.Read(buf)
+	if err != nil || string(buf[:n]) != "MAINPID=42\nREADY=1" {
+		t.Fatalf("received %q, %v", buf[:n], err)
 	}
 }

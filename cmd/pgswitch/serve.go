@@ -131,12 +131,13 @@ func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config,
 		go func() { errc <- r.Serve(ln) }()
 		logger.Info("pgswitch listening", "addr", ln.Addr().String(), "version", version, "pid", os.Getpid())
 	}
-	if err := in.Ready(); err != nil {
-		logger.Warn("upgrade: could not tell the old process that this one serves", "err", err)
-	}
 	if in != nil {
-		logger.Info("upgrade: serving in place of the old process", "old_pid", in.Parent)
+		// systemd hears of the new main process before the old one may exit.
 		notify(logger, fmt.Sprintf("MAINPID=%d\nREADY=1", os.Getpid()))
+		if err := in.Ready(); err != nil {
+			logger.Warn("upgrade: could not tell the old process that this one serves", "err", err)
+		}
+		logger.Info("upgrade: serving in place of the old process", "old_pid", in.Parent)
 	} else {
 		notify(logger, "READY=1")
 	}
