@@ -32,7 +32,7 @@ func (r *Router) StopAccepting() {
 }
 
 // connected returns how many clients are connected, the admin console's
-// included.
+// included; those still sending their startup packet are r.startup's.
 func (r *Router) connected() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -53,7 +53,7 @@ func (r *Router) Retire(ctx context.Context, wait time.Duration) {
 	}
 	tick := time.NewTicker(retirePoll)
 	defer tick.Stop()
-	for r.connected() > 0 {
+	for r.connected() > 0 || r.startup.count() > 0 { // logins under way count
 		select {
 		case <-tick.C:
 		case <-deadline:

@@ -159,7 +159,7 @@ func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config,
 				defer next.Close() // cancel keys from it until the end
 			}
 			r.Retire(ctx, r.Config().Timeouts.UpgradeDrain)
-			logger.Info("upgrade: the old process's clients have left; exiting")
+			logger.Info("upgrade: this old process is done; exiting")
 			return nil
 		case <-ctx.Done():
 			timeout := r.Config().Timeouts.Shutdown

@@ -45,10 +45,12 @@ func (u *upgrader) run() (int, error) {
 	case u.next != nil:
 		pid := u.next.PID
 		u.mu.Unlock()
+		u.log.Warn("upgrade refused: this process has handed its listeners over already", "new_pid", pid)
 		return 0, wire.Errorf(wire.CodeObjectNotInPrerequisiteState, "this process has handed its listeners over to process %d already", pid).
 			WithHint("Upgrade the process that serves now: connect again.")
 	case u.running:
 		u.mu.Unlock()
+		u.log.Warn("upgrade refused: one is under way")
 		return 0, wire.Errorf(wire.CodeObjectNotInPrerequisiteState, "an upgrade is under way")
 	}
 	u.running = true

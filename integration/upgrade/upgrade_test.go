@@ -103,6 +103,29 @@ func (f *family) await(t *testing.T, n int) served {
 	}
 }
 
+// awaitLine waits until a line of the log contains text.
+func (f *family) awaitLine(t *testing.T, text string) {
+	t.Helper()
+	deadline := time.After(2 * time.Minute)
+	for {
+		f.mu.Lock()
+		for _, line := range f.lines {
+			if strings.Contains(line, text) {
+				f.mu.Unlock()
+				return
+			}
+		}
+		changed := f.changed
+		f.mu.Unlock()
+		select {
+		case <-changed:
+		case <-time.After(50 * time.Millisecond):
+		case <-deadline:
+			t.Fatalf("no line of the log says %q\n%s", text, f.log())
+		}
+	}
+}
+
 // pids returns every process that listened.
 func (f *family) pids() []int {
 	f.mu.Lock()
@@ -337,6 +360,8 @@ users:
 	if p1.pid == p0.pid || p1.addr != addr {
 		t.Fatalf("after SIGUSR2: process %d listens on %s, want a new process on %s", p1.pid, p1.addr, addr)
 	}
+	// The first process has stopped accepting once it says so.
+	fam.awaitLine(t, fmt.Sprintf("new process serves; this one keeps its clients until they leave\" new_pid=%d ", p1.pid))
 	if pid, pred := process(t, ctx, addr); pid != p1.pid || pred != p0.pid {
 		t.Fatalf("a new connection after SIGUSR2 reached pid %d (predecessor %d), want %d (predecessor %d)", pid, pred, p1.pid, p0.pid)
 	}
