@@ -24,13 +24,14 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/pgswitch/pgswitch/integration/cluster"
+	"github.com/pgswitch/pgswitch/internal/pgcluster"
+	"github.com/pgswitch/pgswitch/wire"
 )
 
-var cl *cluster.Cluster
+var cl *pgcluster.Cluster
 
 func TestMain(m *testing.M) {
-	os.Exit(cluster.Main(m, cluster.Options{Replicas: -1}, &cl))
+	os.Exit(pgcluster.Main(m, pgcluster.Options{Replicas: -1}, &cl))
 }
 
 // family is a `pgswitch serve` child process and the processes its
@@ -431,7 +432,7 @@ users:
 	select {
 	case err := <-slept:
 		var pe *pgconn.PgError
-		if !errors.As(err, &pe) || pe.Code != "57014" {
+		if !errors.As(err, &pe) || pe.Code != wire.CodeQueryCanceled {
 			t.Fatalf("the canceled query: %v, want 57014", err)
 		}
 	case <-time.After(60 * time.Second):
