@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -294,6 +295,7 @@ func TestUpgradeUnderLoad(t *testing.T) {
 	dir := t.TempDir()
 	configPath := filepath.Join(dir, "pgswitch.yaml")
 	yaml := fmt.Sprintf(`listen: 127.0.0.1:0
+metrics_listen: 127.0.0.1:0
 pool:
   size: 12
 timeouts:
@@ -369,6 +371,13 @@ users:
 	var one int
 	if err := early.QueryRow(ctx, "SELECT 1").Scan(&one); err != nil {
 		t.Fatalf("a client connected before the upgrade: %v", err)
+	}
+	// The first process's console refuses another upgrade: it serves no
+	// listener any more.
+	_, err := console0.Exec(ctx, "UPGRADE")
+	var refused *pgconn.PgError
+	if !errors.As(err, &refused) || refused.Code != wire.CodeObjectNotInPrerequisiteState {
+		t.Fatalf("UPGRADE on the process that handed over: %v, want 55000", err)
 	}
 
 	// An upgrade whose new binary refuses the configuration fails, and the
@@ -475,6 +484,16 @@ users:
 	if pid, _ := process(t, ctx, addr); pid != p2.pid {
 		t.Fatalf("after the old processes exited, a new connection reached pid %d, want %d", pid, p2.pid)
 	}
+	// The metrics listener the first process opened is the newest one's.
+	metrics := metricsAddr(t, fam)
+	resp, err := http.Get("http://" + metrics + "/healthz")
+	if err != nil {
+		t.Fatalf("metrics listener after the upgrades: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("/healthz after the upgrades: %s", resp.Status)
+	}
 	t.Logf("pgbench -c 8 -T 20 through two upgrades (pid %d → %d by SIGUSR2 → %d by pgswitch upgrade): tps %s, 0 failed\n%s",
 		p0.pid, p1.pid, p2.pid, tps, text)
 	syscall.Kill(p2.pid, syscall.SIGTERM)
@@ -482,6 +501,26 @@ users:
 }
 
 func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
+
+var metricsRe = regexp.MustCompile(`msg="metrics listening" addr=(\S+)`)
+
+// metricsAddr returns the address every process served metrics on.
+func metricsAddr(t *testing.T, fam *family) string {
+	t.Helper()
+	seen := map[string]bool{}
+	for _, line := range strings.Split(fam.log(), "\n") {
+		if m := metricsRe.FindStringSubmatch(line); m != nil {
+			seen[m[1]] = true
+		}
+	}
+	if len(seen) != 1 {
+		t.Fatalf("metrics listened on %v, want one address for every process", seen)
+	}
+	for addr := range seen {
+		return addr
+	}
+	return ""
+}
 
 // waitSleeping waits until the primary runs a pg_sleep.
 func waitSleeping(t *testing.T, ctx context.Context) {
