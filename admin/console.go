@@ -73,6 +73,9 @@ func (con *Console) ServeAdmin(c *router.AdminClient) {
 				be.Send(e.Response())
 				be.Flush()
 				con.opts.Log.Info("admin client sent a malformed message", "user", c.User, "err", e.Message)
+			} else if letGo(c) {
+				be.Send(router.ErrRetired.Response())
+				be.Flush()
 			} else if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && c.Ctx.Err() == nil {
 				con.opts.Log.Debug("admin client read failed", "user", c.User, "err", err)
 			}
@@ -107,6 +110,17 @@ func (con *Console) ServeAdmin(c *router.AdminClient) {
 		if err := be.Flush(); err != nil {
 			return
 		}
+	}
+}
+
+// letGo reports whether the router lets c go: its process has handed its
+// listeners over and has no other client left.
+func letGo(c *router.AdminClient) bool {
+	select {
+	case <-c.LetGo:
+		return true
+	default:
+		return false
 	}
 }
 

@@ -31,18 +31,40 @@ func (r *Router) StopAccepting() {
 	}
 }
 
-// connected returns how many clients are connected, the admin console's
-// included; those still sending their startup packet are r.startup's.
-func (r *Router) connected() int {
+// remaining returns how many clients are connected or logging in, and how
+// many of them are the admin console's.
+func (r *Router) remaining() (all, console int) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.clients
+	all = r.clients
+	r.mu.Unlock()
+	r.admin.mu.Lock()
+	console = len(r.admin.conns)
+	r.admin.mu.Unlock()
+	return all + r.startup.count(), console
+}
+
+// letConsoleGo ends the admin console's connections once each has been
+// answered what it asked (ErrRetired): a console kept open, such as a
+// metrics exporter's, then reconnects to the process that serves now
+// instead of holding this one.
+func (r *Router) letConsoleGo() {
+	r.admin.mu.Lock()
+	defer r.admin.mu.Unlock()
+	if r.admin.gone {
+		return
+	}
+	r.admin.gone = true
+	close(r.admin.letGo)
+	for conn := range r.admin.conns {
+		conn.SetReadDeadline(time.Unix(1, 0)) // a command in flight is answered first
+	}
 }
 
 // Retire stops accepting and serves the clients the router has until they
 // have all left, or wait has passed (0: no limit), or ctx ends; then it
 // shuts down as Shutdown does: transactions in flight get
-// timeouts.shutdown, the clients left get 57P01.
+// timeouts.shutdown, the clients left get 57P01. The admin console's
+// connections stay while other clients do, then are let go (ErrRetired).
 func (r *Router) Retire(ctx context.Context, wait time.Duration) {
 	r.StopAccepting()
 	var deadline <-chan time.Time
@@ -53,11 +75,18 @@ func (r *Router) Retire(ctx context.Context, wait time.Duration) {
 	}
 	tick := time.NewTicker(retirePoll)
 	defer tick.Stop()
-	for r.connected() > 0 || r.startup.count() > 0 { // logins under way count
+	for {
+		all, console := r.remaining()
+		if all == console {
+			r.letConsoleGo()
+		}
+		if all == 0 {
+			break
+		}
 		select {
 		case <-tick.C:
 		case <-deadline:
-			r.log.Info("upgrade: clients still connected after timeouts.upgrade_drain; shutting down", "clients", r.connected())
+			r.log.Info("upgrade: clients still connected after timeouts.upgrade_drain; shutting down", "clients", all)
 			r.Shutdown(r.Config().Timeouts.Shutdown)
 			return
 		case <-ctx.Done():

@@ -66,6 +66,8 @@ func New(cfg *config.Config, log *slog.Logger) (*Router, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Router{pools: pool.NewSet(log), log: log, ctx: ctx, stop: cancel, sessions: map[wire.CancelKey]*Session{}}
 	r.admin.started = time.Now()
+	r.admin.conns = map[net.Conn]struct{}{}
+	r.admin.letGo = make(chan struct{})
 	if err := r.Apply(cfg); err != nil {
 		cancel()
 		return nil, err
