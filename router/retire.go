@@ -14,8 +14,11 @@ import (
 // or timeouts.upgrade_drain has passed.
 
 // retirePoll is how often Retire counts the clients left; it is not the
-// hot path.
-const retirePoll = 100 * time.Millisecond
+// hot path. retireLogEvery is how often it logs how many are left.
+const (
+	retirePoll     = 100 * time.Millisecond
+	retireLogEvery = 30 * time.Second
+)
 
 // StopAccepting closes the router's listeners; the clients it has stay.
 // A unix socket's file stays in place, for the process that serves it now.
@@ -75,6 +78,7 @@ func (r *Router) Retire(ctx context.Context, wait time.Duration) {
 	}
 	tick := time.NewTicker(retirePoll)
 	defer tick.Stop()
+	logged := time.Now()
 	for {
 		all, console := r.remaining()
 		if all == console {
@@ -82,6 +86,10 @@ func (r *Router) Retire(ctx context.Context, wait time.Duration) {
 		}
 		if all == 0 {
 			break
+		}
+		if time.Since(logged) >= retireLogEvery {
+			r.log.Info("upgrade: this old process still serves clients", "clients", all-console, "console", console)
+			logged = time.Now()
 		}
 		select {
 		case <-tick.C:
