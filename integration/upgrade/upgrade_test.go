@@ -25,6 +25,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/pgswitch/pgswitch/integration/testproxy"
 	"github.com/pgswitch/pgswitch/internal/pgcluster"
 	"github.com/pgswitch/pgswitch/wire"
 )
@@ -190,18 +191,6 @@ func startFamily(t *testing.T, bin, configPath string) *family {
 	return f
 }
 
-func tool(t *testing.T, name string) string {
-	t.Helper()
-	if p, err := exec.LookPath(name); err == nil {
-		return p
-	}
-	p := filepath.Join(cl.BinDir, name)
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("%s not found on PATH nor in %s", name, cl.BinDir)
-	}
-	return p
-}
-
 func dsn(addr, db string) string {
 	u := url.URL{Scheme: "postgres", User: url.UserPassword(cl.User, cl.Password), Host: addr,
 		Path: "/" + db, RawQuery: "sslmode=disable&connect_timeout=30"}
@@ -265,24 +254,6 @@ var (
 	upgradedRe  = regexp.MustCompile(`upgraded: pid (\d+) serves now; pid (\d+) keeps its (\d+) clients`)
 )
 
-// safeBuffer collects pgbench's output.
-type safeBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *safeBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *safeBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestUpgradeUnderLoad: pgbench -c 8 -T 20 runs through two binary
 // upgrades, one by SIGUSR2 and one by `pgswitch upgrade`, with no failed
 // transaction. Each upgrade moves the listener to a new process (new
@@ -323,7 +294,7 @@ users:
 	host, port, _ := net.SplitHostPort(addr)
 	env := append(os.Environ(), "PGHOST="+host, "PGPORT="+port, "PGUSER="+cl.User,
 		"PGPASSWORD="+cl.Password, "PGDATABASE="+cl.Database, "PGSSLMODE=disable", "PGCONNECT_TIMEOUT=30")
-	initCmd := exec.CommandContext(ctx, tool(t, "pgbench"), "-i", "-q", "-s", "1")
+	initCmd := exec.CommandContext(ctx, testproxy.Tool(t, cl, "pgbench"), "-i", "-q", "-s", "1")
 	initCmd.Env = env
 	if out, err := initCmd.CombinedOutput(); err != nil {
 		t.Fatalf("pgbench -i: %v\n%s", err, out)
@@ -337,9 +308,9 @@ users:
 		t.Fatalf("SHOW PROCESS before any upgrade: pid %d predecessor %d, want %d and 0", pid, pred, p0.pid)
 	}
 
-	bench := exec.CommandContext(ctx, tool(t, "pgbench"), "-c", "8", "-j", "2", "-T", "20", "-P", "5")
+	bench := exec.CommandContext(ctx, testproxy.Tool(t, cl, "pgbench"), "-c", "8", "-j", "2", "-T", "20", "-P", "5")
 	bench.Env = env
-	var out safeBuffer
+	var out testproxy.Output
 	bench.Stdout, bench.Stderr = &out, &out
 	if err := bench.Start(); err != nil {
 		t.Fatal(err)
