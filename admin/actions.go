@@ -2,9 +2,12 @@ package admin
 
 import (
 	"context"
+	"os"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgswitch/pgswitch/config"
 	"github.com/pgswitch/pgswitch/router"
@@ -195,4 +198,20 @@ func (con *Console) shutdown(context.Context, []string) error {
 	}
 	con.opts.Shutdown()
 	return nil
+}
+
+// upgrade starts a binary upgrade and answers, once the new process
+// serves, with both PIDs and the clients this process keeps until they
+// leave (at most timeouts.upgrade_drain).
+func (con *Console) upgrade(_ context.Context, cmd command) ([]pgproto3.BackendMessage, error) {
+	if con.opts.Upgrade == nil {
+		return nil, wire.Errorf(wire.CodeFeatureNotSupported, "UPGRADE is not available in this process")
+	}
+	pid, err := con.opts.Upgrade()
+	if err != nil {
+		return nil, err
+	}
+	t := newTable(intCol("pid"), intCol("new_pid"), intCol("clients"))
+	t.add(os.Getpid(), pid, len(con.r.Clients()))
+	return t.messages(cmd.verb), nil
 }

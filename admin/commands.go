@@ -36,6 +36,7 @@ type handler func(con *Console, ctx context.Context, cmd command) ([]pgproto3.Ba
 var commands = []spec{
 	{name: "SHOW HELP", run: showHelp},
 	{name: "SHOW VERSION", run: showing((*Console).showVersion)},
+	{name: "SHOW PROCESS", run: showing((*Console).showProcess)},
 	{name: "SHOW CONFIG", run: showing((*Console).showConfig)},
 	{name: "SHOW DATABASES", run: showing((*Console).showDatabases)},
 	{name: "SHOW POOLS", run: showing((*Console).showPools)},
@@ -56,6 +57,7 @@ var commands = []spec{
 	{name: "ENABLE", args: "db", role: adminRole, run: acting((*Console).enable)},
 	{name: "RELOAD", role: adminRole, run: acting((*Console).reload)},
 	{name: "SHUTDOWN", role: adminRole, run: acting((*Console).shutdown)},
+	{name: "UPGRADE", role: adminRole, run: (*Console).upgrade},
 }
 
 // helpLines are the table as SHOW HELP tells it: one line a command,

@@ -97,9 +97,9 @@ func TestCommandTable(t *testing.T) {
 // commands as they always have (scripts and people read them).
 func TestHelpLines(t *testing.T) {
 	want := []string{
-		"SHOW HELP|VERSION|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|STATS|STATS_TOTALS|STATS_AVERAGES|LISTS|HEALTH|ROUTES",
+		"SHOW HELP|VERSION|PROCESS|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|STATS|STATS_TOTALS|STATS_AVERAGES|LISTS|HEALTH|ROUTES",
 		"PAUSE [db]", "RESUME [db]", "RECONNECT [db]", "WAIT_CLOSE [db]",
-		"KILL db", "DISABLE db", "ENABLE db", "RELOAD", "SHUTDOWN",
+		"KILL db", "DISABLE db", "ENABLE db", "RELOAD", "SHUTDOWN", "UPGRADE",
 	}
 	if !slices.Equal(helpLines, want) {
 		t.Errorf("help lines\n%q\nwant\n%q", helpLines, want)
@@ -128,7 +128,7 @@ func newTestConsole(t *testing.T) (*Console, *router.Router) {
 	t.Cleanup(r.Close)
 	con := New(r, Options{Version: "test", Log: log,
 		Load:     func() (*config.Config, error) { return config.Parse([]byte(consoleTestConfig)) },
-		Shutdown: func() {}})
+		Shutdown: func() {}, Upgrade: func() (int, error) { return 12345, nil }})
 	return con, r
 }
 

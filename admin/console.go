@@ -27,7 +27,15 @@ type Options struct {
 	// Shutdown starts pgswitch's shutdown for SHUTDOWN; it must not wait
 	// for it. Nil: SHUTDOWN fails.
 	Shutdown func()
-	Log      *slog.Logger
+	// Upgrade starts a binary upgrade for UPGRADE: it returns the new
+	// process's PID once that serves the listeners and this process
+	// accepts no more, or an error and this process goes on as before.
+	// Nil: UPGRADE fails.
+	Upgrade func() (newPID int, err error)
+	// Predecessor is the PID of the process this one took the listeners
+	// from in an upgrade, for SHOW PROCESS; 0 if it was started anew.
+	Predecessor int
+	Log         *slog.Logger
 }
 
 // Console serves the admin console of one router.
@@ -65,6 +73,9 @@ func (con *Console) ServeAdmin(c *router.AdminClient) {
 				be.Send(e.Response())
 				be.Flush()
 				con.opts.Log.Info("admin client sent a malformed message", "user", c.User, "err", e.Message)
+			} else if letGo(c) {
+				be.Send(router.ErrRetired.Response())
+				be.Flush()
 			} else if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && c.Ctx.Err() == nil {
 				con.opts.Log.Debug("admin client read failed", "user", c.User, "err", err)
 			}
@@ -99,6 +110,17 @@ func (con *Console) ServeAdmin(c *router.AdminClient) {
 		if err := be.Flush(); err != nil {
 			return
 		}
+	}
+}
+
+// letGo reports whether the router lets c go: its process has handed its
+// listeners over and has no other client left.
+func letGo(c *router.AdminClient) bool {
+	select {
+	case <-c.LetGo:
+		return true
+	default:
+		return false
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -23,6 +24,14 @@ import (
 func (con *Console) showVersion(*router.Snapshot) *table {
 	t := newTable(textCol("version"))
 	t.add("pgswitch " + con.opts.Version)
+	return t
+}
+
+// showProcess tells which process serves: after a binary upgrade, new
+// connections reach the new process, whose predecessor is the old one.
+func (con *Console) showProcess(snap *router.Snapshot) *table {
+	t := newTable(intCol("pid"), textCol("version"), textCol("started"), intCol("predecessor"))
+	t.add(os.Getpid(), "pgswitch "+con.opts.Version, snap.Started.UTC().Format(time.RFC3339), con.opts.Predecessor)
 	return t
 }
 

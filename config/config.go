@@ -184,6 +184,10 @@ type Timeouts struct {
 	PrimaryWait     time.Duration `yaml:"primary_wait"`     // default 30s; writes wait this long for a primary
 	Shutdown        time.Duration `yaml:"shutdown"`         // default 30s
 	Pause           time.Duration `yaml:"pause"`            // default 60s; PAUSE gives up after
+	// UpgradeDrain is how long a process that handed its listeners to a
+	// new binary (SIGUSR2, UPGRADE) keeps serving its clients before it
+	// shuts down as on SIGTERM. Default 10m; 0: until the last one leaves.
+	UpgradeDrain time.Duration `yaml:"upgrade_drain"`
 }
 
 // Limits on what clients may send.

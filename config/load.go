@@ -39,7 +39,7 @@ func parse(data []byte, file string) (*Config, error) {
 		decoder{r}.value(root.Content[0], "", reflect.ValueOf(cfg).Elem())
 	}
 	cfg.expandEnv(r)
-	cfg.setDefaults()
+	cfg.setDefaults(r)
 	cfg.validate(r)
 	if err := r.err(); err != nil {
 		return nil, err

@@ -42,6 +42,7 @@ func TestParseDefaults(t *testing.T) {
 		{"timeouts.primary_wait", cfg.Timeouts.PrimaryWait, 30 * time.Second},
 		{"timeouts.shutdown", cfg.Timeouts.Shutdown, 30 * time.Second},
 		{"timeouts.pause", cfg.Timeouts.Pause, 60 * time.Second},
+		{"timeouts.upgrade_drain", cfg.Timeouts.UpgradeDrain, 10 * time.Minute},
 		{"limits.max_message_size", cfg.Limits.MaxMessageSize, 64 << 20},
 		{"limits.max_client_statements", cfg.Limits.MaxClientStatements, 10000},
 		{"limits.max_client_statement_bytes", cfg.Limits.MaxClientStatementBytes, 16 << 20},
@@ -255,6 +256,8 @@ func TestParseDurations(t *testing.T) {
 		{"bare integer server downinter", withServer("downinter: 15"), func(c *Config) time.Duration { return c.Databases["app"].Servers[0].DownInter }, 15 * time.Second},
 		{"server inter string", withServer("inter: 250ms"), func(c *Config) time.Duration { return c.Databases["app"].Servers[0].Inter }, 250 * time.Millisecond},
 		{"zero client_idle is no limit", minimal + "timeouts: {client_idle: 0}\n", func(c *Config) time.Duration { return c.Timeouts.ClientIdle }, 0},
+		{"zero upgrade_drain is no limit", minimal + "timeouts: {upgrade_drain: 0}\n", func(c *Config) time.Duration { return c.Timeouts.UpgradeDrain }, 0},
+		{"bare integer upgrade_drain", minimal + "timeouts: {upgrade_drain: 16}\n", func(c *Config) time.Duration { return c.Timeouts.UpgradeDrain }, 16 * time.Second},
 		{"zero means default", minimal + "timeouts: {query_wait: 0}\n", func(c *Config) time.Duration { return c.Timeouts.QueryWait }, 30 * time.Second},
 		{"largest bare integer", minimal + "timeouts: {server_lifetime: 9223372036}\n", func(c *Config) time.Duration { return c.Timeouts.ServerLifetime }, 9223372036 * time.Second},
 	} {

@@ -14,7 +14,9 @@ import (
 	"github.com/pgswitch/pgswitch/wire/saslprep"
 )
 
-func (c *Config) setDefaults() {
+// setDefaults fills in what the file leaves out; r says which keys it
+// sets, for defaults that 0 does not stand for.
+func (c *Config) setDefaults(r *report) {
 	def := func(v *string, d string) {
 		if *v == "" {
 			*v = d
@@ -61,6 +63,9 @@ func (c *Config) setDefaults() {
 	defDur(&t.PrimaryWait, 30*time.Second)
 	defDur(&t.Shutdown, 30*time.Second)
 	defDur(&t.Pause, 60*time.Second)
+	if !r.set("timeouts.upgrade_drain") { // 0 means no limit
+		t.UpgradeDrain = 10 * time.Minute
+	}
 	defInt(&c.Limits.MaxMessageSize, 64<<20)
 	defInt(&c.Limits.MaxClientStatements, 10000)
 	defInt(&c.Limits.MaxClientStatementBytes, 16<<20)
@@ -197,7 +202,7 @@ func (c *Config) validate(r *report) {
 		"timeouts.server_lifetime": c.Timeouts.ServerLifetime, "timeouts.client_idle": c.Timeouts.ClientIdle,
 		"timeouts.idle_transaction": c.Timeouts.IdleTransaction,
 		"timeouts.primary_wait":     c.Timeouts.PrimaryWait, "timeouts.shutdown": c.Timeouts.Shutdown,
-		"timeouts.pause": c.Timeouts.Pause, "routing.max_replica_lag": c.Routing.MaxReplicaLag,
+		"timeouts.pause": c.Timeouts.Pause, "timeouts.upgrade_drain": c.Timeouts.UpgradeDrain, "routing.max_replica_lag": c.Routing.MaxReplicaLag,
 		"routing.volatile_refresh": c.Routing.VolatileRefresh, "routing.causal_wait": c.Routing.CausalWait,
 		"health.inter": c.Health.Inter, "health.timeout": c.Health.Timeout,
 	} {

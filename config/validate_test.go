@@ -166,7 +166,7 @@ func TestValidationErrors(t *testing.T) {
 	for _, key := range []string{
 		"timeouts.client_login", "timeouts.query_wait", "timeouts.server_connect", "timeouts.server_idle",
 		"timeouts.server_lifetime", "timeouts.client_idle", "timeouts.primary_wait", "timeouts.shutdown",
-		"timeouts.pause", "routing.max_replica_lag", "routing.volatile_refresh", "health.timeout",
+		"timeouts.pause", "timeouts.upgrade_drain", "routing.max_replica_lag", "routing.volatile_refresh", "health.timeout",
 	} {
 		section, field, _ := strings.Cut(key, ".")
 		cases = append(cases, tcase{key + " negative", minimal + section + ": {" + field + ": -300ms}\n",

@@ -6,7 +6,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -14,21 +13,11 @@ import (
 	"time"
 
 	"github.com/pgswitch/pgswitch/config"
+	"github.com/pgswitch/pgswitch/integration/testproxy"
 )
 
 // clientTool finds psql or pgbench: on PATH or next to the server binaries.
-func clientTool(t *testing.T, name string) string {
-	t.Helper()
-	if p, err := exec.LookPath(name); err == nil {
-		return p
-	}
-	p := filepath.Join(cl.BinDir, name)
-	if _, err := os.Stat(p); err == nil {
-		return p
-	}
-	t.Fatalf("%s not found on PATH nor in %s", name, cl.BinDir)
-	return ""
-}
+func clientTool(t *testing.T, name string) string { return testproxy.Tool(t, cl, name) }
 
 // toolEnv points libpq at pgswitch; the password goes through the
 // environment so that it is not on any command line.

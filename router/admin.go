@@ -28,7 +28,17 @@ type AdminClient struct {
 	Admin bool
 	// Ctx ends when the router closes; the handler then returns.
 	Ctx context.Context
+	// LetGo is closed when a process that handed its listeners to a new
+	// one (a binary upgrade) has no other client left: the router then
+	// ends the client's next read, and the handler tells it ErrRetired.
+	LetGo <-chan struct{}
 }
+
+// ErrRetired ends the admin console connections of a process that handed
+// its listeners over, once its other clients have left: connecting again
+// reaches the process that serves now.
+var ErrRetired = wire.Fatalf(wire.CodeAdminShutdown, "this pgswitch process has handed its listeners to a new one and is exiting").
+	WithHint("Connect again to reach the process that serves now.")
 
 // adminDatabases are the names the admin console answers to
 // (config.validate reserves them).
@@ -64,6 +74,11 @@ type adminState struct {
 	disabled map[string]bool        // DISABLE: new clients of these databases are refused
 	counters map[string]*dbCounters // by database name (stats.go)
 	started  time.Time
+
+	// The console's connections, and whether they are let go (retire.go).
+	conns map[net.Conn]struct{}
+	letGo chan struct{} // closed by letConsoleGo
+	gone  bool          // letGo is closed
 }
 
 // SetAdmin installs the admin console; without one the reserved database
@@ -101,8 +116,29 @@ func (r *Router) serveReserved(conn net.Conn, st *state, startup *wire.Startup, 
 	conn.SetDeadline(time.Time{})
 	stop := context.AfterFunc(r.ctx, func() { conn.Close() })
 	defer stop()
+	c.LetGo = r.consoleOpened(conn)
+	defer r.consoleClosed(conn)
 	h.ServeAdmin(c)
 	return true
+}
+
+// consoleOpened counts conn among the console's connections and returns
+// the channel closed when they are let go; one opened after that has its
+// read ended at once.
+func (r *Router) consoleOpened(conn net.Conn) <-chan struct{} {
+	r.admin.mu.Lock()
+	defer r.admin.mu.Unlock()
+	r.admin.conns[conn] = struct{}{}
+	if r.admin.gone {
+		conn.SetReadDeadline(time.Unix(1, 0))
+	}
+	return r.admin.letGo
+}
+
+func (r *Router) consoleClosed(conn net.Conn) {
+	r.admin.mu.Lock()
+	delete(r.admin.conns, conn)
+	r.admin.mu.Unlock()
 }
 
 // adminLogin authenticates an admin console client like any other and

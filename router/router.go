@@ -59,6 +59,9 @@ type Router struct {
 	clients  int
 	closed   bool
 	lns      []net.Listener
+	// cancelRelay receives cancel requests for keys no session here has
+	// (SetCancelRelay); nil: they are ignored.
+	cancelRelay func(wire.CancelKey)
 }
 
 // New returns a router for cfg. It does not listen yet.
@@ -71,6 +74,8 @@ func New(cfg *config.Config, log *slog.Logger) (*Router, error) {
 	r.admin.started = time.Now()
 	r.lookups = newUserLookup(r.runAuthQuery)
 	r.keys = map[passThroughKey]*wire.PassThrough{}
+	r.admin.conns = map[net.Conn]struct{}{}
+	r.admin.letGo = make(chan struct{})
 	if err := r.Apply(cfg); err != nil {
 		cancel()
 		return nil, err
@@ -271,10 +276,11 @@ func (r *Router) unregister(s *Session) {
 // cancel relays a client's CancelRequest to the server connection its
 // session is using right now, if any; a session still waiting for one
 // stops waiting with 57014. A key another peer gave out is forwarded to it
-// (peers.go). Unknown keys are ignored, as PostgreSQL does, so that keys
-// cannot be probed. The server connection is not handed to another client
-// until the server confirmed the cancel, so that it cannot land on someone
-// else's query.
+// (peers.go); other unknown keys go to the cancel relay of an upgrade, if
+// any, else are ignored, as PostgreSQL does, so that keys cannot be
+// probed. The server connection is not handed to another client until the
+// server confirmed the cancel, so that it cannot land on someone else's
+// query.
 func (r *Router) cancel(k wire.CancelKey) {
 	cfg := r.state.Load().cfg
 	r.mu.Lock()
@@ -282,13 +288,22 @@ func (r *Router) cancel(k wire.CancelKey) {
 	if s == nil && cfg.PeerID != 0 {
 		s = r.sessions[k.Issued()] // forwarded here by a peer
 	}
+	relay := r.cancelRelay
 	r.mu.Unlock()
 	if s == nil {
-		if cfg.PeerID != 0 && k.Peer() != cfg.PeerID {
+		switch {
+		case cfg.PeerID != 0 && k.Peer() != cfg.PeerID:
 			r.forwardCancel(cfg, k)
+		case relay != nil:
+			relay(k)
 		}
 		return
 	}
+	r.cancelSession(s)
+}
+
+// cancelSession cancels what s is running or waiting for.
+func (r *Router) cancelSession(s *Session) {
 	if s.queue.cancelWait() {
 		return
 	}

@@ -35,5 +35,6 @@ const (
 	CodeInternalError                           = "XX000"
 	CodeObjectNotInPrerequisiteState            = "55000"
 	CodeConfigFileError                         = "F0000"
+	CodeSystemError                             = "58000"
 	CodeInvalidParameterValue                   = "22023"
 )

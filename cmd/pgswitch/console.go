@@ -222,6 +222,26 @@ func onEach[T any](cmd *cobra.Command, f *consoleFlags, fn func(ctx context.Cont
 	return outs, nil
 }
 
+// run runs fn on the one instance the flags name: for commands that act on
+// a single process (upgrade), where several would be a mistake.
+func (f *consoleFlags) run(cmd *cobra.Command, fn func(ctx context.Context, c *console) error) error {
+	ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
+	defer cancel()
+	ins, err := f.instances(ctx)
+	if err != nil {
+		return err
+	}
+	if len(ins) != 1 {
+		return fmt.Errorf("%d instances given: %s addresses one pgswitch at a time", len(ins), cmd.Name())
+	}
+	c, err := connect(ctx, ins[0].cfg)
+	if err != nil {
+		return err
+	}
+	defer c.conn.Close(context.Background())
+	return fn(ctx, c)
+}
+
 // failures prints each instance's error on a line of its own and returns
 // errPrinted if there was one: the other instances' rows are printed, and
 // the command still fails.

@@ -55,7 +55,7 @@ Point DATABASE_URL at pgswitch and change nothing else. Try it with:
 	}
 	root.AddCommand(newServeCommand(), newCheckConfigCommand(), newVersionCommand(), newDemoCommand(), newClassifyCommand())
 	root.AddCommand(newStatusCommand(), newPoolsCommand(), newServersCommand(), newClientsCommand(), newStatsCommand(),
-		newPauseCommand(), newResumeCommand(), newReloadCommand())
+		newPauseCommand(), newResumeCommand(), newReloadCommand(), newUpgradeCommand())
 	return root
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"runtime/pprof"
@@ -16,6 +15,7 @@ import (
 	"github.com/pgswitch/pgswitch/admin"
 	"github.com/pgswitch/pgswitch/config"
 	"github.com/pgswitch/pgswitch/router"
+	"github.com/pgswitch/pgswitch/upgrade"
 )
 
 func newServeCommand() *cobra.Command {
@@ -32,7 +32,10 @@ content reloads it too, as SIGHUP (a Kubernetes ConfigMap mounted as a
 volume, not with subPath, is seen within the kubelet's sync period plus
 the interval). SIGINT or SIGTERM (or SHUTDOWN) stop accepting
 clients, let transactions in flight finish for up to timeouts.shutdown, then
-tell the remaining clients 57P01 and exit 0.`,
+tell the remaining clients 57P01 and exit 0. SIGUSR2 (or pgswitch upgrade)
+starts the binary on disk with the same arguments and hands it the
+listening sockets; this process then serves the clients it has until they
+leave, for up to timeouts.upgrade_drain, and exits 0.`,
 		Example: "  pgswitch serve --config /etc/pgswitch/pgswitch.yaml",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -96,60 +99,77 @@ tell the remaining clients 57P01 and exit 0.`,
 }
 
 // serve runs a router on cfg.Listen and, with unix_socket_dir, on its Unix
-// socket, with its admin console, until ctx ends
-// or SHUTDOWN. load, if not nil, reads the configuration again for RELOAD and
-// SIGHUP, and when changed (nil: never) signals that the file changed.
-// ready, if not nil, is called with the bound address once clients can
-// connect.
+// socket, with its admin console, until ctx ends or SHUTDOWN, or until it
+// has handed its listeners to a new binary (SIGUSR2, UPGRADE) and its
+// clients have left. load, if not nil, reads the configuration again for
+// RELOAD and SIGHUP, and when changed (nil: never) signals that the file
+// changed. ready, if not nil, is called with the bound address once
+// clients can connect.
 func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config, error), logger *slog.Logger, ready func(addr string), changed <-chan struct{}) error {
+	// Signals first: a SIGUSR2 that came before the handler would kill.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	usr2 := make(chan os.Signal, 1)
+	if upgradeSignal != nil {
+		signal.Notify(usr2, upgradeSignal)
+		defer signal.Stop(usr2)
+	}
+
+	in, err := upgrade.Take()
+	if err != nil {
+		return fmt.Errorf("upgrade: %w", err)
+	}
+	defer in.Close()
 	r, err := router.New(cfg, logger)
 	if err != nil {
 		return err
 	}
-	ctx, shutdown := context.WithCancel(ctx)
-	defer shutdown()
-	r.SetAdmin(admin.New(r, admin.Options{Version: version, Load: load, Shutdown: shutdown, Log: logger}))
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	ln, err := net.Listen("tcp", cfg.Listen)
+	if in != nil {
+		r.SetCancelRelay(in.ForwardCancel) // the old process's clients' keys
+	}
+	lns, metrics, err := openListeners(cfg, in, logger)
 	if err != nil {
 		r.Close()
 		return fmt.Errorf("listen: %w", err)
 	}
-	logger.Info("pgswitch listening", "addr", ln.Addr().String(), "version", version)
-	lns := []net.Listener{ln}
-	if cfg.UnixSocketDir != "" {
-		// As PgBouncer: the socket is named for the TCP port.
-		uln, err := router.ListenUnix(cfg, ln.Addr().(*net.TCPAddr).Port, logger)
-		if err != nil {
-			ln.Close()
-			r.Close()
-			return err
-		}
-		lns = append(lns, uln)
-		logger.Info("pgswitch listening", "addr", uln.Addr().String())
+	ctx, shutdown := context.WithCancel(ctx)
+	defer shutdown()
+
+	up := &upgrader{r: r, listeners: lns, stopOwn: func() {}, in: in, log: logger, handedOver: make(chan struct{})}
+	opts := admin.Options{Version: version, Load: load, Shutdown: shutdown, Log: logger}
+	if load != nil { // the new binary reads the configuration from the file
+		opts.Upgrade = up.run
 	}
-	if cfg.MetricsListen != "" {
-		mln, err := net.Listen("tcp", cfg.MetricsListen)
-		if err != nil {
-			for _, ln := range lns {
-				ln.Close()
-			}
-			r.Close()
-			return fmt.Errorf("metrics_listen: %w", err)
-		}
+	if in != nil {
+		opts.Predecessor = in.Parent
+	}
+	r.SetAdmin(admin.New(r, opts))
+	if metrics != nil {
 		ms := admin.NewMetricsServer(r)
-		go ms.Serve(mln)
+		go ms.Serve(metrics)
 		defer ms.Close()
-		logger.Info("metrics listening", "addr", mln.Addr().String())
-	}
-	if ready != nil {
-		ready(ln.Addr().String())
+		up.listeners = append(up.listeners, *metrics)
+		up.stopOwn = func() { ms.Close() }
+		logger.Info("metrics listening", "addr", metrics.Addr().String())
 	}
 	errc := make(chan error, len(lns))
 	for _, ln := range lns {
 		go func() { errc <- r.Serve(ln) }()
+		logger.Info("pgswitch listening", "addr", ln.Addr().String(), "version", version, "pid", os.Getpid())
+	}
+	if in != nil {
+		// systemd hears of the new main process before the old one may exit.
+		notify(logger, fmt.Sprintf("MAINPID=%d\nREADY=1", os.Getpid()))
+		if err := in.Ready(); err != nil {
+			logger.Warn("upgrade: could not tell the old process that this one serves", "err", err)
+		}
+		logger.Info("upgrade: serving in place of the old process", "old_pid", in.Parent)
+	} else {
+		notify(logger, "READY=1")
+	}
+	if ready != nil {
+		ready(lns[0].Addr().String())
 	}
 	for {
 		select {
@@ -158,15 +178,39 @@ func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config,
 		case <-changed:
 			logger.Info("configuration file changed; reloading")
 			reload(r, load, logger)
+		case <-usr2:
+			if load == nil {
+				logger.Warn("SIGUSR2 ignored: no configuration file for a new binary to read")
+				continue
+			}
+			go up.run() // logs its outcome
+		case <-up.handedOver:
+			if next := up.successor(); next != nil {
+				defer next.Close() // cancel keys from it until the end
+			}
+			r.Retire(ctx, r.Config().Timeouts.UpgradeDrain)
+			logger.Info("upgrade: this old process is done; exiting")
+			return nil
 		case <-ctx.Done():
 			timeout := r.Config().Timeouts.Shutdown
 			logger.Info("pgswitch shutting down", "timeout", timeout)
+			notify(logger, "STOPPING=1")
 			r.Shutdown(timeout)
 			return nil
 		case err := <-errc:
+			if up.successor() != nil {
+				continue // closed by the upgrade; handedOver says what next
+			}
 			r.Close()
 			return err
 		}
+	}
+}
+
+// notify tells systemd (Type=notify) how pgswitch is doing.
+func notify(logger *slog.Logger, state string) {
+	if err := upgrade.Notify(state); err != nil {
+		logger.Warn("could not notify the service manager", "state", state, "err", err)
 	}
 }
 

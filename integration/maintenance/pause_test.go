@@ -10,7 +10,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"testing"
@@ -26,18 +25,6 @@ import (
 var cl *pgcluster.Cluster
 
 func TestMain(m *testing.M) { os.Exit(pgcluster.Main(m, pgcluster.Options{}, &cl)) }
-
-func tool(t *testing.T, name string) string {
-	t.Helper()
-	if p, err := exec.LookPath(name); err == nil {
-		return p
-	}
-	p := filepath.Join(cl.BinDir, name)
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("%s not found on PATH nor in %s", name, cl.BinDir)
-	}
-	return p
-}
 
 var (
 	failedRe    = regexp.MustCompile(`number of failed transactions: (\d+)`)
@@ -60,15 +47,15 @@ func TestZeroDowntimeRestart(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	initCmd := exec.CommandContext(ctx, tool(t, "pgbench"), "-i", "-q", "-s", "1")
+	initCmd := exec.CommandContext(ctx, testproxy.Tool(t, cl, "pgbench"), "-i", "-q", "-s", "1")
 	initCmd.Env = env
 	if out, err := initCmd.CombinedOutput(); err != nil {
 		t.Fatalf("pgbench -i: %v\n%s", err, out)
 	}
 
-	bench := exec.CommandContext(ctx, tool(t, "pgbench"), "-c", "8", "-j", "2", "-T", "20", "-P", "2")
+	bench := exec.CommandContext(ctx, testproxy.Tool(t, cl, "pgbench"), "-c", "8", "-j", "2", "-T", "20", "-P", "2")
 	bench.Env = env
-	var out safeBuffer
+	var out testproxy.Output
 	bench.Stdout, bench.Stderr = &out, &out
 	if err := bench.Start(); err != nil {
 		t.Fatal(err)
