@@ -31,6 +31,14 @@ type Listener struct {
 	net.Listener
 }
 
+// SetUnlinkOnClose passes on to a unix socket's listener (Unlinker), so
+// that whoever holds the Listener can keep the file for the successor.
+func (l Listener) SetUnlinkOnClose(unlink bool) {
+	if u, ok := l.Listener.(Unlinker); ok {
+		u.SetUnlinkOnClose(unlink)
+	}
+}
+
 // Unlinker is a listener on a unix socket file: closing it removes the file
 // unless told not to (net.UnixListener). The old process must not remove
 // the file its successor serves.

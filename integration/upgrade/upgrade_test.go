@@ -54,7 +54,8 @@ type served struct {
 	addr string
 }
 
-var listeningRe = regexp.MustCompile(`msg="pgswitch listening" addr=(\S+) .*pid=(\d+)`)
+// The TCP listener's line: a process with a Unix socket logs that one too.
+var listeningRe = regexp.MustCompile(`msg="pgswitch listening" addr=([^/\s]\S*) .*pid=(\d+)`)
 
 func (f *family) scan(r *os.File) {
 	sc := bufio.NewScanner(r)
@@ -265,8 +266,15 @@ func TestUpgradeUnderLoad(t *testing.T) {
 	bin := buildPgswitch(t)
 	dir := t.TempDir()
 	configPath := filepath.Join(dir, "pgswitch.yaml")
+	// t.TempDir's paths may be too long for a socket's name.
+	sockDir, err := os.MkdirTemp("", "pgsw-up-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(sockDir)
 	yaml := fmt.Sprintf(`listen: 127.0.0.1:0
 metrics_listen: 127.0.0.1:0
+unix_socket_dir: %s
 pool:
   size: 12
 timeouts:
@@ -281,7 +289,7 @@ databases:
 users:
   %s:
     password: %q
-`, cl.User, cl.Database, cl.Primary.Host, cl.Primary.Port, cl.User, cl.Password)
+`, sockDir, cl.User, cl.Database, cl.Primary.Host, cl.Primary.Port, cl.User, cl.Password)
 	if err := os.WriteFile(configPath, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -345,7 +353,7 @@ users:
 	}
 	// The first process's console refuses another upgrade: it serves no
 	// listener any more.
-	_, err := console0.Exec(ctx, "UPGRADE")
+	_, err = console0.Exec(ctx, "UPGRADE")
 	var refused *pgconn.PgError
 	if !errors.As(err, &refused) || refused.Code != wire.CodeObjectNotInPrerequisiteState {
 		t.Fatalf("UPGRADE on the process that handed over: %v, want 55000", err)
@@ -385,6 +393,20 @@ users:
 	if pid, pred := process(t, ctx, addr); pid != p2.pid || pred != p1.pid {
 		t.Fatalf("a new connection after pgswitch upgrade reached pid %d (predecessor %d), want %d (predecessor %d)", pid, pred, p2.pid, p1.pid)
 	}
+	// The Unix socket was handed over too: a client on it reaches the
+	// newest process.
+	_, tcpPort, _ := net.SplitHostPort(addr)
+	sock, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%s user=%s password=%s dbname=pgswitch default_query_exec_mode=simple_protocol",
+		sockDir, tcpPort, cl.User, cl.Password))
+	if err != nil {
+		t.Fatalf("the Unix socket after two upgrades: %v", err)
+	}
+	var spid, spred int
+	var sversion, sstarted string
+	if err := sock.QueryRow(ctx, "SHOW PROCESS").Scan(&spid, &sversion, &sstarted, &spred); err != nil || spid != p2.pid {
+		t.Fatalf("over the Unix socket after two upgrades: pid %d (%v), want %d", spid, err, p2.pid)
+	}
+	sock.Close(ctx)
 	select {
 	case err := <-benchDone:
 		t.Fatalf("pgbench ended (%v) before the second upgrade was done: the upgrades did not run under load\n%s", err, out.String())
