@@ -22,7 +22,7 @@ type rawServer struct {
 	accepts atomic.Int64
 }
 
-func startRawServer(t *testing.T, answer func(req *http.Request) (string, bool)) *rawServer {
+func startRawServer(t testing.TB, answer func(req *http.Request) (string, bool)) *rawServer {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

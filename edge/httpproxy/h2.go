@@ -1,0 +1,500 @@
+package httpproxy
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// The lean HTTP/2 loop serves an h2 connection (ALPN on a TLS bind, when
+// the listen has lean_http2) instead of net/http's server: one goroutine
+// per connection, which reads frames; streams are records in a map, not
+// goroutines. Frames are read in cycles: every whole frame the socket
+// delivered is handled, then the requests that became complete are sent to
+// their servers (all heads first, over the lean loop's pooled keep-alive
+// connections), their answers read in turn and framed as HEADERS and DATA,
+// and everything the cycle produced (answers, SETTINGS and PING acks,
+// WINDOW_UPDATEs) goes out in one write: net/http's server spent a
+// goroutine, channel hand-offs and a TLS record per answer.
+//
+// What it does not do, and the price of the one goroutine: a request
+// body is buffered whole, up to one stream window (64 KiB; more gets 413);
+// request trailers are dropped; CONNECT gets 501; interim (1xx) answers and
+// answer trailers are not passed on. While an answer is awaited or its
+// body read, no other stream of the connection moves (each wait bounded by
+// the server timeout), and a request that waits for maxconn holds the
+// connection up to the queue timeout: a slow server delays its
+// neighbours on the same connection, as it would not under net/http.
+// That is why it is an option (lean_http2) and not the default.
+
+const (
+	// h2MaxStreams is the MAX_CONCURRENT_STREAMS advertised and enforced.
+	h2MaxStreams = 100
+	// h2Window is the initial window of streams and of the connection
+	// (the protocol's default, so not sent): a request body is at most that.
+	h2Window = 65535
+	// h2MaxResets bounds the streams a client may reset within
+	// h2ResetPeriod (CVE-2023-44487, rapid reset); more is a GOAWAY with
+	// ENHANCE_YOUR_CALM.
+	h2MaxResets   = 2 * h2MaxStreams
+	h2ResetPeriod = time.Second
+	// h2MaxControl bounds the control frames (SETTINGS and PING acks,
+	// RST_STREAMs) one read cycle may queue: SETTINGS and PING floods.
+	h2MaxControl = 1000
+	// h2FlushAt is how much output is written before the cycle ends.
+	h2FlushAt = 64 << 10
+)
+
+// h2Conn is a client connection of the lean HTTP/2 loop. Its fields are
+// its goroutine's, but for mu's.
+type h2Conn struct {
+	l        *Listen
+	c        net.Conn
+	client   string
+	accepted time.Time
+	br       *bufio.Reader
+	out      h2Out
+	fr       *http2.Framer
+	henc     *hpack.Encoder
+	hbuf     bytes.Buffer
+	names    map[string]string // answer field names, lower-cased
+	streams  map[uint32]*h2Stream
+	ready    []*h2Stream // requests complete this cycle
+	sending  []*h2Stream // answers whose body waits for the client's window
+	lastID   uint32      // the highest stream the client opened
+	sendWin  int64       // the connection's send window
+	recvUsed uint32      // DATA received this cycle: the WINDOW_UPDATE owed
+	peerWin  int64       // the client's SETTINGS_INITIAL_WINDOW_SIZE
+	peerMax  int         // the client's SETTINGS_MAX_FRAME_SIZE
+	resets   int
+	resetAt  time.Time
+	controls int
+	goneAway bool // the last GOAWAY sent: no new stream
+	// draining: Shutdown began; the first GOAWAY (the highest stream
+	// id) and a PING went out, and the PING's ack brings the last GOAWAY.
+	draining bool
+	peerGone bool // the client sent GOAWAY
+	rdl, wdl deadline
+	scratch  []byte
+	ans      *ansHead // the answer head being read
+
+	// mu orders Shutdown's wake-up with the goroutine's deadlines.
+	mu sync.Mutex
+}
+
+// h2Out is the output of a cycle: the framer writes here.
+type h2Out struct{ b []byte }
+
+func (o *h2Out) Write(p []byte) (int, error) {
+	o.b = append(o.b, p...)
+	return len(p), nil
+}
+
+var h2Readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10+9) }}
+
+// serveH2 starts the lean HTTP/2 loop on c, whose client chose h2.
+func (l *Listen) serveH2(c net.Conn, accepted time.Time) bool {
+	h := &h2Conn{l: l, c: c, accepted: accepted, client: hostOf(c.RemoteAddr()),
+		streams: map[uint32]*h2Stream{}, sendWin: h2Window, peerWin: h2Window, peerMax: 16384}
+	if !l.trackH2(h, true) {
+		return false
+	}
+	go h.serve()
+	return true
+}
+
+// serve is the connection's goroutine.
+func (h *h2Conn) serve() {
+	br := h2Readers.Get().(*bufio.Reader)
+	br.Reset(h.c)
+	h.br = br
+	defer func() {
+		h.closeStreams()
+		h.c.Close()
+		br.Reset(nil)
+		h2Readers.Put(br)
+		h.l.trackH2(h, false)
+	}()
+	h.fr = http2.NewFramer(&h.out, br)
+	h.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	h.fr.MaxHeaderListSize = uint32(h.l.cfg.Limits.MaxHeaderBytes)
+	h.fr.SetReuseFrames()
+	h.henc = hpack.NewEncoder(&h.hbuf)
+	if err := h.preface(); err != nil {
+		return
+	}
+	for {
+		if !h.armRead() {
+			return
+		}
+		f, err := h.fr.ReadFrame()
+		if err != nil {
+			if !h.readFailed(err) {
+				return
+			}
+		} else if err := h.frame(f); err != nil {
+			h.goAway(err)
+			return
+		}
+		if h.wholeFrameBuffered() && len(h.out.b) < h2FlushAt {
+			continue
+		}
+		if !h.cycle() {
+			return
+		}
+	}
+}
+
+// preface reads the client's connection preface, sends our SETTINGS, and
+// requires the client's first frame to be SETTINGS.
+func (h *h2Conn) preface() error {
+	to := h.l.cfg.Timeouts.HTTPRequest
+	_ = h.c.SetReadDeadline(h.accepted.Add(to))
+	h.rdl.set(h.accepted.Add(to))
+	var p [len(http2.ClientPreface)]byte
+	if _, err := io.ReadFull(h.br, p[:]); err != nil || string(p[:]) != http2.ClientPreface {
+		return errors.New("no HTTP/2 preface")
+	}
+	_ = h.fr.WriteSettings(
+		http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: h2MaxStreams},
+		http2.Setting{ID: http2.SettingMaxHeaderListSize, Val: uint32(h.l.cfg.Limits.MaxHeaderBytes)},
+	)
+	f, err := h.fr.ReadFrame()
+	if err != nil {
+		return err
+	}
+	sf, ok := f.(*http2.SettingsFrame)
+	if !ok || sf.IsAck() {
+		h.goAway(http2.ConnectionError(http2.ErrCodeProtocol))
+		return errors.New("first frame not SETTINGS")
+	}
+	if err := h.frame(f); err != nil {
+		h.goAway(err)
+		return err
+	}
+	if !h.cycle() {
+		return errors.New("write failed")
+	}
+	return nil
+}
+
+// wholeFrameBuffered reports whether the reader holds a whole frame: the
+// cycle ends when the next read would wait.
+func (h *h2Conn) wholeFrameBuffered() bool {
+	n := h.br.Buffered()
+	if n < 9 {
+		return false
+	}
+	p, _ := h.br.Peek(9)
+	return n >= 9+(int(p[0])<<16|int(p[1])<<8|int(p[2]))
+}
+
+// armRead sets the deadline of the next read: http_keep_alive while no
+// stream is open, client while one is; once Shutdown began, the past
+// (a GOAWAY is sent, then streams in flight finish). It reports false
+// when the connection is done.
+func (h *h2Conn) armRead() bool {
+	if h.l.closing.Load() && !h.draining {
+		h.startDrain()
+		if !h.flushNow() {
+			return false
+		}
+	}
+	if (h.goneAway || h.peerGone) && len(h.streams) == 0 {
+		return false
+	}
+	t := &h.l.cfg.Timeouts
+	to := t.HTTPKeepAlive
+	if len(h.streams) > 0 {
+		to = t.Client
+	}
+	at, slack := time.Now().Add(to), slackOf(to)
+	h.mu.Lock()
+	if h.l.closing.Load() && !h.draining {
+		at, slack = aLongTimeAgo, 0 // Shutdown began since: go round again
+	}
+	if at, ok := h.rdl.arm(at, slack); ok {
+		_ = h.c.SetReadDeadline(at)
+	}
+	h.mu.Unlock()
+	return true
+}
+
+// wake makes the goroutine notice Shutdown: its read ends at once.
+func (h *h2Conn) wake() {
+	h.mu.Lock()
+	h.rdl.set(aLongTimeAgo)
+	_ = h.c.SetReadDeadline(aLongTimeAgo)
+	h.mu.Unlock()
+}
+
+// readFailed handles an error of ReadFrame; it reports whether the
+// connection goes on.
+func (h *h2Conn) readFailed(err error) bool {
+	var se http2.StreamError
+	if errors.As(err, &se) {
+		h.resetStream(se.StreamID, se.Code)
+		return true
+	}
+	var ce http2.ConnectionError
+	if errors.As(err, &ce) {
+		h.goAway(ce)
+		return false
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() && h.l.closing.Load() && !h.draining {
+		return true // Shutdown's wake-up: armRead sends the GOAWAY
+	}
+	if errors.As(err, &ne) && ne.Timeout() && len(h.streams) == 0 && !h.goneAway {
+		// Idle past http_keep_alive.
+		h.goAwayCode(http2.ErrCodeNo)
+	}
+	return false
+}
+
+// frame handles one frame; an error ends the connection with a GOAWAY.
+func (h *h2Conn) frame(f http2.Frame) error {
+	switch f := f.(type) {
+	case *http2.MetaHeadersFrame:
+		return h.headers(f)
+	case *http2.DataFrame:
+		return h.data(f)
+	case *http2.SettingsFrame:
+		return h.settings(f)
+	case *http2.PingFrame:
+		if f.IsAck() {
+			if f.Data == drainPing && h.draining && !h.goneAway {
+				h.goAwayGraceful()
+			}
+			return nil
+		}
+		if err := h.control(); err != nil {
+			return err
+		}
+		return h.fr.WritePing(true, f.Data)
+	case *http2.WindowUpdateFrame:
+		return h.windowUpdate(f)
+	case *http2.RSTStreamFrame:
+		return h.clientReset(f.StreamID)
+	case *http2.GoAwayFrame:
+		h.peerGone = true
+		return nil
+	case *http2.PushPromiseFrame:
+		return http2.ConnectionError(http2.ErrCodeProtocol)
+	}
+	return nil // PRIORITY, unknown frame types: ignored
+}
+
+// control counts a control frame queued in this cycle.
+func (h *h2Conn) control() error {
+	h.controls++
+	if h.controls > h2MaxControl {
+		return http2.ConnectionError(http2.ErrCodeEnhanceYourCalm)
+	}
+	return nil
+}
+
+func (h *h2Conn) settings(f *http2.SettingsFrame) error {
+	if f.IsAck() {
+		return nil
+	}
+	if err := h.control(); err != nil {
+		return err
+	}
+	err := f.ForeachSetting(func(s http2.Setting) error {
+		if err := s.Valid(); err != nil {
+			return err
+		}
+		switch s.ID {
+		case http2.SettingInitialWindowSize:
+			delta := int64(s.Val) - h.peerWin
+			h.peerWin = int64(s.Val)
+			for _, st := range h.streams {
+				st.sendWin += delta
+				if st.sendWin > 1<<31-1 {
+					return http2.ConnectionError(http2.ErrCodeFlowControl)
+				}
+			}
+		case http2.SettingMaxFrameSize:
+			h.peerMax = int(s.Val)
+		case http2.SettingHeaderTableSize:
+			h.henc.SetMaxDynamicTableSizeLimit(s.Val)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return h.fr.WriteSettingsAck()
+}
+
+func (h *h2Conn) windowUpdate(f *http2.WindowUpdateFrame) error {
+	if f.StreamID == 0 {
+		h.sendWin += int64(f.Increment)
+		if h.sendWin > 1<<31-1 {
+			return http2.ConnectionError(http2.ErrCodeFlowControl)
+		}
+		return nil
+	}
+	st := h.streams[f.StreamID]
+	if st == nil {
+		if f.StreamID > h.lastID {
+			return http2.ConnectionError(http2.ErrCodeProtocol)
+		}
+		return nil // a stream already closed
+	}
+	st.sendWin += int64(f.Increment)
+	if st.sendWin > 1<<31-1 {
+		h.resetStream(st.id, http2.ErrCodeFlowControl)
+	}
+	return nil
+}
+
+// clientReset is a RST_STREAM from the client: its stream ends, and what
+// was under way for it is dropped. Too many within h2ResetPeriod end the
+// connection (rapid reset).
+func (h *h2Conn) clientReset(id uint32) error {
+	if id > h.lastID {
+		return http2.ConnectionError(http2.ErrCodeProtocol)
+	}
+	now := time.Now()
+	if now.Sub(h.resetAt) > h2ResetPeriod {
+		h.resetAt, h.resets = now, 0
+	}
+	h.resets++
+	if h.resets > h2MaxResets {
+		return http2.ConnectionError(http2.ErrCodeEnhanceYourCalm)
+	}
+	if st := h.streams[id]; st != nil {
+		st.status = 499
+		h.endStream(st, false)
+	}
+	return nil
+}
+
+// resetStream ends a stream with RST_STREAM code.
+func (h *h2Conn) resetStream(id uint32, code http2.ErrCode) {
+	if h.control() != nil {
+		return
+	}
+	_ = h.fr.WriteRSTStream(id, code)
+	if st := h.streams[id]; st != nil {
+		h.endStream(st, false)
+	}
+}
+
+// goAway sends a GOAWAY for err (a ConnectionError; else INTERNAL_ERROR)
+// and writes what is pending, before the connection closes.
+func (h *h2Conn) goAway(err error) {
+	code := http2.ErrCodeInternal
+	var ce http2.ConnectionError
+	if errors.As(err, &ce) {
+		code = http2.ErrCode(ce)
+	}
+	h.goAwayCode(code)
+}
+
+func (h *h2Conn) goAwayCode(code http2.ErrCode) {
+	h.goneAway = true
+	_ = h.fr.WriteGoAway(h.lastID, code, nil)
+	h.flushNow()
+}
+
+// drainPing is the payload of the PING sent with the first GOAWAY.
+var drainPing = [8]byte{'d', 'r', 'a', 'i', 'n', 'i', 'n', 'g'}
+
+// startDrain begins a graceful shutdown as RFC 9113 section 6.8 advises:
+// a GOAWAY with the highest stream id, so that streams the client is
+// sending meanwhile are still served, and a PING; its ack, a round trip
+// later, brings the GOAWAY with the last stream served (goAwayGraceful).
+func (h *h2Conn) startDrain() {
+	h.draining = true
+	_ = h.fr.WriteGoAway(1<<31-1, http2.ErrCodeNo, nil)
+	_ = h.fr.WritePing(false, drainPing)
+}
+
+// goAwayGraceful tells the client no new stream will be served; those it
+// opened finish.
+func (h *h2Conn) goAwayGraceful() {
+	h.goneAway = true
+	_ = h.fr.WriteGoAway(h.lastID, http2.ErrCodeNo, nil)
+}
+
+// cycle ends a read cycle: the requests that became complete are
+// forwarded and answered, answers waiting for window go on, and all the
+// output is written at once. It reports false when the connection is
+// done.
+func (h *h2Conn) cycle() bool {
+	if len(h.ready) > 0 {
+		h.forwardReady()
+	}
+	for i := 0; i < len(h.sending); i++ {
+		st := h.sending[i]
+		if h.sendWin <= 0 {
+			break
+		}
+		if st.sendWin > 0 && !st.done {
+			h.pump(st)
+		}
+	}
+	h.sending = compact(h.sending)
+	if h.recvUsed > 0 {
+		_ = h.fr.WriteWindowUpdate(0, h.recvUsed)
+		h.recvUsed = 0
+	}
+	h.controls = 0
+	return h.flushNow()
+}
+
+// compact drops the finished streams of ss, keeping its order.
+func compact(ss []*h2Stream) []*h2Stream {
+	n := 0
+	for _, st := range ss {
+		if !st.done {
+			ss[n] = st
+			n++
+		}
+	}
+	clear(ss[n:])
+	return ss[:n]
+}
+
+// flushNow writes the output, bounded by the client timeout.
+func (h *h2Conn) flushNow() bool {
+	if len(h.out.b) == 0 {
+		return true
+	}
+	to := h.l.cfg.Timeouts.Client
+	if at, ok := h.wdl.arm(time.Now().Add(to), slackOf(to)); ok {
+		_ = h.c.SetWriteDeadline(at)
+	}
+	_, err := h.c.Write(h.out.b)
+	if cap(h.out.b) > 4*h2FlushAt {
+		h.out.b = nil
+	} else {
+		h.out.b = h.out.b[:0]
+	}
+	return err == nil
+}
+
+// closeStreams ends the streams left when the connection closes.
+func (h *h2Conn) closeStreams() {
+	for _, st := range h.streams {
+		if st.status == 0 {
+			st.status = 499
+		}
+		h.endStream(st, false)
+	}
+	h.ready, h.sending = nil, nil
+}
+
+// close closes the connection from outside its goroutine (Shutdown past
+// its deadline); the goroutine then ends.
+func (h *h2Conn) close() { h.c.Close() }

@@ -1,0 +1,656 @@
+package httpproxy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http/httputil"
+	"strconv"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+
+	"github.com/pgswitch/pgswitch/edge/accesslog"
+	"github.com/pgswitch/pgswitch/edge/backend"
+	"github.com/pgswitch/pgswitch/edge/metrics"
+)
+
+// h2Stream is one stream of a lean HTTP/2 connection: the request as it
+// arrived, then the answer on its way.
+type h2Stream struct {
+	id                      uint32
+	start                   time.Time
+	method, path, authority string
+	ua, referer             string
+	fields                  []hpack.HeaderField // the regular fields
+	body                    []byte              // the request body, buffered whole
+	recvd                   int                 // DATA bytes received, padding included
+	recvDone                bool                // the client ended its side
+	sendWin                 int64
+
+	srv     *backend.Server // held (maxconn) until the answer ends
+	t       *target
+	sc      *serverConn
+	reused  bool
+	retried bool
+	err     error // sending the request failed
+	codes   *metrics.Codes
+
+	mode     bodyMode
+	remain   int64
+	chunked  io.Reader
+	reusable bool   // sc may serve another request after this answer
+	page     []byte // the rest of an answer of the proxy's
+	status   int
+	bytes    int64
+	done     bool
+}
+
+// malformed is a request the stream refuses with RST_STREAM PROTOCOL_ERROR
+// (RFC 9113 section 8.1.1).
+var errMalformed = errors.New("malformed request")
+
+// headers handles a HEADERS frame (with its CONTINUATIONs): a new
+// stream's request, or the trailers of one whose body is arriving.
+func (h *h2Conn) headers(f *http2.MetaHeadersFrame) error {
+	id := f.StreamID
+	if id%2 == 0 {
+		return http2.ConnectionError(http2.ErrCodeProtocol)
+	}
+	if id <= h.lastID {
+		st := h.streams[id]
+		if st == nil || st.recvDone {
+			return http2.ConnectionError(http2.ErrCodeStreamClosed)
+		}
+		// Trailers: they end the request, and are dropped.
+		if !f.StreamEnded() {
+			return http2.ConnectionError(http2.ErrCodeProtocol)
+		}
+		st.recvDone = true
+		if st.status == 0 {
+			h.ready = append(h.ready, st)
+		}
+		return nil
+	}
+	h.lastID = id
+	if h.goneAway {
+		return nil // past the GOAWAY's last stream: ignored
+	}
+	if len(h.streams) >= h2MaxStreams {
+		h.resetStream(id, http2.ErrCodeRefusedStream)
+		return nil
+	}
+	st := &h2Stream{id: id, start: time.Now(), sendWin: h.peerWin, recvDone: f.StreamEnded(), codes: h.l.codesNoServer}
+	h.streams[id] = st
+	if f.Truncated {
+		h.l.refusedHeaders.Inc()
+		h.answerPage(st, http431)
+		return nil
+	}
+	n, err := st.parse(f.Fields)
+	switch {
+	case err != nil:
+		h.resetStream(id, http2.ErrCodeProtocol)
+	case n > h.l.cfg.Limits.MaxHeaders:
+		h.l.refusedHeaders.Inc()
+		h.answerPage(st, http431)
+	case st.method == "CONNECT":
+		h.answerPage(st, http501)
+	case (st.path[0] != '/' && st.path != "*") || hasCTL(st.path) || bytes.IndexByte([]byte(st.path), ' ') >= 0 || !isPlainHost(st.authority):
+		h.answerPage(st, http400)
+	case st.recvDone:
+		h.ready = append(h.ready, st)
+	}
+	return nil
+}
+
+// parse takes the request's fields; it returns how many regular fields
+// there are, or errMalformed.
+func (st *h2Stream) parse(fields []hpack.HeaderField) (int, error) {
+	n := 0
+	var scheme string
+	for _, f := range fields {
+		if f.IsPseudo() {
+			var p *string
+			switch f.Name {
+			case ":method":
+				p = &st.method
+			case ":path":
+				p = &st.path
+			case ":authority":
+				p = &st.authority
+			case ":scheme":
+				p = &scheme
+			default:
+				return 0, errMalformed // :protocol, unasked for, and the unknown
+			}
+			if *p != "" || f.Value == "" {
+				return 0, errMalformed
+			}
+			*p = f.Value
+			continue
+		}
+		n++
+		switch f.Name {
+		case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
+			return 0, errMalformed
+		case "te":
+			if f.Value != "trailers" {
+				return 0, errMalformed
+			}
+		case "host":
+			if st.authority == "" {
+				st.authority = f.Value
+			}
+		case "user-agent":
+			st.ua = f.Value
+		case "referer":
+			st.referer = f.Value
+		}
+	}
+	if !isToken(st.method) {
+		return 0, errMalformed
+	}
+	if st.method != "CONNECT" && (scheme == "" || st.path == "") {
+		return 0, errMalformed
+	}
+	if st.path == "" {
+		st.path = "*" // CONNECT: answered 501
+	}
+	st.fields = fields
+	return n, nil
+}
+
+// data handles a DATA frame: request bodies are buffered whole, up to the
+// stream's window, which is never enlarged; the connection's window is
+// given back at the end of each cycle.
+func (h *h2Conn) data(f *http2.DataFrame) error {
+	n := f.Length
+	h.recvUsed += n
+	if h.recvUsed > h2Window {
+		return http2.ConnectionError(http2.ErrCodeFlowControl)
+	}
+	st := h.streams[f.StreamID]
+	if st == nil {
+		if f.StreamID > h.lastID || f.StreamID == 0 {
+			return http2.ConnectionError(http2.ErrCodeProtocol)
+		}
+		return nil // a stream we reset or answered: ignored
+	}
+	if st.recvDone {
+		h.resetStream(st.id, http2.ErrCodeStreamClosed)
+		return nil
+	}
+	st.recvd += int(n)
+	if st.recvd > h2Window {
+		h.resetStream(st.id, http2.ErrCodeFlowControl)
+		return nil
+	}
+	if st.status == 0 { // not answered already
+		st.body = append(st.body, f.Data()...)
+	}
+	switch {
+	case f.StreamEnded():
+		st.recvDone = true
+		if st.status == 0 {
+			h.ready = append(h.ready, st)
+		}
+	case st.recvd == h2Window && st.status == 0:
+		// The client cannot send more without a window we never give.
+		h.answerPage(st, http413)
+	}
+	return nil
+}
+
+// forwardReady sends the requests that became complete to their servers,
+// all of them before any answer is awaited, then reads the answers in
+// turn, framing as much of each as the windows let through.
+func (h *h2Conn) forwardReady() {
+	ready := h.ready
+	for _, st := range ready {
+		if !st.done && st.status == 0 {
+			h.send(st)
+		}
+	}
+	for _, st := range ready {
+		if st.done || st.sc == nil && st.err == nil {
+			continue
+		}
+		h.receive(st)
+		if !st.done && st.page == nil {
+			h.pump(st)
+			if !st.done {
+				h.sending = append(h.sending, st)
+			}
+		}
+	}
+	clear(ready)
+	h.ready = ready[:0]
+}
+
+// send chooses a server (waiting in its queue if need be: the connection
+// waits too) and writes the request on a kept-alive connection to it.
+func (h *h2Conn) send(st *h2Stream) {
+	l := h.l
+	s, err := l.pool.TryAcquire()
+	if s == nil && err == nil {
+		s, err = l.pool.Acquire(context.Background(), l.cfg.Timeouts.Queue)
+	}
+	if err != nil {
+		if errors.Is(err, backend.ErrQueueTimeout) {
+			l.refusedQueue.Inc()
+			l.log.Warn("request refused", "reason", err.Error(), "queue_timeout", l.cfg.Timeouts.Queue)
+		} else {
+			l.refusedNoSrv.Inc()
+		}
+		h.answerPage(st, http503)
+		return
+	}
+	st.srv, st.t = s, l.targets[s.Index]
+	st.codes = st.t.codes
+	h.write(st)
+}
+
+// write writes st's request on a connection to its server.
+func (h *h2Conn) write(st *h2Stream) {
+	tr := st.t.transport
+	sc, reused, err := tr.conn(context.Background())
+	if err != nil {
+		st.err = err
+		return
+	}
+	sc.head = appendH2Head(sc.head[:0], st, st.t.hostHeader, h.client, st.t.forward)
+	sc.head = append(sc.head, st.body...)
+	sc.armDeadlines(tr.responseTimeout)
+	st.sc, st.reused = sc, reused
+	if _, err := sc.Conn.Write(sc.head); err != nil {
+		st.err = noAnswerErr(err)
+	}
+}
+
+// receive reads the head of st's answer and sends it as HEADERS; a
+// request that got no answer on a kept-alive connection is sent once more
+// on another when repeating it is safe.
+func (h *h2Conn) receive(st *h2Stream) {
+	err := st.err
+	if err == nil {
+		err = h.readAnswerHead(st)
+	}
+	if err != nil {
+		if st.sc != nil {
+			st.sc.Close()
+			st.sc = nil
+		}
+		if st.reused && !st.retried && errors.Is(err, errNoAnswer) && idempotentMethod(st.method) {
+			st.retried, st.err = true, nil
+			h.write(st)
+			h.receive(st)
+			return
+		}
+		h.answerPage(st, h.l.errorPageFor(st.t.srv, err))
+	}
+}
+
+func idempotentMethod(m string) bool {
+	return m == "GET" || m == "HEAD" || m == "OPTIONS" || m == "TRACE"
+}
+
+// readAnswerHead reads the answer's head (interim answers are dropped)
+// and frames it.
+func (h *h2Conn) readAnswerHead(st *h2Stream) error {
+	sc, tr := st.sc, st.t.transport
+	br := sc.br
+	if h.ans == nil {
+		h.ans = new(ansHead)
+	}
+	a := h.ans
+	var buf []byte
+	for {
+		first := true
+		for {
+			if br.Buffered() == 0 || !first {
+				sc.armRead(tr.responseTimeout)
+				if _, err := br.Peek(br.Buffered() + 1); err != nil {
+					if br.Buffered() == 0 {
+						err = noAnswerErr(err)
+					}
+					return err
+				}
+			}
+			first = false
+			buf, _ = br.Peek(br.Buffered())
+			done, err := parseAnswer(a, buf)
+			if err != nil {
+				return err
+			}
+			if done {
+				break
+			}
+			if br.Buffered() == br.Size() {
+				return errAnswerTooLarge
+			}
+		}
+		if a.code >= 200 {
+			break
+		}
+		if a.code == 101 {
+			return errors.New("101 Switching Protocols without an Upgrade request")
+		}
+		br.Discard(a.end)
+	}
+	mode := bodyUntilClose
+	switch {
+	case st.method == "HEAD" || a.code == 204 || a.code == 304:
+		mode = bodyNone
+	case a.chunked:
+		mode = bodyChunked
+	case a.length >= 0:
+		mode = bodyLength
+	}
+	if mode == bodyLength && a.length == 0 {
+		mode = bodyNone
+	}
+	st.status, st.mode, st.remain, st.reusable = a.code, mode, a.length, !a.close && mode != bodyUntilClose
+	h.answerHead(st, a, buf)
+	br.Discard(a.end)
+	if mode == bodyChunked {
+		st.chunked = httputil.NewChunkedReader(br)
+	}
+	if mode == bodyNone {
+		h.endStream(st, true)
+	}
+	return nil
+}
+
+// answerHead frames the head of the server's answer: its fields but the
+// connection-specific ones, names in lower case.
+func (h *h2Conn) answerHead(st *h2Stream, a *ansHead, b []byte) {
+	h.hbuf.Reset()
+	_ = h.henc.WriteField(hpack.HeaderField{Name: ":status", Value: statusValue(a.code)})
+	sawLength := false
+	for i := range a.fields[:a.nf] {
+		f := &a.fields[i]
+		switch f.kind {
+		case fieldConnection, fieldHop, fieldUpgrade, fieldTE, fieldTransferEncoding, fieldTrailer:
+			continue
+		case fieldContentLength:
+			if sawLength || a.chunked {
+				continue
+			}
+			sawLength = true
+		}
+		name := f.name.of(b)
+		if a.nconn > 0 && f.kind == fieldOther && a.listedIn(b, name) {
+			continue
+		}
+		_ = h.henc.WriteField(hpack.HeaderField{Name: h.lowerName(name), Value: string(f.value.of(b))})
+	}
+	h.writeHeaders(st.id, st.mode == bodyNone)
+}
+
+// lowerName returns name in lower case, from a per-connection table.
+func (h *h2Conn) lowerName(name []byte) string {
+	if s, ok := h.names[string(name)]; ok {
+		return s
+	}
+	s := string(bytes.ToLower(name))
+	if h.names == nil {
+		h.names = map[string]string{}
+	}
+	if len(h.names) < 256 {
+		h.names[string(name)] = s
+	}
+	return s
+}
+
+var statusValues = func() (v [600]string) {
+	for i := 100; i < 600; i++ {
+		v[i] = strconv.Itoa(i)
+	}
+	return v
+}()
+
+func statusValue(code int) string {
+	if code >= 100 && code < 600 {
+		return statusValues[code]
+	}
+	return strconv.Itoa(code)
+}
+
+// writeHeaders frames the block in hbuf as HEADERS and CONTINUATIONs.
+func (h *h2Conn) writeHeaders(id uint32, end bool) {
+	block := h.hbuf.Bytes()
+	first := true
+	for first || len(block) > 0 {
+		frag := block[:min(len(block), h.peerMax)]
+		block = block[len(frag):]
+		if first {
+			_ = h.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: frag, EndStream: end, EndHeaders: len(block) == 0})
+			first = false
+		} else {
+			_ = h.fr.WriteContinuation(id, len(block) == 0, frag)
+		}
+	}
+}
+
+// answerPage answers st with an error page of the proxy's; its body goes
+// out as the windows let it.
+func (h *h2Conn) answerPage(st *h2Stream, p errorPage) {
+	st.status, st.page = p.status, []byte(p.body)
+	h.hbuf.Reset()
+	_ = h.henc.WriteField(hpack.HeaderField{Name: ":status", Value: statusValue(p.status)})
+	_ = h.henc.WriteField(hpack.HeaderField{Name: "content-type", Value: "text/html"})
+	_ = h.henc.WriteField(hpack.HeaderField{Name: "cache-control", Value: "no-cache"})
+	_ = h.henc.WriteField(hpack.HeaderField{Name: "content-length", Value: strconv.Itoa(len(p.body))})
+	h.writeHeaders(st.id, false)
+	h.sending = append(h.sending, st)
+}
+
+// pump frames as much of st's answer body as the windows let through.
+func (h *h2Conn) pump(st *h2Stream) {
+	for !st.done {
+		n := min(h.sendWin, st.sendWin, int64(h.peerMax))
+		if n <= 0 {
+			return
+		}
+		if st.page != nil {
+			p := st.page[:min(int64(len(st.page)), n)]
+			st.page = st.page[len(p):]
+			end := len(st.page) == 0
+			h.sent(st, p, end)
+			if end {
+				h.endStream(st, false)
+			}
+			continue
+		}
+		sc := st.sc
+		br := sc.br
+		switch st.mode {
+		case bodyChunked:
+			if h.scratch == nil {
+				h.scratch = make([]byte, 16384)
+			}
+			sc.armRead(st.t.transport.responseTimeout)
+			k, err := st.chunked.Read(h.scratch[:min(n, int64(len(h.scratch)))])
+			if k > 0 {
+				h.sent(st, h.scratch[:k], false)
+			}
+			if err == io.EOF {
+				err = skipTrailers(br)
+				if err == nil {
+					h.sent(st, nil, true)
+					h.endStream(st, true)
+					return
+				}
+			}
+			if err != nil {
+				h.cut(st, err)
+				return
+			}
+		default: // bodyLength, bodyUntilClose
+			if br.Buffered() == 0 {
+				sc.armRead(st.t.transport.responseTimeout)
+				if _, err := br.Peek(1); err != nil {
+					if st.mode == bodyUntilClose && err == io.EOF {
+						h.sent(st, nil, true)
+						h.endStream(st, false)
+						return
+					}
+					h.cut(st, err)
+					return
+				}
+			}
+			k := min(int64(br.Buffered()), n)
+			if st.mode == bodyLength {
+				k = min(k, st.remain)
+				st.remain -= k
+			}
+			p, _ := br.Peek(int(k))
+			end := st.mode == bodyLength && st.remain == 0
+			h.sent(st, p, end)
+			br.Discard(int(k))
+			if end {
+				h.endStream(st, true)
+			}
+		}
+	}
+}
+
+// sent frames p as DATA of st, and counts it against the windows.
+func (h *h2Conn) sent(st *h2Stream, p []byte, end bool) {
+	_ = h.fr.WriteData(st.id, end, p)
+	h.sendWin -= int64(len(p))
+	st.sendWin -= int64(len(p))
+	st.bytes += int64(len(p))
+}
+
+// skipTrailers reads the trailer section after a chunked body's last
+// chunk, to its empty line.
+func skipTrailers(br interface{ ReadSlice(byte) ([]byte, error) }) error {
+	for n := 0; n < 64; n++ {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			return err
+		}
+		if len(bytes.TrimRight(line, "\r\n")) == 0 {
+			return nil
+		}
+	}
+	return errChunked
+}
+
+// cut ends an answer the server did not finish: the client learns of it
+// by a RST_STREAM.
+func (h *h2Conn) cut(st *h2Stream, err error) {
+	h.l.log.Warn("answer cut short", "server", st.t.srv.Name, "addr", st.t.srv.Addr, "reason", err.Error())
+	_ = h.fr.WriteRSTStream(st.id, http2.ErrCodeInternal)
+	h.endStream(st, false)
+}
+
+// endStream ends st: its server connection goes back to the pool (reuse,
+// and nothing left unread) or closes, its server's maxconn slot is
+// released, and a line is logged for a request that reached a server or
+// got an answer.
+func (h *h2Conn) endStream(st *h2Stream, reuse bool) {
+	if st.done {
+		return
+	}
+	st.done = true
+	delete(h.streams, st.id)
+	if sc := st.sc; sc != nil {
+		st.sc = nil
+		if reuse && st.reusable && sc.br.Buffered() == 0 {
+			st.t.transport.put(sc)
+		} else {
+			sc.Close()
+		}
+	}
+	l := h.l
+	if st.srv != nil {
+		l.pool.Release(st.srv)
+		st.srv = nil
+	}
+	if st.status == 0 {
+		return // refused before any answer: not a request
+	}
+	if !st.recvDone {
+		// Answered before the request ended: the rest is not wanted.
+		_ = h.fr.WriteRSTStream(st.id, http2.ErrCodeNo)
+	}
+	if st.status != 499 {
+		st.codes.Inc(st.status)
+	}
+	l.m.Duration.Observe(time.Since(st.start).Seconds())
+	if l.logger != nil {
+		e := accesslog.Entry{Client: h.client, Time: st.start, Method: st.method, Target: st.path, Proto: "HTTP/2.0",
+			Status: st.status, Bytes: st.bytes, Referer: st.referer, UserAgent: st.ua}
+		l.logger.Log(&e)
+	}
+}
+
+// appendH2Head appends the HTTP/1.1 head st's request is forwarded with:
+// its fields as they came (an HTTP/2 request carries no
+// connection-specific one: parse refuses them) but Host, Content-Length,
+// TE and the X-Forwarded-* the proxy sets; cookies joined into one field
+// (RFC 9113 section 8.2.3); then ours.
+func appendH2Head(b []byte, st *h2Stream, host, client string, forward bool) []byte {
+	b = append(b, st.method...)
+	b = append(b, ' ')
+	b = append(b, st.path...)
+	b = append(b, " HTTP/1.1\r\nHost: "...)
+	if host == "" {
+		host = st.authority
+	}
+	b = append(b, host...)
+	b = append(b, "\r\n"...)
+	cookies := 0
+	for _, f := range st.fields {
+		if f.IsPseudo() {
+			continue
+		}
+		switch f.Name {
+		case "host", "content-length", "te", "trailer", "x-forwarded-host", "x-forwarded-proto", "proxy-authorization", "proxy-authenticate":
+			continue
+		case "x-forwarded-for":
+			if !forward {
+				continue
+			}
+		case "cookie":
+			cookies++
+			continue
+		}
+		b = append(b, f.Name...)
+		b = append(b, ": "...)
+		b = append(b, f.Value...)
+		b = append(b, "\r\n"...)
+	}
+	if cookies > 0 {
+		b = append(b, "cookie: "...)
+		n := 0
+		for _, f := range st.fields {
+			if f.Name == "cookie" {
+				if n > 0 {
+					b = append(b, "; "...)
+				}
+				b = append(b, f.Value...)
+				n++
+			}
+		}
+		b = append(b, "\r\n"...)
+	}
+	if len(st.body) > 0 || st.method == "POST" || st.method == "PUT" || st.method == "PATCH" {
+		b = append(b, "Content-Length: "...)
+		b = strconv.AppendInt(b, int64(len(st.body)), 10)
+		b = append(b, "\r\n"...)
+	}
+	if forward {
+		b = append(b, "X-Forwarded-For: "...)
+		b = append(b, client...)
+		b = append(b, "\r\nX-Forwarded-Host: "...)
+		b = append(b, st.authority...)
+		b = append(b, "\r\nX-Forwarded-Proto: https\r\n"...)
+	}
+	return append(b, "\r\n"...)
+}
