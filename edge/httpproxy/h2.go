@@ -248,6 +248,10 @@ func (h *h2Conn) readFailed(err error) bool {
 		h.goAway(ce)
 		return false
 	}
+	if errors.Is(err, http2.ErrFrameTooLarge) {
+		h.goAwayCode(http2.ErrCodeFrameSize)
+		return false
+	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() && h.l.closing.Load() && !h.draining {
 		return true // Shutdown's wake-up: armRead sends the GOAWAY
@@ -373,7 +377,10 @@ func (h *h2Conn) clientReset(id uint32) error {
 		return http2.ConnectionError(http2.ErrCodeEnhanceYourCalm)
 	}
 	if st := h.streams[id]; st != nil {
-		st.status = 499
+		if st.status == 0 {
+			st.status = 499
+		}
+		st.reset = true
 		h.endStream(st, false)
 	}
 	return nil
@@ -386,6 +393,7 @@ func (h *h2Conn) resetStream(id uint32, code http2.ErrCode) {
 	}
 	_ = h.fr.WriteRSTStream(id, code)
 	if st := h.streams[id]; st != nil {
+		st.reset = true
 		h.endStream(st, false)
 	}
 }

@@ -37,8 +37,12 @@ type leanH2 struct {
 }
 
 func startLeanH2(t *testing.T, backendAddr, logPath, timeouts string) *leanH2 {
+	return startLeanH2Server(t, backendAddr, logPath, timeouts, "")
+}
+
+func startLeanH2Server(t *testing.T, backendAddr, logPath, timeouts, server string) *leanH2 {
 	t.Helper()
-	l := newTestListen(t, backendAddr, logPath, timeouts)
+	l := newTestListenServer(t, backendAddr, logPath, timeouts, server)
 	l.cfg.LeanHTTP2 = true
 	ca := testpki.NewCA(t, "h2 test CA")
 	leaf := ca.Issue(t, []string{"a.test"}, time.Time{}, time.Time{})
@@ -248,6 +252,52 @@ func TestLeanH2Shutdown(t *testing.T) {
 	h.l.mu.Unlock()
 	if left != 0 {
 		t.Fatalf("%d connections left", left)
+	}
+}
+
+// TestLeanH2MaxConn: with maxconn 2, ten concurrent streams of one
+// connection never have more than two requests at the server at once, and
+// all get their answer.
+func TestLeanH2MaxConn(t *testing.T) {
+	var inflight, peak atomic.Int32
+	s := startRawServer(t, func(req *http.Request) (string, bool) {
+		n := inflight.Add(1)
+		for {
+			p := peak.Load()
+			if n <= p || peak.CompareAndSwap(p, n) {
+				break
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+		inflight.Add(-1)
+		return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false
+	})
+	h := startLeanH2Server(t, s.addr, "off", "{queue: 10s}", ", maxconn: 2")
+	var wg sync.WaitGroup
+	errs := make(chan error, 10)
+	for range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := h.client.Get(h.url + "/")
+			if err != nil {
+				errs <- err
+				return
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || string(body) != "ok" {
+				errs <- fmt.Errorf("%d %q", resp.StatusCode, body)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if p := peak.Load(); p > 2 {
+		t.Fatalf("%d requests at the server at once, maxconn 2", p)
 	}
 }
 

@@ -28,6 +28,7 @@ type h2Stream struct {
 	body                    []byte              // the request body, buffered whole
 	recvd                   int                 // DATA bytes received, padding included
 	recvDone                bool                // the client ended its side
+	reset                   bool                // a RST_STREAM was sent or received
 	sendWin                 int64
 
 	srv     *backend.Server // held (maxconn) until the answer ends
@@ -61,7 +62,10 @@ func (h *h2Conn) headers(f *http2.MetaHeadersFrame) error {
 	}
 	if id <= h.lastID {
 		st := h.streams[id]
-		if st == nil || st.recvDone {
+		if st == nil {
+			return nil // a stream already ended (answered, or reset): ignored
+		}
+		if st.recvDone {
 			return http2.ConnectionError(http2.ErrCodeStreamClosed)
 		}
 		// Trailers: they end the request, and are dropped.
@@ -209,20 +213,29 @@ func (h *h2Conn) data(f *http2.DataFrame) error {
 // turn, framing as much of each as the windows let through.
 func (h *h2Conn) forwardReady() {
 	ready := h.ready
-	for _, st := range ready {
-		if !st.done && st.status == 0 {
-			h.send(st)
+	for i := 0; i < len(ready); {
+		// A batch: the requests that get a server at once (the first may
+		// wait in the queue: no stream of this batch holds a server then).
+		j := i
+		for ; i < len(ready); i++ {
+			st := ready[i]
+			if st.done || st.status != 0 {
+				continue
+			}
+			if !h.send(st, i == j) {
+				break
+			}
 		}
-	}
-	for _, st := range ready {
-		if st.done || st.sc == nil && st.err == nil {
-			continue
-		}
-		h.receive(st)
-		if !st.done && st.page == nil {
-			h.pump(st)
-			if !st.done {
-				h.sending = append(h.sending, st)
+		for _, st := range ready[j:i] {
+			if st.done || st.sc == nil && st.err == nil {
+				continue
+			}
+			h.receive(st)
+			if !st.done && st.page == nil {
+				h.pump(st)
+				if !st.done {
+					h.sending = append(h.sending, st)
+				}
 			}
 		}
 	}
@@ -230,12 +243,17 @@ func (h *h2Conn) forwardReady() {
 	h.ready = ready[:0]
 }
 
-// send chooses a server (waiting in its queue if need be: the connection
-// waits too) and writes the request on a kept-alive connection to it.
-func (h *h2Conn) send(st *h2Stream) {
+// send chooses a server and writes the request on a kept-alive
+// connection to it. With wait, a request finds all servers at their
+// maxconn waits in the queue (the connection waits too); without, send
+// reports false then, doing nothing.
+func (h *h2Conn) send(st *h2Stream, wait bool) bool {
 	l := h.l
 	s, err := l.pool.TryAcquire()
 	if s == nil && err == nil {
+		if !wait {
+			return false
+		}
 		s, err = l.pool.Acquire(context.Background(), l.cfg.Timeouts.Queue)
 	}
 	if err != nil {
@@ -246,11 +264,12 @@ func (h *h2Conn) send(st *h2Stream) {
 			l.refusedNoSrv.Inc()
 		}
 		h.answerPage(st, http503)
-		return
+		return true
 	}
 	st.srv, st.t = s, l.targets[s.Index]
 	st.codes = st.t.codes
 	h.write(st)
+	return true
 }
 
 // write writes st's request on a connection to its server.
@@ -545,6 +564,7 @@ func skipTrailers(br interface{ ReadSlice(byte) ([]byte, error) }) error {
 // by a RST_STREAM.
 func (h *h2Conn) cut(st *h2Stream, err error) {
 	h.l.log.Warn("answer cut short", "server", st.t.srv.Name, "addr", st.t.srv.Addr, "reason", err.Error())
+	st.reset = true
 	_ = h.fr.WriteRSTStream(st.id, http2.ErrCodeInternal)
 	h.endStream(st, false)
 }
@@ -575,7 +595,7 @@ func (h *h2Conn) endStream(st *h2Stream, reuse bool) {
 	if st.status == 0 {
 		return // refused before any answer: not a request
 	}
-	if !st.recvDone {
+	if !st.recvDone && !st.reset {
 		// Answered before the request ended: the rest is not wanted.
 		_ = h.fr.WriteRSTStream(st.id, http2.ErrCodeNo)
 	}
