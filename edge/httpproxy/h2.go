@@ -24,15 +24,18 @@ import (
 // WINDOW_UPDATEs) goes out in one write: net/http's server spent a
 // goroutine, channel hand-offs and a TLS record per answer.
 //
-// What it does not do, and the price of the one goroutine: a request
-// body is buffered whole, up to one stream window (64 KiB; more gets 413);
-// request trailers are dropped; CONNECT gets 501; interim (1xx) answers and
-// answer trailers are not passed on. While an answer is awaited or its
-// body read, no other stream of the connection moves (each wait bounded by
-// the server timeout), and a request that waits for maxconn holds the
-// connection up to the queue timeout: a slow server delays its
-// neighbours on the same connection, as it would not under net/http.
-// That is why it is an option (lean_http2) and not the default.
+// A server that does not answer (or send more of its answer) within
+// h2Patience is waited for by a goroutine of that stream's own (wait),
+// which wakes the connection's goroutine when the bytes come: a slow
+// answer, a long poll or an event stream does not hold the other streams
+// up. A request that waits in the maxconn queue does hold the connection
+// (up to the queue timeout) when none of its streams holds a server;
+// else it waits for a later cycle, outside the queue.
+//
+// What it does not do: a request body is buffered whole, up to one stream
+// window (64 KiB; more gets 413); request trailers are dropped; CONNECT
+// gets 501; interim (1xx) answers and answer trailers are not passed on
+// (so no gRPC). That is why it is an option (lean_http2).
 
 const (
 	// h2MaxStreams is the MAX_CONCURRENT_STREAMS advertised and enforced.
@@ -84,9 +87,21 @@ type h2Conn struct {
 	rdl, wdl deadline
 	scratch  []byte
 	ans      *ansHead // the answer head being read
+	nWaiting int      // streams a waiter waits for
+	nHeld    int      // streams holding a server (maxconn)
 
-	// mu orders Shutdown's wake-up with the goroutine's deadlines.
+	// waiters are the goroutines that wait for a slow server (see wait).
+	waiters sync.WaitGroup
+
+	// mu guards the fields below, which waiters and Shutdown share with
+	// the goroutine, and orders their wake-ups with its read deadlines.
 	mu sync.Mutex
+	// atBoundary: the goroutine waits for the client's next frame, with
+	// none begun: a read deadline in the past then interrupts it safely.
+	atBoundary bool
+	// wakeReq: a waiter's stream can go on, or Shutdown began.
+	wakeReq bool
+	woken   []*h2Stream // streams whose server wrote (or failed)
 }
 
 // h2Out is the output of a cycle: the framer writes here.
@@ -130,11 +145,22 @@ func (h *h2Conn) serve() {
 	if err := h.preface(); err != nil {
 		return
 	}
+	defer h.waiters.Wait()
 	for {
 		if !h.armRead() {
 			return
 		}
-		f, err := h.fr.ReadFrame()
+		err := h.fillFrame()
+		if err == errWoken {
+			if !h.cycle() {
+				return
+			}
+			continue
+		}
+		var f http2.Frame
+		if err == nil {
+			f, err = h.fr.ReadFrame()
+		}
 		if err != nil {
 			if !h.readFailed(err) {
 				return
@@ -149,6 +175,56 @@ func (h *h2Conn) serve() {
 		if !h.cycle() {
 			return
 		}
+	}
+}
+
+var errWoken = errors.New("woken")
+
+// fillFrame waits until the reader holds the next frame whole (or at
+// least the reader's size of it), consuming nothing: a wait ended by a
+// waiter or by Shutdown (errWoken) leaves no frame half read.
+func (h *h2Conn) fillFrame() error {
+	for {
+		n, need := h.br.Buffered(), 9
+		if n >= 9 {
+			p, _ := h.br.Peek(9)
+			need = min(9+(int(p[0])<<16|int(p[1])<<8|int(p[2])), h.br.Size())
+			if n >= need {
+				return nil
+			}
+		}
+		h.mu.Lock()
+		if h.wakeReq {
+			h.wakeReq = false
+			h.mu.Unlock()
+			return errWoken
+		}
+		h.atBoundary = true
+		h.mu.Unlock()
+		_, err := h.br.Peek(need)
+		h.mu.Lock()
+		h.atBoundary = false
+		woke := h.wakeReq
+		if woke {
+			h.wakeReq = false
+		}
+		h.mu.Unlock()
+		if err != nil {
+			if woke && isTimeout(err) {
+				return errWoken
+			}
+			return err
+		}
+	}
+}
+
+// wakeLocked interrupts the goroutine's wait for a frame, if it waits for
+// one; else it will see wakeReq before it waits.
+func (h *h2Conn) wakeLocked() {
+	h.wakeReq = true
+	if h.atBoundary {
+		h.rdl.set(aLongTimeAgo)
+		_ = h.c.SetReadDeadline(aLongTimeAgo)
 	}
 }
 
@@ -212,26 +288,28 @@ func (h *h2Conn) armRead() bool {
 	}
 	t := &h.l.cfg.Timeouts
 	to := t.HTTPKeepAlive
-	if len(h.streams) > 0 {
+	switch {
+	case len(h.streams) > h.nWaiting+len(h.ready):
 		to = t.Client
+	case h.nWaiting+len(h.ready) > 0:
+		to = 0 // every stream waits for its server (server timeout) or for one (queue)
 	}
-	at, slack := time.Now().Add(to), slackOf(to)
+	want := time.Time{}
+	if to > 0 {
+		want = time.Now().Add(to)
+	}
 	h.mu.Lock()
-	if h.l.closing.Load() && !h.draining {
-		at, slack = aLongTimeAgo, 0 // Shutdown began since: go round again
-	}
-	if at, ok := h.rdl.arm(at, slack); ok {
+	if at, ok := h.rdl.arm(want, slackOf(to)); ok {
 		_ = h.c.SetReadDeadline(at)
 	}
 	h.mu.Unlock()
 	return true
 }
 
-// wake makes the goroutine notice Shutdown: its read ends at once.
+// wake makes the goroutine notice Shutdown.
 func (h *h2Conn) wake() {
 	h.mu.Lock()
-	h.rdl.set(aLongTimeAgo)
-	_ = h.c.SetReadDeadline(aLongTimeAgo)
+	h.wakeLocked()
 	h.mu.Unlock()
 }
 
@@ -253,9 +331,6 @@ func (h *h2Conn) readFailed(err error) bool {
 		return false
 	}
 	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() && h.l.closing.Load() && !h.draining {
-		return true // Shutdown's wake-up: armRead sends the GOAWAY
-	}
 	if errors.As(err, &ne) && ne.Timeout() && len(h.streams) == 0 && !h.goneAway {
 		// Idle past http_keep_alive.
 		h.goAwayCode(http2.ErrCodeNo)
@@ -440,6 +515,13 @@ func (h *h2Conn) goAwayGraceful() {
 // output is written at once. It reports false when the connection is
 // done.
 func (h *h2Conn) cycle() bool {
+	h.mu.Lock()
+	woken := h.woken
+	h.woken = nil
+	h.mu.Unlock()
+	for _, st := range woken {
+		h.resume(st)
+	}
 	if len(h.ready) > 0 {
 		h.forwardReady()
 	}
@@ -448,7 +530,7 @@ func (h *h2Conn) cycle() bool {
 		if h.sendWin <= 0 {
 			break
 		}
-		if st.sendWin > 0 && !st.done {
+		if st.sendWin > 0 && !st.done && !st.waiting {
 			h.pump(st)
 		}
 	}

@@ -301,6 +301,110 @@ func TestLeanH2MaxConn(t *testing.T) {
 	}
 }
 
+// TestLeanH2SlowStream: a server slow to answer one stream, or streaming
+// its answer slowly, does not hold up the other streams of the connection.
+func TestLeanH2SlowStream(t *testing.T) {
+	release := make(chan struct{})
+	s := startRawServer(t, func(req *http.Request) (string, bool) {
+		switch req.URL.Path {
+		case "/slow":
+			<-release
+			return "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow", false
+		}
+		return "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nfast", false
+	})
+	h := startLeanH2(t, s.addr, "off", "{client: 1s}")
+	h.get(t, "/warm")
+	slow := make(chan string, 1)
+	go func() {
+		resp, err := h.client.Get(h.url + "/slow")
+		if err != nil {
+			slow <- err.Error()
+			return
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		slow <- string(body)
+	}()
+	time.Sleep(50 * time.Millisecond) // the slow request is at the server
+	for i := range 20 {
+		start := time.Now()
+		if _, body := h.get(t, "/fast"); body != "fast" {
+			t.Fatalf("fast %d: %q", i, body)
+		}
+		if d := time.Since(start); d > 500*time.Millisecond {
+			t.Fatalf("fast %d took %v behind the slow one", i, d)
+		}
+	}
+	// Longer than the client timeout: a connection whose streams all wait
+	// for their server is not the client's idleness.
+	time.Sleep(1500 * time.Millisecond)
+	close(release)
+	if got := <-slow; got != "slow" {
+		t.Fatalf("slow: %q", got)
+	}
+}
+
+// TestLeanH2Streaming: a chunked answer whose chunks come slowly reaches
+// the client chunk by chunk, while another stream is served.
+func TestLeanH2Streaming(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	next := make(chan string)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 4096)
+				n, _ := c.Read(buf)
+				if !strings.HasPrefix(string(buf[:n]), "GET /events") {
+					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nfast")
+					for {
+						if _, err := c.Read(buf); err != nil {
+							return
+						}
+						io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nfast")
+					}
+				}
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+				for ev := range next {
+					fmt.Fprintf(c, "%x\r\n%s\r\n", len(ev), ev)
+				}
+				io.WriteString(c, "0\r\n\r\n")
+			}()
+		}
+	}()
+	h := startLeanH2(t, ln.Addr().String(), "off", "{}")
+	resp, err := h.client.Get(h.url + "/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	buf := make([]byte, 100)
+	for i := range 3 {
+		ev := fmt.Sprintf("event %d", i)
+		next <- ev
+		n, err := io.ReadAtLeast(resp.Body, buf, len(ev))
+		if err != nil || string(buf[:n]) != ev {
+			t.Fatalf("event %d: %q %v", i, buf[:n], err)
+		}
+		if _, body := h.get(t, "/fast"); body != "fast" {
+			t.Fatalf("fast: %q", body)
+		}
+	}
+	close(next)
+	if rest, err := io.ReadAll(resp.Body); err != nil || len(rest) != 0 {
+		t.Fatalf("end: %q %v", rest, err)
+	}
+}
+
 // rawH2 is a client that writes frames as it pleases.
 type rawH2 struct {
 	c    net.Conn

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net/http/httputil"
 	"strconv"
 	"time"
 
@@ -41,7 +40,13 @@ type h2Stream struct {
 
 	mode     bodyMode
 	remain   int64
-	chunked  io.Reader
+	cs       chunkScan
+	headDone bool // the answer's head went out
+	queued   bool // among sending
+	// waiting: a waiter owns sc until it puts the stream in woken, with
+	// waitErr.
+	waiting  bool
+	waitErr  error
 	reusable bool   // sc may serve another request after this answer
 	page     []byte // the rest of an answer of the proxy's
 	status   int
@@ -213,34 +218,37 @@ func (h *h2Conn) data(f *http2.DataFrame) error {
 // turn, framing as much of each as the windows let through.
 func (h *h2Conn) forwardReady() {
 	ready := h.ready
-	for i := 0; i < len(ready); {
-		// A batch: the requests that get a server at once (the first may
-		// wait in the queue: no stream of this batch holds a server then).
-		j := i
+	i := 0
+	for i < len(ready) {
+		// A batch: the requests that get a server at once. The first may
+		// wait in the queue when no stream of the connection holds a
+		// server (else those waiting for their servers could never release
+		// theirs): the rest wait for a later cycle.
+		j, sent := i, 0
 		for ; i < len(ready); i++ {
 			st := ready[i]
 			if st.done || st.status != 0 {
 				continue
 			}
-			if !h.send(st, i == j) {
+			if !h.send(st, sent == 0 && h.nHeld == 0) {
 				break
 			}
+			sent++
 		}
 		for _, st := range ready[j:i] {
 			if st.done || st.sc == nil && st.err == nil {
 				continue
 			}
 			h.receive(st)
-			if !st.done && st.page == nil {
-				h.pump(st)
-				if !st.done {
-					h.sending = append(h.sending, st)
-				}
-			}
+			h.carryOn(st)
+		}
+		if sent == 0 && i < len(ready) {
+			break
 		}
 	}
-	clear(ready)
-	h.ready = ready[:0]
+	n := copy(ready, ready[i:])
+	clear(ready[n:])
+	h.ready = ready[:n]
 }
 
 // send chooses a server and writes the request on a kept-alive
@@ -268,6 +276,7 @@ func (h *h2Conn) send(st *h2Stream, wait bool) bool {
 	}
 	st.srv, st.t = s, l.targets[s.Index]
 	st.codes = st.t.codes
+	h.nHeld++
 	h.write(st)
 	return true
 }
@@ -291,7 +300,8 @@ func (h *h2Conn) write(st *h2Stream) {
 
 // receive reads the head of st's answer and sends it as HEADERS; a
 // request that got no answer on a kept-alive connection is sent once more
-// on another when repeating it is safe.
+// on another when repeating it is safe. A server slower than h2Patience
+// leaves the stream to a waiter.
 func (h *h2Conn) receive(st *h2Stream) {
 	err := st.err
 	if err == nil {
@@ -312,14 +322,107 @@ func (h *h2Conn) receive(st *h2Stream) {
 	}
 }
 
+// carryOn frames what it can of an answer whose head went out, and keeps
+// it among sending while more is to come.
+func (h *h2Conn) carryOn(st *h2Stream) {
+	if st.done || st.waiting || !st.headDone || st.page != nil {
+		return
+	}
+	h.pump(st)
+	if !st.done && !st.queued {
+		st.queued = true
+		h.sending = append(h.sending, st)
+	}
+}
+
+// h2Patience is how long the connection's goroutine waits for a server's
+// next bytes itself; then a waiter waits for them (up to the server
+// timeout) and the other streams go on.
+const h2Patience = 2 * time.Millisecond
+
+// more waits up to h2Patience for bytes of the server beyond those
+// buffered. It reports false, with a nil error, when it handed the wait to
+// a waiter.
+func (h *h2Conn) more(st *h2Stream) (bool, error) {
+	sc := st.sc
+	want := sc.br.Buffered() + 1
+	if at, ok := sc.rdl.arm(time.Now().Add(h2Patience), 0); ok {
+		_ = sc.Conn.SetReadDeadline(at)
+	}
+	_, err := sc.br.Peek(want)
+	if err == nil {
+		return true, nil
+	}
+	if !isTimeout(err) {
+		return false, err
+	}
+	h.wait(st, want)
+	return false, nil
+}
+
+// wait starts st's waiter: a goroutine that waits up to the server
+// timeout for want bytes of its server, then puts the stream in woken and
+// wakes the connection's goroutine. It owns sc meanwhile; endStream closes
+// sc to end it early, and the connection's goroutine waits for it before
+// it ends.
+func (h *h2Conn) wait(st *h2Stream, want int) {
+	st.waiting = true
+	h.nWaiting++
+	sc := st.sc
+	to := st.t.transport.responseTimeout
+	h.waiters.Add(1)
+	go func() {
+		defer h.waiters.Done()
+		at := time.Now().Add(to)
+		sc.rdl.set(at)
+		_ = sc.Conn.SetReadDeadline(at)
+		_, err := sc.br.Peek(want)
+		h.mu.Lock()
+		st.waitErr = err
+		h.woken = append(h.woken, st)
+		h.wakeLocked()
+		h.mu.Unlock()
+	}()
+}
+
+// resume carries on a stream its waiter gave back.
+func (h *h2Conn) resume(st *h2Stream) {
+	st.waiting = false
+	h.nWaiting--
+	if st.done {
+		return // ended meanwhile: endStream closed sc
+	}
+	err := st.waitErr
+	st.waitErr = nil
+	switch {
+	case !st.headDone && err != nil:
+		if st.sc.br.Buffered() == 0 {
+			err = noAnswerErr(err)
+		}
+		st.err = err
+		h.receive(st)
+	case !st.headDone:
+		h.receive(st)
+	case err != nil && !(st.mode == bodyUntilClose && err == io.EOF):
+		h.cut(st, err)
+		return
+	case err != nil:
+		h.sent(st, nil, true)
+		h.endStream(st, false)
+		return
+	}
+	h.carryOn(st)
+}
+
 func idempotentMethod(m string) bool {
 	return m == "GET" || m == "HEAD" || m == "OPTIONS" || m == "TRACE"
 }
 
 // readAnswerHead reads the answer's head (interim answers are dropped)
-// and frames it.
+// and frames it; a server slower than h2Patience leaves it to a waiter
+// (nil error, st.waiting).
 func (h *h2Conn) readAnswerHead(st *h2Stream) error {
-	sc, tr := st.sc, st.t.transport
+	sc := st.sc
 	br := sc.br
 	if h.ans == nil {
 		h.ans = new(ansHead)
@@ -327,37 +430,36 @@ func (h *h2Conn) readAnswerHead(st *h2Stream) error {
 	a := h.ans
 	var buf []byte
 	for {
-		first := true
-		for {
-			if br.Buffered() == 0 || !first {
-				sc.armRead(tr.responseTimeout)
-				if _, err := br.Peek(br.Buffered() + 1); err != nil {
-					if br.Buffered() == 0 {
-						err = noAnswerErr(err)
-					}
-					return err
-				}
-			}
-			first = false
+		if br.Buffered() > 0 {
 			buf, _ = br.Peek(br.Buffered())
 			done, err := parseAnswer(a, buf)
 			if err != nil {
 				return err
 			}
 			if done {
-				break
+				if a.code >= 200 {
+					break
+				}
+				if a.code == 101 {
+					return errors.New("101 Switching Protocols without an Upgrade request")
+				}
+				br.Discard(a.end) // an interim answer
+				continue
 			}
 			if br.Buffered() == br.Size() {
 				return errAnswerTooLarge
 			}
 		}
-		if a.code >= 200 {
-			break
+		ok, err := h.more(st)
+		if err != nil {
+			if br.Buffered() == 0 {
+				err = noAnswerErr(err)
+			}
+			return err
 		}
-		if a.code == 101 {
-			return errors.New("101 Switching Protocols without an Upgrade request")
+		if !ok {
+			return nil
 		}
-		br.Discard(a.end)
 	}
 	mode := bodyUntilClose
 	switch {
@@ -372,11 +474,9 @@ func (h *h2Conn) readAnswerHead(st *h2Stream) error {
 		mode = bodyNone
 	}
 	st.status, st.mode, st.remain, st.reusable = a.code, mode, a.length, !a.close && mode != bodyUntilClose
+	st.headDone = true
 	h.answerHead(st, a, buf)
 	br.Discard(a.end)
-	if mode == bodyChunked {
-		st.chunked = httputil.NewChunkedReader(br)
-	}
 	if mode == bodyNone {
 		h.endStream(st, true)
 	}
@@ -464,7 +564,10 @@ func (h *h2Conn) answerPage(st *h2Stream, p errorPage) {
 	_ = h.henc.WriteField(hpack.HeaderField{Name: "cache-control", Value: "no-cache"})
 	_ = h.henc.WriteField(hpack.HeaderField{Name: "content-length", Value: strconv.Itoa(len(p.body))})
 	h.writeHeaders(st.id, false)
-	h.sending = append(h.sending, st)
+	if !st.queued {
+		st.queued = true
+		h.sending = append(h.sending, st)
+	}
 }
 
 // pump frames as much of st's answer body as the windows let through.
@@ -486,55 +589,75 @@ func (h *h2Conn) pump(st *h2Stream) {
 		}
 		sc := st.sc
 		br := sc.br
-		switch st.mode {
-		case bodyChunked:
-			if h.scratch == nil {
-				h.scratch = make([]byte, 16384)
-			}
-			sc.armRead(st.t.transport.responseTimeout)
-			k, err := st.chunked.Read(h.scratch[:min(n, int64(len(h.scratch)))])
-			if k > 0 {
-				h.sent(st, h.scratch[:k], false)
-			}
-			if err == io.EOF {
-				err = skipTrailers(br)
-				if err == nil {
+		if br.Buffered() == 0 {
+			ok, err := h.more(st)
+			if err != nil {
+				if st.mode == bodyUntilClose && err == io.EOF {
 					h.sent(st, nil, true)
-					h.endStream(st, true)
+					h.endStream(st, false)
 					return
 				}
-			}
-			if err != nil {
 				h.cut(st, err)
 				return
 			}
-		default: // bodyLength, bodyUntilClose
-			if br.Buffered() == 0 {
-				sc.armRead(st.t.transport.responseTimeout)
-				if _, err := br.Peek(1); err != nil {
-					if st.mode == bodyUntilClose && err == io.EOF {
-						h.sent(st, nil, true)
-						h.endStream(st, false)
-						return
-					}
-					h.cut(st, err)
-					return
-				}
-			}
-			k := min(int64(br.Buffered()), n)
-			if st.mode == bodyLength {
-				k = min(k, st.remain)
-				st.remain -= k
-			}
-			p, _ := br.Peek(int(k))
-			end := st.mode == bodyLength && st.remain == 0
-			h.sent(st, p, end)
-			br.Discard(int(k))
-			if end {
-				h.endStream(st, true)
+			if !ok {
+				return // a waiter waits
 			}
 		}
+		if st.mode == bodyChunked {
+			if !h.pumpChunked(st, n) {
+				return
+			}
+			continue
+		}
+		k := min(int64(br.Buffered()), n)
+		if st.mode == bodyLength {
+			k = min(k, st.remain)
+			st.remain -= k
+		}
+		p, _ := br.Peek(int(k))
+		end := st.mode == bodyLength && st.remain == 0
+		h.sent(st, p, end)
+		br.Discard(int(k))
+		if end {
+			h.endStream(st, true)
+		}
 	}
+}
+
+// pumpChunked frames the data of the chunked body bytes buffered, up to n
+// of them, as DATA; the chunk framing and the trailers are dropped. It
+// reports false when the stream ended.
+func (h *h2Conn) pumpChunked(st *h2Stream, n int64) bool {
+	br := st.sc.br
+	p, _ := br.Peek(br.Buffered())
+	cs := &st.cs
+	i := 0
+	for i < len(p) && n > 0 {
+		if cs.state == chunkData {
+			k := int(min(cs.size, int64(len(p)-i), n))
+			cs.scan(p[i : i+k])
+			h.sent(st, p[i:i+k], false)
+			i += k
+			n -= int64(k)
+			continue
+		}
+		_, end, err := cs.scan(p[i : i+1])
+		if err != nil {
+			br.Discard(i)
+			h.cut(st, err)
+			return false
+		}
+		i++
+		if end {
+			br.Discard(i)
+			h.sent(st, nil, true)
+			h.endStream(st, true)
+			return false
+		}
+	}
+	br.Discard(i)
+	return true
 }
 
 // sent frames p as DATA of st, and counts it against the windows.
@@ -543,21 +666,6 @@ func (h *h2Conn) sent(st *h2Stream, p []byte, end bool) {
 	h.sendWin -= int64(len(p))
 	st.sendWin -= int64(len(p))
 	st.bytes += int64(len(p))
-}
-
-// skipTrailers reads the trailer section after a chunked body's last
-// chunk, to its empty line.
-func skipTrailers(br interface{ ReadSlice(byte) ([]byte, error) }) error {
-	for n := 0; n < 64; n++ {
-		line, err := br.ReadSlice('\n')
-		if err != nil {
-			return err
-		}
-		if len(bytes.TrimRight(line, "\r\n")) == 0 {
-			return nil
-		}
-	}
-	return errChunked
 }
 
 // cut ends an answer the server did not finish: the client learns of it
@@ -581,7 +689,7 @@ func (h *h2Conn) endStream(st *h2Stream, reuse bool) {
 	delete(h.streams, st.id)
 	if sc := st.sc; sc != nil {
 		st.sc = nil
-		if reuse && st.reusable && sc.br.Buffered() == 0 {
+		if reuse && st.reusable && !st.waiting && sc.br.Buffered() == 0 {
 			st.t.transport.put(sc)
 		} else {
 			sc.Close()
@@ -591,6 +699,7 @@ func (h *h2Conn) endStream(st *h2Stream, reuse bool) {
 	if st.srv != nil {
 		l.pool.Release(st.srv)
 		st.srv = nil
+		h.nHeld--
 	}
 	if st.status == 0 {
 		return // refused before any answer: not a request
