@@ -131,8 +131,9 @@ func (h *h2Conn) serve() {
 	br.Reset(h.c)
 	h.br = br
 	defer func() {
-		h.closeStreams()
+		h.closeStreams() // closes the server connections waiters wait on
 		h.c.Close()
+		h.waiters.Wait()
 		br.Reset(nil)
 		h2Readers.Put(br)
 		h.l.trackH2(h, false)
@@ -145,7 +146,6 @@ func (h *h2Conn) serve() {
 	if err := h.preface(); err != nil {
 		return
 	}
-	defer h.waiters.Wait()
 	for {
 		if !h.armRead() {
 			return

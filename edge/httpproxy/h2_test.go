@@ -405,6 +405,59 @@ func TestLeanH2Streaming(t *testing.T) {
 	}
 }
 
+// TestLeanH2Errors: a server that does not answer in time gets 504, one
+// that cannot be reached 503, each logged; a client that leaves while its
+// stream waits for the server ends its connection at once, waiter and
+// all.
+func TestLeanH2Errors(t *testing.T) {
+	hang := make(chan struct{})
+	t.Cleanup(func() { close(hang) })
+	s := startRawServer(t, func(req *http.Request) (string, bool) {
+		if req.URL.Path == "/hang" {
+			<-hang
+		}
+		return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false
+	})
+	logPath := filepath.Join(t.TempDir(), "access.log")
+	h := startLeanH2(t, s.addr, logPath, "{server: 300ms}")
+	if resp, _ := h.get(t, "/hang"); resp.StatusCode != 504 {
+		t.Fatalf("hanging server: %d, want 504", resp.StatusCode)
+	}
+
+	// A client that leaves while its server is awaited.
+	r := dialRawH2(t, h)
+	blk := r.block(":method", "GET", ":scheme", "https", ":authority", "a.test", ":path", "/hang")
+	if err := r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: blk, EndStream: true, EndHeaders: true}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	r.c.Close()
+	// Every connection but the x/net client's is gone well before the
+	// server timeout would have ended the wait.
+	waitUntil(t, 250*time.Millisecond, func() bool {
+		h.l.mu.Lock()
+		defer h.l.mu.Unlock()
+		return len(h.l.h2) <= 1
+	}, "the left connection closed")
+
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := dead.Addr().String()
+	dead.Close()
+	h2 := startLeanH2(t, deadAddr, logPath, "{}")
+	if resp, body := h2.get(t, "/down"); resp.StatusCode != 503 || !strings.Contains(body, "503") {
+		t.Fatalf("unreachable server: %d %q", resp.StatusCode, body)
+	}
+	var log string
+	waitUntil(t, 5*time.Second, func() bool {
+		b, _ := os.ReadFile(logPath)
+		log = string(b)
+		return strings.Contains(log, `"GET /down HTTP/2.0" 503`) && strings.Contains(log, `"GET /hang HTTP/2.0" 504`)
+	}, "the 504 and 503 logged")
+}
+
 // rawH2 is a client that writes frames as it pleases.
 type rawH2 struct {
 	c    net.Conn
