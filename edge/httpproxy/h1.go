@@ -466,7 +466,6 @@ var (
 	http504     = newErrorPage(504, "Gateway Timeout", "The server didn't respond in time.")
 	http408     = newErrorPage(408, "Request Timeout", "Your browser didn't send a complete request in time.")
 	http400     = newErrorPage(400, "Bad Request", "Your browser sent an invalid request.")
-	http413     = newErrorPage(413, "Payload Too Large", "The request body is larger than this proxy buffers.")
 	http431     = newErrorPage(431, "Request Header Fields Too Large", "Your browser sent too many or too large header fields.")
 	http501     = newErrorPage(501, "Not Implemented", "This method is not served here.")
 )

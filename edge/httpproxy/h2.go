@@ -32,16 +32,22 @@ import (
 // (up to the queue timeout) when none of its streams holds a server;
 // else it waits for a later cycle, outside the queue.
 //
-// What it does not do: a request body is buffered whole, up to one stream
-// window (64 KiB; more gets 413); request trailers are dropped; CONNECT
-// gets 501; interim (1xx) answers and answer trailers are not passed on
-// (so no gRPC). That is why it is an option (lean_http2).
+// A request body that arrives with its head (in the same cycle) goes to
+// the server with it, with a Content-Length; one that comes later is
+// streamed to the server as it comes (chunked, if the client gave no
+// content-length), the stream's window given back as it is written: a
+// server that stops reading it holds the connection up to the server
+// timeout. Its answer is awaited once the body ended.
+//
+// What it does not do: request trailers are dropped; CONNECT gets 501;
+// interim (1xx) answers and answer trailers are not passed on (so no
+// gRPC). That is why it is an option (lean_http2).
 
 const (
 	// h2MaxStreams is the MAX_CONCURRENT_STREAMS advertised and enforced.
 	h2MaxStreams = 100
 	// h2Window is the initial window of streams and of the connection
-	// (the protocol's default, so not sent): a request body is at most that.
+	// (the protocol's default, so not sent).
 	h2Window = 65535
 	// h2MaxResets bounds the streams a client may reset within
 	// h2ResetPeriod (CVE-2023-44487, rapid reset); more is a GOAWAY with
@@ -69,7 +75,9 @@ type h2Conn struct {
 	hbuf     bytes.Buffer
 	names    map[string]string // answer field names, lower-cased
 	streams  map[uint32]*h2Stream
-	ready    []*h2Stream // requests complete this cycle
+	ready    []*h2Stream // requests to send this cycle
+	bodyDone []*h2Stream // uploads that ended this cycle: answers to await
+	upBuf    []byte      // a chunk of an upload on its way
 	sending  []*h2Stream // answers whose body waits for the client's window
 	lastID   uint32      // the highest stream the client opened
 	sendWin  int64       // the connection's send window
@@ -522,6 +530,14 @@ func (h *h2Conn) cycle() bool {
 	for _, st := range woken {
 		h.resume(st)
 	}
+	for i, st := range h.bodyDone {
+		if !st.done {
+			h.receive(st)
+			h.carryOn(st)
+		}
+		h.bodyDone[i] = nil
+	}
+	h.bodyDone = h.bodyDone[:0]
 	if len(h.ready) > 0 {
 		h.forwardReady()
 	}

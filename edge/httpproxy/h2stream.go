@@ -24,11 +24,21 @@ type h2Stream struct {
 	method, path, authority string
 	ua, referer             string
 	fields                  []hpack.HeaderField // the regular fields
-	body                    []byte              // the request body, buffered whole
-	recvd                   int                 // DATA bytes received, padding included
-	recvDone                bool                // the client ended its side
-	reset                   bool                // a RST_STREAM was sent or received
-	sendWin                 int64
+	// body holds the request body received before the request went to
+	// its server (all of it, when it ended first); later DATA is
+	// streamed (upload). owed is the DATA length (padding included) of
+	// body not yet given back to the client's window.
+	body      []byte
+	owed      uint32
+	recvWin   int   // the stream's receive window
+	clen      int64 // the client's content-length, -1 if none
+	dataLen   int64 // request body bytes received
+	streaming bool  // the head went out before the body ended
+	upChunked bool  // the body goes to the server chunked (no content-length)
+	upErr     error // writing the body to the server failed
+	recvDone  bool  // the client ended its side
+	reset     bool  // a RST_STREAM was sent or received
+	sendWin   int64
 
 	srv     *backend.Server // held (maxconn) until the answer ends
 	t       *target
@@ -77,10 +87,7 @@ func (h *h2Conn) headers(f *http2.MetaHeadersFrame) error {
 		if !f.StreamEnded() {
 			return http2.ConnectionError(http2.ErrCodeProtocol)
 		}
-		st.recvDone = true
-		if st.status == 0 {
-			h.ready = append(h.ready, st)
-		}
+		h.requestEnded(st)
 		return nil
 	}
 	h.lastID = id
@@ -91,7 +98,8 @@ func (h *h2Conn) headers(f *http2.MetaHeadersFrame) error {
 		h.resetStream(id, http2.ErrCodeRefusedStream)
 		return nil
 	}
-	st := &h2Stream{id: id, start: time.Now(), sendWin: h.peerWin, recvDone: f.StreamEnded(), codes: h.l.codesNoServer}
+	st := &h2Stream{id: id, start: time.Now(), sendWin: h.peerWin, recvWin: h2Window, clen: -1,
+		recvDone: f.StreamEnded(), codes: h.l.codesNoServer}
 	h.streams[id] = st
 	if f.Truncated {
 		h.l.refusedHeaders.Inc()
@@ -109,7 +117,9 @@ func (h *h2Conn) headers(f *http2.MetaHeadersFrame) error {
 		h.answerPage(st, http501)
 	case (st.path[0] != '/' && st.path != "*") || hasCTL(st.path) || bytes.IndexByte([]byte(st.path), ' ') >= 0 || !isPlainHost(st.authority):
 		h.answerPage(st, http400)
-	case st.recvDone:
+	default:
+		// Sent in this cycle: with its body if that arrives meanwhile,
+		// else before it (upload).
 		h.ready = append(h.ready, st)
 	}
 	return nil
@@ -149,6 +159,12 @@ func (st *h2Stream) parse(fields []hpack.HeaderField) (int, error) {
 			if f.Value != "trailers" {
 				return 0, errMalformed
 			}
+		case "content-length":
+			v, err := strconv.ParseUint(f.Value, 10, 63)
+			if err != nil || st.clen >= 0 && st.clen != int64(v) {
+				return 0, errMalformed
+			}
+			st.clen = int64(v)
 		case "host":
 			if st.authority == "" {
 				st.authority = f.Value
@@ -172,9 +188,10 @@ func (st *h2Stream) parse(fields []hpack.HeaderField) (int, error) {
 	return n, nil
 }
 
-// data handles a DATA frame: request bodies are buffered whole, up to the
-// stream's window, which is never enlarged; the connection's window is
-// given back at the end of each cycle.
+// data handles a DATA frame: the request body is kept until the request
+// goes to its server, then streamed to it (upload), the stream's window
+// given back as it goes; the connection's window is given back at the
+// end of each cycle.
 func (h *h2Conn) data(f *http2.DataFrame) error {
 	n := f.Length
 	h.recvUsed += n
@@ -192,25 +209,77 @@ func (h *h2Conn) data(f *http2.DataFrame) error {
 		h.resetStream(st.id, http2.ErrCodeStreamClosed)
 		return nil
 	}
-	st.recvd += int(n)
-	if st.recvd > h2Window {
+	st.recvWin -= int(n)
+	if st.recvWin < 0 {
 		h.resetStream(st.id, http2.ErrCodeFlowControl)
 		return nil
 	}
-	if st.status == 0 { // not answered already
-		st.body = append(st.body, f.Data()...)
+	p := f.Data()
+	st.dataLen += int64(len(p))
+	if st.clen >= 0 && st.dataLen > st.clen {
+		// More than the content-length said (RFC 9113 section 8.1.1):
+		// never passed on, the server would read it as a request.
+		h.resetStream(st.id, http2.ErrCodeProtocol)
+		return nil
 	}
 	switch {
-	case f.StreamEnded():
-		st.recvDone = true
-		if st.status == 0 {
-			h.ready = append(h.ready, st)
+	case st.status != 0: // answered already: dropped
+	case st.streaming:
+		h.upload(st, p)
+		if n > 0 && !f.StreamEnded() {
+			st.recvWin += int(n)
+			_ = h.fr.WriteWindowUpdate(st.id, n)
 		}
-	case st.recvd == h2Window && st.status == 0:
-		// The client cannot send more without a window we never give.
-		h.answerPage(st, http413)
+	default:
+		st.body = append(st.body, p...)
+		st.owed += n
+	}
+	if f.StreamEnded() {
+		h.requestEnded(st)
 	}
 	return nil
+}
+
+// requestEnded is the end of st's request (END_STREAM). A body shorter
+// than its content-length is malformed.
+func (h *h2Conn) requestEnded(st *h2Stream) {
+	st.recvDone = true
+	if st.clen >= 0 && st.dataLen != st.clen {
+		h.resetStream(st.id, http2.ErrCodeProtocol)
+		return
+	}
+	if st.status != 0 || !st.streaming {
+		return // answered; or in ready, to be sent whole
+	}
+	if st.upChunked && st.sc != nil && st.upErr == nil {
+		h.upWrite(st, append(h.upBuf[:0], "0\r\n\r\n"...))
+	}
+	h.bodyDone = append(h.bodyDone, st)
+}
+
+// upload writes p, DATA of st's request, to its server: as it came, or as
+// a chunk. The write is bounded by the server timeout; a failure is kept
+// for the answer (the server may have answered before reading it all).
+func (h *h2Conn) upload(st *h2Stream, p []byte) {
+	if st.sc == nil || st.upErr != nil || len(p) == 0 {
+		return
+	}
+	if !st.upChunked {
+		h.upWrite(st, p)
+		return
+	}
+	b := strconv.AppendInt(h.upBuf[:0], int64(len(p)), 16)
+	b = append(b, "\r\n"...)
+	b = append(b, p...)
+	h.upBuf = append(b, "\r\n"...)
+	h.upWrite(st, h.upBuf)
+}
+
+func (h *h2Conn) upWrite(st *h2Stream, b []byte) {
+	st.sc.armDeadlines(st.t.transport.responseTimeout)
+	if _, err := st.sc.Conn.Write(b); err != nil {
+		st.upErr = err
+	}
 }
 
 // forwardReady sends the requests that became complete to their servers,
@@ -236,8 +305,8 @@ func (h *h2Conn) forwardReady() {
 			sent++
 		}
 		for _, st := range ready[j:i] {
-			if st.done || st.sc == nil && st.err == nil {
-				continue
+			if st.done || !st.recvDone || st.sc == nil && st.err == nil {
+				continue // the answer of an upload is awaited once it ends
 			}
 			h.receive(st)
 			h.carryOn(st)
@@ -281,8 +350,20 @@ func (h *h2Conn) send(st *h2Stream, wait bool) bool {
 	return true
 }
 
-// write writes st's request on a connection to its server.
+// write writes st's request on a connection to its server: whole, if
+// its body ended; else its head and the body so far, the rest to be
+// streamed (upload), and then it is not repeated on another connection.
 func (h *h2Conn) write(st *h2Stream) {
+	if !st.recvDone {
+		st.streaming, st.retried = true, true
+		st.upChunked = st.clen < 0
+		if st.owed > 0 {
+			// The body so far is on its way: the client may send more.
+			st.recvWin += int(st.owed)
+			_ = h.fr.WriteWindowUpdate(st.id, st.owed)
+			st.owed = 0
+		}
+	}
 	tr := st.t.transport
 	sc, reused, err := tr.conn(context.Background())
 	if err != nil {
@@ -290,7 +371,20 @@ func (h *h2Conn) write(st *h2Stream) {
 		return
 	}
 	sc.head = appendH2Head(sc.head[:0], st, st.t.hostHeader, h.client, st.t.forward)
-	sc.head = append(sc.head, st.body...)
+	switch {
+	case !st.streaming:
+		sc.head = append(sc.head, st.body...)
+	case len(st.body) > 0 && st.upChunked:
+		sc.head = strconv.AppendInt(sc.head, int64(len(st.body)), 16)
+		sc.head = append(sc.head, "\r\n"...)
+		sc.head = append(sc.head, st.body...)
+		sc.head = append(sc.head, "\r\n"...)
+	default:
+		sc.head = append(sc.head, st.body...)
+	}
+	if st.streaming {
+		st.body = nil
+	}
 	sc.armDeadlines(tr.responseTimeout)
 	st.sc, st.reused = sc, reused
 	if _, err := sc.Conn.Write(sc.head); err != nil {
@@ -769,7 +863,14 @@ func appendH2Head(b []byte, st *h2Stream, host, client string, forward bool) []b
 		}
 		b = append(b, "\r\n"...)
 	}
-	if len(st.body) > 0 || st.method == "POST" || st.method == "PUT" || st.method == "PATCH" {
+	switch {
+	case st.upChunked:
+		b = append(b, "Transfer-Encoding: chunked\r\n"...)
+	case st.streaming:
+		b = append(b, "Content-Length: "...)
+		b = strconv.AppendInt(b, st.clen, 10)
+		b = append(b, "\r\n"...)
+	case len(st.body) > 0 || st.clen >= 0 || st.method == "POST" || st.method == "PUT" || st.method == "PATCH":
 		b = append(b, "Content-Length: "...)
 		b = strconv.AppendInt(b, int64(len(st.body)), 10)
 		b = append(b, "\r\n"...)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -44,7 +45,8 @@ func startRawServer(t testing.TB, answer func(req *http.Request) (string, bool))
 					if err != nil {
 						return
 					}
-					io.Copy(io.Discard, req.Body)
+					n, _ := io.Copy(io.Discard, req.Body)
+					req.Header.Set("X-Test-Body-Length", strconv.FormatInt(n, 10)) // what was read of the body
 					out, closeAfter := answer(req)
 					if _, err := io.WriteString(c, out); err != nil || closeAfter {
 						return
