@@ -24,7 +24,7 @@ func TestDirectHTTP2(t *testing.T) {
 }
 
 // testDirectHTTP2 is TestDirectHTTP2 with net/http's server or the lean
-// HTTP/2 loop, which does not pass answer trailers on.
+// HTTP/2 loop.
 func testDirectHTTP2(t *testing.T, lean bool) {
 	var mu sync.Mutex
 	var seen http.Header
@@ -100,7 +100,7 @@ func testDirectHTTP2(t *testing.T, lean bool) {
 	}
 	body, _ = io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if string(body) != "hello" || resp.Trailer.Get("X-T") != "t" && !lean {
+	if string(body) != "hello" || resp.Trailer.Get("X-T") != "t" {
 		t.Fatalf("chunked: %q trailer %v", body, resp.Trailer)
 	}
 

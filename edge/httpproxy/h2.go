@@ -39,9 +39,10 @@ import (
 // server that stops reading it holds the connection up to the server
 // timeout. Its answer is awaited once the body ended.
 //
-// What it does not do: request trailers are dropped; CONNECT gets 501;
-// interim (1xx) answers and answer trailers are not passed on (so no
-// gRPC). That is why it is an option (lean_http2).
+// Interim (1xx) answers and the trailers of chunked answers are passed
+// on. What it does not do: request trailers are dropped; CONNECT gets 501
+// (extended CONNECT is not advertised). It is an option (lean_http2),
+// off by default until it has served real traffic.
 
 const (
 	// h2MaxStreams is the MAX_CONCURRENT_STREAMS advertised and enforced.

@@ -9,6 +9,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -534,6 +536,31 @@ func TestLeanH2BodyLength(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	if _, ok := paths.Load("/smuggled"); ok {
 		t.Fatal("the bytes past the content-length reached the server as a request")
+	}
+}
+
+// TestLeanH2Interim: a 103 Early Hints answer reaches the client before
+// the final one.
+func TestLeanH2Interim(t *testing.T) {
+	s := startRawServer(t, func(req *http.Request) (string, bool) {
+		return "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n" +
+			"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false
+	})
+	h := startLeanH2(t, s.addr, "off", "{}")
+	var hints []string
+	trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, hdr textproto.MIMEHeader) error {
+		hints = append(hints, fmt.Sprint(code, " ", hdr.Get("Link")))
+		return nil
+	}}
+	req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), "GET", h.url+"/", nil)
+	resp, err := h.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "ok" || len(hints) != 1 || hints[0] != "103 </a.css>; rel=preload" {
+		t.Fatalf("%d %q, interim %q", resp.StatusCode, body, hints)
 	}
 }
 

@@ -51,8 +51,9 @@ type h2Stream struct {
 	mode     bodyMode
 	remain   int64
 	cs       chunkScan
-	headDone bool // the answer's head went out
-	queued   bool // among sending
+	trailer  []byte // the trailer section of a chunked answer, so far
+	headDone bool   // the answer's head went out
+	queued   bool   // among sending
 	// waiting: a waiter owns sc until it puts the stream in woken, with
 	// waitErr.
 	waiting  bool
@@ -537,7 +538,10 @@ func (h *h2Conn) readAnswerHead(st *h2Stream) error {
 				if a.code == 101 {
 					return errors.New("101 Switching Protocols without an Upgrade request")
 				}
-				br.Discard(a.end) // an interim answer
+				// An interim answer (103 Early Hints, …), passed on.
+				h.answerFields(a, buf, a.code)
+				h.writeHeaders(st.id, false)
+				br.Discard(a.end)
 				continue
 			}
 			if br.Buffered() == br.Size() {
@@ -580,13 +584,19 @@ func (h *h2Conn) readAnswerHead(st *h2Stream) error {
 // answerHead frames the head of the server's answer: its fields but the
 // connection-specific ones, names in lower case.
 func (h *h2Conn) answerHead(st *h2Stream, a *ansHead, b []byte) {
+	h.answerFields(a, b, a.code)
+	h.writeHeaders(st.id, st.mode == bodyNone)
+}
+
+// answerFields encodes :status and a's fields into hbuf.
+func (h *h2Conn) answerFields(a *ansHead, b []byte, code int) {
 	h.hbuf.Reset()
-	_ = h.henc.WriteField(hpack.HeaderField{Name: ":status", Value: statusValue(a.code)})
+	_ = h.henc.WriteField(hpack.HeaderField{Name: ":status", Value: statusValue(code)})
 	sawLength := false
 	for i := range a.fields[:a.nf] {
 		f := &a.fields[i]
 		switch f.kind {
-		case fieldConnection, fieldHop, fieldUpgrade, fieldTE, fieldTransferEncoding, fieldTrailer:
+		case fieldConnection, fieldHop, fieldUpgrade, fieldTE, fieldTransferEncoding:
 			continue
 		case fieldContentLength:
 			if sawLength || a.chunked {
@@ -600,7 +610,45 @@ func (h *h2Conn) answerHead(st *h2Stream, a *ansHead, b []byte) {
 		}
 		_ = h.henc.WriteField(hpack.HeaderField{Name: h.lowerName(name), Value: string(f.value.of(b))})
 	}
-	h.writeHeaders(st.id, st.mode == bodyNone)
+}
+
+// maxTrailer bounds the trailer section of a chunked answer.
+const maxTrailer = 16 << 10
+
+// endChunked ends a chunked answer: with a HEADERS of its trailer fields
+// when it had some (RFC 9113 section 8.1), else an empty DATA.
+func (h *h2Conn) endChunked(st *h2Stream) {
+	h.hbuf.Reset()
+	n := 0
+	for rest := st.trailer; len(rest) > 0; {
+		var line []byte
+		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
+			line, rest = rest[:i], rest[i+1:]
+		} else {
+			line, rest = rest, nil
+		}
+		line = bytes.TrimRight(line, "\r")
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 || !isTokenBytes(line[:colon]) {
+			continue
+		}
+		switch kindOf(line[:colon]) {
+		case fieldConnection, fieldHop, fieldUpgrade, fieldTE, fieldTransferEncoding, fieldContentLength, fieldHost, fieldTrailer:
+			continue
+		}
+		v := bytes.Trim(line[colon+1:], " \t")
+		if !fieldValue(string(v)) {
+			continue
+		}
+		_ = h.henc.WriteField(hpack.HeaderField{Name: h.lowerName(line[:colon]), Value: string(v)})
+		n++
+	}
+	st.trailer = nil
+	if n == 0 {
+		h.sent(st, nil, true)
+		return
+	}
+	h.writeHeaders(st.id, true)
 }
 
 // lowerName returns name in lower case, from a per-connection table.
@@ -736,7 +784,14 @@ func (h *h2Conn) pumpChunked(st *h2Stream, n int64) bool {
 			n -= int64(k)
 			continue
 		}
+		inTrailer := cs.state == chunkTrailer || cs.state == chunkTrailerLine || cs.state == chunkEndLF
 		_, end, err := cs.scan(p[i : i+1])
+		if err == nil && inTrailer {
+			if len(st.trailer) == maxTrailer {
+				err = errChunked
+			}
+			st.trailer = append(st.trailer, p[i])
+		}
 		if err != nil {
 			br.Discard(i)
 			h.cut(st, err)
@@ -745,7 +800,7 @@ func (h *h2Conn) pumpChunked(st *h2Stream, n int64) bool {
 		i++
 		if end {
 			br.Discard(i)
-			h.sent(st, nil, true)
+			h.endChunked(st)
 			h.endStream(st, true)
 			return false
 		}
@@ -834,7 +889,7 @@ func appendH2Head(b []byte, st *h2Stream, host, client string, forward bool) []b
 			continue
 		}
 		switch f.Name {
-		case "host", "content-length", "te", "trailer", "x-forwarded-host", "x-forwarded-proto", "proxy-authorization", "proxy-authenticate":
+		case "host", "content-length", "trailer", "x-forwarded-host", "x-forwarded-proto", "proxy-authorization", "proxy-authenticate":
 			continue
 		case "x-forwarded-for":
 			if !forward {
