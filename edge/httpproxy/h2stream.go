@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -116,7 +117,7 @@ func (h *h2Conn) headers(f *http2.MetaHeadersFrame) error {
 		h.answerPage(st, http431)
 	case st.method == "CONNECT":
 		h.answerPage(st, http501)
-	case (st.path[0] != '/' && st.path != "*") || hasCTL(st.path) || bytes.IndexByte([]byte(st.path), ' ') >= 0 || !isPlainHost(st.authority):
+	case (st.path[0] != '/' && st.path != "*") || hasCTL(st.path) || strings.IndexByte(st.path, ' ') >= 0 || !isPlainHost(st.authority):
 		h.answerPage(st, http400)
 	default:
 		// Sent in this cycle: with its body if that arrives meanwhile,
