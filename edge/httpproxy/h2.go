@@ -496,7 +496,22 @@ func (h *h2Conn) goAway(err error) {
 func (h *h2Conn) goAwayCode(code http2.ErrCode) {
 	h.goneAway = true
 	_ = h.fr.WriteGoAway(h.lastID, code, nil)
-	h.flushNow()
+	if h.flushNow() {
+		h.linger()
+	}
+}
+
+// linger ends the connection's writing, then reads and drops what the
+// client still sends, up to a second (and 1 MiB), before the connection
+// closes: closed with unread bytes, the socket would send a TCP reset,
+// which can destroy the GOAWAY before the client reads it (a flooding
+// client always has bytes in flight). x/net's server waits a second too.
+func (h *h2Conn) linger() {
+	if cw, ok := h.c.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	_ = h.c.SetReadDeadline(time.Now().Add(time.Second))
+	_, _ = io.CopyN(io.Discard, h.c, 1<<20)
 }
 
 // drainPing is the payload of the PING sent with the first GOAWAY.
