@@ -7,6 +7,10 @@
 #
 #   bench/callgrind.sh [requests]      (from edge/; default 4000)
 #
+# Environment: LEAN_HTTP2=true serves HTTP/2 with the lean loop
+# (lean_http2); MODES="HTTP/2" measures only the scenarios named (default
+# all three); PROXIES="pgswitch-edge" only that proxy.
+#
 # Each proxy runs under callgrind with one loopback backend (bench/compare's),
 # h2load sends 1,000 requests over 10 connections to warm up, the counters
 # are zeroed, h2load sends the measured requests (HTTP/2: 10 streams per
@@ -15,6 +19,9 @@
 # valgrind, haproxy, h2load, curl, openssl.
 set -euo pipefail
 n=${1:-4000}
+lean=${LEAN_HTTP2:-false}
+modes=${MODES:-HTTP/1.1 HTTPS HTTP/2}
+proxies=${PROXIES:-pgswitch-edge haproxy}
 dir=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"' EXIT
 go build -o "$dir/edge" ./cmd/pgswitch-edge
@@ -38,6 +45,7 @@ listens:
       - "$plain"
       - addr: "$tls"
         tls: {cert_dir: "$dir/certs", alpn: [h2, http/1.1]}
+    lean_http2: $lean
     servers: [{name: be, addr: "$be"}]
 YAML
 cat > "$dir/haproxy.cfg" <<CFG
@@ -86,7 +94,7 @@ measure() { # name mode command...
 
 echo "| scenario | proxy | user-space instructions per request |"
 echo "|---|---|---:|"
-for mode in HTTP/1.1 HTTPS HTTP/2; do
-	measure pgswitch-edge "$mode" "$dir/edge" serve --config "$dir/edge.yaml"
-	measure haproxy "$mode" haproxy -db -f "$dir/haproxy.cfg"
+for mode in $modes; do
+	case " $proxies " in *" pgswitch-edge "*) measure pgswitch-edge "$mode" "$dir/edge" serve --config "$dir/edge.yaml" ;; esac
+	case " $proxies " in *" haproxy "*) measure haproxy "$mode" haproxy -db -f "$dir/haproxy.cfg" ;; esac
 done

@@ -141,8 +141,13 @@ type Listen struct {
 	RewriteHost bool `yaml:"rewrite_host"`
 	// AllBackups sends traffic to every up backup server when no other
 	// server is up; by default only the first up backup takes it.
-	AllBackups bool      `yaml:"all_backups"`
-	Servers    []*Server `yaml:"servers"`
+	AllBackups bool `yaml:"all_backups"`
+	// LeanHTTP2 serves HTTP/2 clients with pgswitch-edge's own loop (one
+	// goroutine per connection, answers coalesced into one write per read
+	// cycle) instead of net/http's server; see httpproxy/h2.go for what it
+	// does not do. Off by default.
+	LeanHTTP2 bool      `yaml:"lean_http2"`
+	Servers   []*Server `yaml:"servers"`
 }
 
 // Bind is one address a listen accepts connections on. In the YAML file a

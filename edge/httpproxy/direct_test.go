@@ -19,6 +19,13 @@ import (
 // comes back without its hop-by-hop fields, chunked ones with their
 // trailer.
 func TestDirectHTTP2(t *testing.T) {
+	t.Run("net/http", func(t *testing.T) { testDirectHTTP2(t, false) })
+	t.Run("lean", func(t *testing.T) { testDirectHTTP2(t, true) })
+}
+
+// testDirectHTTP2 is TestDirectHTTP2 with net/http's server or the lean
+// HTTP/2 loop.
+func testDirectHTTP2(t *testing.T, lean bool) {
 	var mu sync.Mutex
 	var seen http.Header
 	var seenHost string
@@ -36,6 +43,7 @@ func TestDirectHTTP2(t *testing.T) {
 			"Keep-Alive: timeout=5\r\nContent-Length: 2\r\n\r\nok", false
 	})
 	l := newBenchListen(t, s.addr, "off")
+	l.cfg.LeanHTTP2 = lean
 	ca := testpki.NewCA(t, "direct test CA")
 	leaf := ca.Issue(t, []string{"a.test"}, time.Time{}, time.Time{})
 	conf := &tls.Config{Certificates: []tls.Certificate{leaf.TLS}, NextProtos: []string{"h2", "http/1.1"}}

@@ -9,6 +9,8 @@ import (
 	"net"
 	"os"
 	"time"
+
+	"github.com/pgswitch/pgswitch/edge/config"
 )
 
 // forward sends the request in x to t's server over a kept-alive
@@ -292,7 +294,12 @@ func (h *h1Conn) emitHead(x *exchange, out []byte) bool {
 // serverError answers a request its server did not answer, and logs why,
 // as proxyError does for net/http's requests.
 func (h *h1Conn) serverError(x *exchange, t *target, err error, keep bool) (int, int64, bool) {
-	l, s := t.l, t.srv
+	return h.answerError(x, t.l.errorPageFor(t.srv, err), keep)
+}
+
+// errorPageFor logs why server s did not answer, and returns the page
+// that says so to the client.
+func (l *Listen) errorPageFor(s *config.Server, err error) errorPage {
 	var certErr *tls.CertificateVerificationError
 	var hostErr x509.HostnameError
 	var authErr x509.UnknownAuthorityError
@@ -301,15 +308,15 @@ func (h *h1Conn) serverError(x *exchange, t *target, err error, keep bool) (int,
 	switch {
 	case errors.As(err, &certErr) || errors.As(err, &hostErr) || errors.As(err, &authErr) || errors.As(err, &invalidErr):
 		l.log.Warn("server certificate not verified: 502", "server", s.Name, "addr", s.Addr, "reason", err.Error())
-		return h.answerError(x, http502Cert, keep)
+		return http502Cert
 	case errors.As(err, &opErr) && opErr.Op == "dial":
 		l.log.Warn("server connection failed: 503", "server", s.Name, "addr", s.Addr, "reason", err.Error())
-		return h.answerError(x, http503, keep)
+		return http503
 	case isTimeout(err):
 		l.log.Warn("server timeout: 504", "server", s.Name, "addr", s.Addr, "reason", err.Error())
-		return h.answerError(x, http504, keep)
+		return http504
 	default:
 		l.log.Warn("bad answer from server: 502", "server", s.Name, "addr", s.Addr, "reason", err.Error())
-		return h.answerError(x, http502, keep)
+		return http502
 	}
 }

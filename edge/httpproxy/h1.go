@@ -465,6 +465,9 @@ var (
 	http503     = newErrorPage(503, "Service Unavailable", "No server is available to handle this request.")
 	http504     = newErrorPage(504, "Gateway Timeout", "The server didn't respond in time.")
 	http408     = newErrorPage(408, "Request Timeout", "Your browser didn't send a complete request in time.")
+	http400     = newErrorPage(400, "Bad Request", "Your browser sent an invalid request.")
+	http431     = newErrorPage(431, "Request Header Fields Too Large", "Your browser sent too many or too large header fields.")
+	http501     = newErrorPage(501, "Not Implemented", "This method is not served here.")
 )
 
 // answerError puts an error page of the proxy's in x.out, to be written

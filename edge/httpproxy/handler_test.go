@@ -70,6 +70,12 @@ func newBenchListen(tb testing.TB, addr, logPath string) *Listen {
 
 // newTestListen is newBenchListen with the listen's timeouts (YAML).
 func newTestListen(tb testing.TB, addr, logPath, timeouts string) *Listen {
+	return newTestListenServer(tb, addr, logPath, timeouts, "")
+}
+
+// newTestListenServer is newTestListen with more settings of the server
+// (YAML, after a comma).
+func newTestListenServer(tb testing.TB, addr, logPath, timeouts, server string) *Listen {
 	tb.Helper()
 	cfg, err := config.Parse([]byte(`
 access_log: {path: "off"}
@@ -77,7 +83,7 @@ listens:
   bench:
     binds: [127.0.0.1:0]
     timeouts: ` + timeouts + `
-    servers: [{name: be, addr: "` + addr + `", check: false}]
+    servers: [{name: be, addr: "` + addr + `", check: false` + server + `}]
 `))
 	if err != nil {
 		tb.Fatal(err)

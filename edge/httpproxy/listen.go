@@ -48,6 +48,7 @@ type Listen struct {
 	mu    sync.Mutex
 	conns map[*clientConn]struct{} // handed to net/http
 	h1    map[*h1Conn]struct{}     // served by the lean loop
+	h2    map[*h2Conn]struct{}     // served by the lean HTTP/2 loop
 }
 
 // Options are what a Listen shares with the rest of the process.
@@ -66,7 +67,7 @@ func New(l *config.Listen, pool *backend.Pool, opt Options) (*Listen, error) {
 	}
 	m := opt.Metrics.ForListen(l.Name)
 	h := &Listen{cfg: l, pool: pool, log: opt.Log.With("listen", l.Name), logger: opt.AccessLog,
-		dontLogNull: opt.DontLogNull, m: m, conns: map[*clientConn]struct{}{}, h1: map[*h1Conn]struct{}{},
+		dontLogNull: opt.DontLogNull, m: m, conns: map[*clientConn]struct{}{}, h1: map[*h1Conn]struct{}{}, h2: map[*h2Conn]struct{}{},
 		codesNoServer: m.Codes(metrics.NoServer), refusedTimeout: m.Refused("http_request_timeout"),
 		refusedNoSrv: m.Refused("no_server"), refusedQueue: m.Refused("queue_timeout"),
 		refusedHeaders: m.Refused("too_many_headers")}
@@ -137,6 +138,21 @@ func (l *Listen) trackH1(h *h1Conn, add bool) bool {
 	return true
 }
 
+// trackH2 is trackH1's for lean HTTP/2 connections.
+func (l *Listen) trackH2(h *h2Conn, add bool) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if add {
+		if l.closing.Load() {
+			return false
+		}
+		l.h2[h] = struct{}{}
+	} else {
+		delete(l.h2, h)
+	}
+	return true
+}
+
 func (l *Listen) track(c *clientConn, add bool) {
 	l.mu.Lock()
 	if add {
@@ -181,6 +197,12 @@ func (l *Listen) handshake(raw net.Conn, conf *tls.Config, accepted time.Time) {
 	} else {
 		l.m.HandshakeFull.Inc()
 	}
+	if state.NegotiatedProtocol == "h2" && l.cfg.LeanHTTP2 {
+		if !l.serveH2(tc, accepted) {
+			tc.Close()
+		}
+		return
+	}
 	if state.NegotiatedProtocol != "h2" {
 		if !l.serveH1(tc, true, accepted) {
 			tc.Close()
@@ -201,10 +223,18 @@ func (l *Listen) Shutdown(ctx context.Context) error {
 	for h := range l.h1 {
 		lean = append(lean, h)
 	}
+	h2s := make([]*h2Conn, 0, len(l.h2))
+	for h := range l.h2 {
+		h2s = append(h2s, h)
+	}
 	l.mu.Unlock()
 	// Idle lean connections close now; busy ones after their answer.
 	for _, h := range lean {
 		h.closeIdle()
+	}
+	// HTTP/2 ones send GOAWAY, and close once their streams finish.
+	for _, h := range h2s {
+		h.wake()
 	}
 	err := l.srv.Shutdown(ctx)
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
@@ -214,7 +244,7 @@ func (l *Listen) Shutdown(ctx context.Context) error {
 	// too, then close what is left.
 	for {
 		l.mu.Lock()
-		n := len(l.conns) + len(l.h1)
+		n := len(l.conns) + len(l.h1) + len(l.h2)
 		l.mu.Unlock()
 		if n == 0 || ctx.Err() != nil {
 			break
@@ -233,14 +263,21 @@ func (l *Listen) Shutdown(ctx context.Context) error {
 	for h := range l.h1 {
 		lean = append(lean, h)
 	}
+	h2s = h2s[:0]
+	for h := range l.h2 {
+		h2s = append(h2s, h)
+	}
 	l.mu.Unlock()
+	for _, h := range h2s {
+		h.close()
+	}
 	for _, c := range left {
 		c.Close()
 	}
 	for _, h := range lean {
 		h.close()
 	}
-	if err == nil && len(lean) > 0 {
+	if err == nil && len(lean)+len(h2s) > 0 {
 		err = ctx.Err()
 	}
 	for _, t := range l.targets {

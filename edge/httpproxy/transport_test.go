@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -22,7 +23,7 @@ type rawServer struct {
 	accepts atomic.Int64
 }
 
-func startRawServer(t *testing.T, answer func(req *http.Request) (string, bool)) *rawServer {
+func startRawServer(t testing.TB, answer func(req *http.Request) (string, bool)) *rawServer {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -44,7 +45,8 @@ func startRawServer(t *testing.T, answer func(req *http.Request) (string, bool))
 					if err != nil {
 						return
 					}
-					io.Copy(io.Discard, req.Body)
+					n, _ := io.Copy(io.Discard, req.Body)
+					req.Header.Set("X-Test-Body-Length", strconv.FormatInt(n, 10)) // what was read of the body
 					out, closeAfter := answer(req)
 					if _, err := io.WriteString(c, out); err != nil || closeAfter {
 						return

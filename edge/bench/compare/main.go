@@ -51,6 +51,7 @@ var (
 	backend  = flag.String("serve-backend", "", "internal: serve the backend on this address")
 	only     = flag.String("only", "", "run only the scenarios whose name contains this")
 	idleTLS  = flag.Bool("idle-tls", false, "measure idle connections on the TLS bind (HTTP/1.1 by ALPN) instead of the plain one")
+	leanH2   = flag.Bool("lean-http2", false, "serve HTTP/2 with pgswitch-edge's lean loop (lean_http2)")
 )
 
 func main() {
@@ -145,8 +146,9 @@ listens:
         tls: {cert_dir: %[4]q, alpn: [h2, http/1.1]}
       - addr: %[6]q
         tls: {cert_dir: %[4]q, alpn: [h2, http/1.1], session_tickets: false}
+    lean_http2: %[7]v
     servers: [{name: be, addr: %[5]q}]
-`, ports[3], edge.plain, edge.tls, filepath.Join(dir, "certs"), backendAddr, edge.full)), 0o600)
+`, ports[3], edge.plain, edge.tls, filepath.Join(dir, "certs"), backendAddr, edge.full, *leanH2)), 0o600)
 	hapCfg := filepath.Join(dir, "haproxy.cfg")
 	os.WriteFile(hapCfg, []byte(fmt.Sprintf(`
 global
