@@ -593,24 +593,9 @@ func (h *h2Conn) answerHead(st *h2Stream, a *ansHead, b []byte) {
 func (h *h2Conn) answerFields(a *ansHead, b []byte, code int) {
 	h.hbuf.Reset()
 	_ = h.henc.WriteField(hpack.HeaderField{Name: ":status", Value: statusValue(code)})
-	sawLength := false
-	for i := range a.fields[:a.nf] {
-		f := &a.fields[i]
-		switch f.kind {
-		case fieldConnection, fieldHop, fieldUpgrade, fieldTE, fieldTransferEncoding:
-			continue
-		case fieldContentLength:
-			if sawLength || a.chunked {
-				continue
-			}
-			sawLength = true
-		}
-		name := f.name.of(b)
-		if a.nconn > 0 && f.kind == fieldOther && a.listedIn(b, name) {
-			continue
-		}
-		_ = h.henc.WriteField(hpack.HeaderField{Name: h.lowerName(name), Value: string(f.value.of(b))})
-	}
+	a.passedFields(b, func(name, value []byte) {
+		_ = h.henc.WriteField(hpack.HeaderField{Name: h.lowerName(name), Value: string(value)})
+	})
 }
 
 // maxTrailer bounds the trailer section of a chunked answer.

@@ -205,6 +205,31 @@ func nextLine(p []byte, pos int) (line []byte, next int, ok bool) {
 
 // listedIn reports whether name is among the tokens of the answer's
 // Connection fields.
+// passedFields calls fn with each field of the answer that goes on to the
+// client, in order: hop-by-hop fields, those Connection lists, and a
+// Content-Length that a chunked framing or an earlier one overrides stay
+// behind.
+func (a *ansHead) passedFields(b []byte, fn func(name, value []byte)) {
+	sawLength := false
+	for i := range a.fields[:a.nf] {
+		f := &a.fields[i]
+		switch f.kind {
+		case fieldConnection, fieldHop, fieldUpgrade, fieldTE, fieldTransferEncoding:
+			continue
+		case fieldContentLength:
+			if sawLength || a.chunked {
+				continue
+			}
+			sawLength = true
+		}
+		name := f.name.of(b)
+		if a.nconn > 0 && f.kind == fieldOther && a.listedIn(b, name) {
+			continue
+		}
+		fn(name, f.value.of(b))
+	}
+}
+
 func (a *ansHead) listedIn(b, name []byte) bool {
 	for _, s := range a.conn[:a.nconn] {
 		v := s.of(b)
@@ -230,27 +255,12 @@ func appendClientHead(out []byte, a *ansHead, b []byte, closeAfter bool) []byte 
 		out = append(out, ' ')
 	}
 	out = append(out, "\r\n"...)
-	sawLength := false
-	for i := range a.fields[:a.nf] {
-		f := &a.fields[i]
-		switch f.kind {
-		case fieldConnection, fieldHop, fieldUpgrade, fieldTE, fieldTransferEncoding:
-			continue
-		case fieldContentLength:
-			if sawLength || a.chunked {
-				continue
-			}
-			sawLength = true
-		}
-		name := f.name.of(b)
-		if a.nconn > 0 && f.kind == fieldOther && a.listedIn(b, name) {
-			continue
-		}
+	a.passedFields(b, func(name, value []byte) {
 		out = append(out, name...)
 		out = append(out, ": "...)
-		out = append(out, f.value.of(b)...)
+		out = append(out, value...)
 		out = append(out, "\r\n"...)
-	}
+	})
 	if a.chunked {
 		out = append(out, "Transfer-Encoding: chunked\r\n"...)
 	}
