@@ -3,7 +3,6 @@ package httpproxy
 import (
 	"crypto/tls"
 	"io"
-	"net"
 	"net/http"
 	"reflect"
 	"sync"
@@ -47,20 +46,7 @@ func testDirectHTTP2(t *testing.T, lean bool) {
 	ca := testpki.NewCA(t, "direct test CA")
 	leaf := ca.Issue(t, []string{"a.test"}, time.Time{}, time.Time{})
 	conf := &tls.Config{Certificates: []tls.Certificate{leaf.TLS}, NextProtos: []string{"h2", "http/1.1"}}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			l.Dispatch(c, conf)
-		}
-	}()
+	ln := dispatchOn(t, l, conf)
 	var h2 http.Protocols
 	h2.SetHTTP2(true)
 	client := &http.Client{Transport: &http.Transport{Protocols: &h2,

@@ -257,20 +257,7 @@ func testParks(t *testing.T, overTLS bool) {
 		serverConf = &tls.Config{Certificates: []tls.Certificate{leaf.TLS}, NextProtos: []string{"h2", "http/1.1"}}
 		clientConf = &tls.Config{ServerName: "a.test", RootCAs: ca.Pool(), NextProtos: []string{"http/1.1"}}
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			l.Dispatch(c, serverConf)
-		}
-	}()
+	ln := dispatchOn(t, l, serverConf)
 	before := runtime.NumGoroutine()
 	const n = 20
 	var cs []*rawClient

@@ -49,22 +49,7 @@ func startLeanH2Server(t *testing.T, backendAddr, logPath, timeouts, server stri
 	ca := testpki.NewCA(t, "h2 test CA")
 	leaf := ca.Issue(t, []string{"a.test"}, time.Time{}, time.Time{})
 	conf := &tls.Config{Certificates: []tls.Certificate{leaf.TLS}, NextProtos: []string{"h2", "http/1.1"}}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			if !l.Dispatch(c, conf) {
-				c.Close()
-			}
-		}
-	}()
+	ln := dispatchOn(t, l, conf)
 	cc := &tls.Config{ServerName: "a.test", RootCAs: ca.Pool(), NextProtos: []string{"h2"}}
 	tr := &http2.Transport{TLSClientConfig: cc}
 	t.Cleanup(tr.CloseIdleConnections)

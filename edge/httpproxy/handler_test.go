@@ -3,6 +3,7 @@ package httpproxy
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"io"
 	"log/slog"
 	"net"
@@ -200,4 +201,28 @@ func TestAnswerFields(t *testing.T) {
 			t.Fatalf("request %d: fields %v", i, h)
 		}
 	}
+}
+
+// dispatchOn accepts on a loopback listener and hands each connection to
+// l.Dispatch with conf (nil: plain), closing one it does not take, until
+// the test ends.
+func dispatchOn(tb testing.TB, l *Listen, conf *tls.Config) net.Listener {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if !l.Dispatch(c, conf) {
+				c.Close()
+			}
+		}
+	}()
+	return ln
 }
