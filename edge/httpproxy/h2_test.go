@@ -823,22 +823,7 @@ func BenchmarkLeanH2(b *testing.B) {
 	ca := testpki.NewCA(b, "h2 bench CA")
 	leaf := ca.Issue(b, []string{"a.test"}, time.Time{}, time.Time{})
 	conf := &tls.Config{Certificates: []tls.Certificate{leaf.TLS}, NextProtos: []string{"h2"}}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			if !l.Dispatch(c, conf) {
-				c.Close()
-			}
-		}
-	}()
+	ln := dispatchOn(b, l, conf)
 	tr := &http2.Transport{TLSClientConfig: &tls.Config{ServerName: "a.test", RootCAs: ca.Pool()}}
 	b.Cleanup(tr.CloseIdleConnections)
 	client := &http.Client{Transport: tr}

@@ -334,8 +334,12 @@ var comma = []byte(",")
 
 // listedIn reports whether name is among the tokens of the Connection
 // values of h (in head b).
-func (h *reqHead) listedIn(b, name []byte) bool {
-	for _, s := range h.conn[:h.nconn] {
+func (h *reqHead) listedIn(b, name []byte) bool { return connectionLists(h.conn[:h.nconn], b, name) }
+
+// connectionLists reports whether name is among the comma-separated tokens
+// of the Connection field values conn (spans of head b).
+func connectionLists(conn []span, b, name []byte) bool {
+	for _, s := range conn {
 		v := s.of(b)
 		for len(v) > 0 {
 			var t []byte

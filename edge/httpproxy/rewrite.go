@@ -230,19 +230,9 @@ func (a *ansHead) passedFields(b []byte, fn func(name, value []byte)) {
 	}
 }
 
-func (a *ansHead) listedIn(b, name []byte) bool {
-	for _, s := range a.conn[:a.nconn] {
-		v := s.of(b)
-		for len(v) > 0 {
-			var t []byte
-			t, v, _ = bytes.Cut(v, comma)
-			if bytes.EqualFold(bytes.Trim(t, " \t"), name) {
-				return true
-			}
-		}
-	}
-	return false
-}
+// listedIn reports whether name is among the tokens of the answer's
+// Connection values.
+func (a *ansHead) listedIn(b, name []byte) bool { return connectionLists(a.conn[:a.nconn], b, name) }
 
 // appendClientHead appends the answer head a (of server bytes b) as the
 // client gets it: "HTTP/1.1", the server's status, its fields but the
