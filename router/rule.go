@@ -48,42 +48,11 @@ func (s *Session) ruleClient() rules.Client {
 }
 
 // unitStmts yields the statements of the unit that starts at the message
-// being sent: a Query's text, or the texts an extended-protocol unit parses
-// or binds up to its Sync.
+// being sent, with their texts, for the rules that look at them.
 func (s *Session) unitStmts(yield func(rules.Stmt) bool) {
-	unnamed := rules.Stmt{Text: s.unnamed.text, Shape: s.unnamed.res.Shape}
-	hasUnnamed := len(s.unnamed.msg) > 0
-	for i, m := range s.b.msgs[s.b.at:] {
-		msg := s.b.buf[m.start:m.end]
-		switch m.typ {
-		case 'Q':
-			if i == 0 {
-				text := cstring(msg[wire.HeaderSize:])
-				yield(rules.Stmt{Text: text, Shape: s.classifyText(text).Shape})
-			}
-			return
-		case 'S', 'F':
-			return
-		case 'P':
-			name, text, _ := parseBody(msg)
-			st := rules.Stmt{Text: text, Shape: s.classifyText(text).Shape}
-			if len(name) == 0 {
-				unnamed, hasUnnamed = st, true
-			}
-			if !yield(st) {
-				return
-			}
-		case 'B':
-			_, name, _ := bindNames(msg)
-			if len(name) == 0 {
-				if hasUnnamed && !yield(unnamed) {
-					return
-				}
-			} else if st := s.state.Stmt(string(name)); st != nil && !yield(rules.Stmt{Text: st.Text, Shape: st.Res.Shape}) {
-				return
-			}
-		}
-	}
+	s.unitStatements(func(text string, res classify.Result, known bool) bool {
+		return !known || yield(rules.Stmt{Text: text, Shape: res.Shape})
+	})
 }
 
 // decideRule routes a unit as the matching rule says. A unit that writes

@@ -170,34 +170,65 @@ var incompleteUnit = classify.Result{Route: classify.Write, Reason: "write: the 
 // as a write.
 func (s *Session) unitResult(first classify.Result) classify.Result {
 	res := first
-	unnamed, hasUnnamed := s.unnamed.res, len(s.unnamed.msg) > 0
+	skip := s.b.msgs[s.b.at].typ == 'P' // first is that Parse's result
+	complete := s.unitStatements(func(_ string, r classify.Result, _ bool) bool {
+		if skip {
+			skip = false
+			return true
+		}
+		res = classify.Combine(res, r)
+		return true
+	})
+	if complete {
+		return res
+	}
+	return classify.Combine(res, incompleteUnit)
+}
+
+// unitStatements calls fn, until it returns false, with each statement of
+// the unit that starts at the message being sent: a Query's text, or what
+// an extended-protocol unit parses or binds up to its Sync (a Bind of a
+// statement pgswitch has not seen as unknownStmt, not known, with no
+// text). It reports whether the unit's end is in the batch.
+func (s *Session) unitStatements(fn func(text string, res classify.Result, known bool) bool) (complete bool) {
+	unnamedText, unnamed, hasUnnamed := s.unnamed.text, s.unnamed.res, len(s.unnamed.msg) > 0
 	for i, m := range s.b.msgs[s.b.at:] {
 		msg := s.b.buf[m.start:m.end]
 		switch m.typ {
-		case 'S', 'Q', 'F':
-			return res
+		case 'Q':
+			if i == 0 {
+				text := cstring(msg[wire.HeaderSize:])
+				fn(text, s.classifyText(text), true)
+			}
+			return true
+		case 'S', 'F':
+			return true
 		case 'P':
 			name, text, _ := parseBody(msg)
 			r := s.classifyText(text)
 			if len(name) == 0 {
-				unnamed, hasUnnamed = r, true
+				unnamedText, unnamed, hasUnnamed = text, r, true
 			}
-			if i > 0 {
-				res = classify.Combine(res, r)
+			if !fn(text, r, true) {
+				return true
 			}
 		case 'B':
 			_, name, _ := bindNames(msg)
+			var ok bool
 			switch st := s.state.Stmt(string(name)); {
 			case len(name) == 0 && hasUnnamed:
-				res = classify.Combine(res, unnamed)
+				ok = fn(unnamedText, unnamed, true)
 			case len(name) > 0 && st != nil:
-				res = classify.Combine(res, st.Res)
+				ok = fn(st.Text, st.Res, true)
 			default:
-				res = classify.Combine(res, unknownStmt)
+				ok = fn("", unknownStmt, false)
+			}
+			if !ok {
+				return true
 			}
 		}
 	}
-	return classify.Combine(res, incompleteUnit)
+	return false
 }
 
 // failLocal answers message typ with err, pgswitch's own error: with no
