@@ -2,8 +2,15 @@ package main
 
 import (
 	"encoding/binary"
+	"flag"
 	"sync"
 	"syscall"
+	"unsafe"
+)
+
+var (
+	rawIO  = flag.Bool("raw", false, "epoll: nonblocking reads, writes and a first epoll_wait without the runtime's system-call bookkeeping")
+	loopsN = flag.Int("loops", 0, "epoll: event loops (0: one per CPU)")
 )
 
 // loop is one event loop: level-triggered epoll over its clients and its
@@ -73,7 +80,7 @@ func (l *loop) addClient(fd int) {
 func (l *loop) run() {
 	events := make([]syscall.EpollEvent, 256)
 	for {
-		n, err := syscall.EpollWait(l.ep, events, -1)
+		n, err := l.wait(events)
 		if err != nil {
 			if err == syscall.EINTR {
 				continue
@@ -103,9 +110,48 @@ func (l *loop) run() {
 	}
 }
 
+// wait returns the ready events: first without blocking and without the
+// runtime's system-call bookkeeping, then (with -wait block) blocking in
+// epoll_wait, or (-wait poll) parked on Go's own netpoller until the epoll
+// descriptor is readable.
+func (l *loop) wait(events []syscall.EpollEvent) (int, error) {
+	if *rawIO {
+		r, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(l.ep), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
+		if e != 0 {
+			return 0, e
+		}
+		if r > 0 {
+			return int(r), nil
+		}
+	}
+	return syscall.EpollWait(l.ep, events, -1)
+}
+
+func sysRead(fd int, p []byte) (int, error) {
+	if !*rawIO {
+		return syscall.Read(fd, p)
+	}
+	r, _, e := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	if e != 0 {
+		return -1, e
+	}
+	return int(r), nil
+}
+
+func sysWrite(fd int, p []byte) (int, error) {
+	if !*rawIO {
+		return syscall.Write(fd, p)
+	}
+	r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	if e != 0 {
+		return -1, e
+	}
+	return int(r), nil
+}
+
 func writeAll(fd int, p []byte) {
 	for len(p) > 0 {
-		n, err := syscall.Write(fd, p)
+		n, err := sysWrite(fd, p)
 		if err == syscall.EAGAIN {
 			continue // a prototype: loopback buffers rarely fill
 		}
@@ -117,7 +163,7 @@ func writeAll(fd int, p []byte) {
 }
 
 func (l *loop) clientReadable(c *eclient) {
-	n, err := syscall.Read(c.fd, l.rbuf)
+	n, err := sysRead(c.fd, l.rbuf)
 	if n <= 0 || err != nil {
 		if err == syscall.EAGAIN {
 			return
@@ -157,7 +203,7 @@ func (l *loop) clientReadable(c *eclient) {
 }
 
 func (l *loop) serverReadable(s *eserver) {
-	n, err := syscall.Read(s.fd, l.rbuf)
+	n, err := sysRead(s.fd, l.rbuf)
 	if n <= 0 || err != nil {
 		return
 	}
