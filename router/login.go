@@ -179,7 +179,7 @@ func (r *Router) login(conn net.Conn, st *state, startup *wire.Startup, from *or
 	if !r.register(s) {
 		return nil, wire.Fatalf(wire.CodeAdminShutdown, "pgswitch is shutting down")
 	}
-	params, err := s.serverParams()
+	params, err := s.serverParams(startup.Params)
 	if err != nil {
 		r.unregister(s)
 		return nil, err
@@ -302,7 +302,7 @@ func authenticatedButRefused(conn net.Conn, e *wire.Error) error {
 // primary is down; a database whose pools never connected connects once to
 // learn them. Startup settings are checked on a server first, so that an
 // unknown parameter or a bad value fails the login as PostgreSQL's would.
-func (s *Session) serverParams() (map[string]string, error) {
+func (s *Session) serverParams(startup map[string]string) (map[string]string, error) {
 	servers := s.db.Servers
 	if p := primaryOf(s.db, s.r.topology()); p != nil {
 		servers = append([]*config.Server{p}, servers...)
@@ -353,14 +353,14 @@ func (s *Session) serverParams() (map[string]string, error) {
 	for k, v := range params {
 		out[k] = v
 	}
-	out["application_name"] = s.startup["application_name"]
+	out["application_name"] = s.names.app
 	// What the client asked for at startup is in force once its first unit
 	// runs (the settings are replayed); report it as the server would.
 	for k := range out {
 		name := strings.ToLower(k)
 		if v, ok := values[name]; ok {
 			out[k] = v
-		} else if v := startupValue(s.startup, name); v != "" && s.state.Startup(name) != "" {
+		} else if v := startupValue(startup, name); v != "" && s.state.Startup(name) != "" {
 			out[k] = v
 		}
 	}

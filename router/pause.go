@@ -66,7 +66,7 @@ func (r *Router) DisconnectDatabase(db string, e *wire.Error) int {
 	r.mu.Lock()
 	var victims []*Session
 	for _, s := range r.sessions {
-		if s.startup["database"] == db {
+		if s.names.database == db {
 			victims = append(victims, s)
 		}
 	}

@@ -40,7 +40,7 @@ func (s *Session) applyRules(res classify.Result) error {
 
 // ruleClient is what rules know of the client.
 func (s *Session) ruleClient() rules.Client {
-	c := rules.Client{Database: s.db.Name, User: s.user.Name, ApplicationName: s.startup["application_name"]}
+	c := rules.Client{Database: s.db.Name, User: s.user.Name, ApplicationName: s.names.app}
 	if a, ok := s.conn.RemoteAddr().(*net.TCPAddr); ok {
 		c.Addr, _ = netip.AddrFromSlice(a.IP)
 	}

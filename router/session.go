@@ -65,13 +65,13 @@ const (
 // connection, and the client's writer while no server connection is linked
 // (phase idle or skipping).
 type Session struct {
-	r       *Router
-	cfg     *config.Config // as of login, or of the last unit (reload)
-	db      *config.Database
-	user    *config.User
-	mode    config.PoolMode
-	startup map[string]string
-	key     wire.CancelKey
+	r     *Router
+	cfg   *config.Config // as of login, or of the last unit (reload)
+	db    *config.Database
+	user  *config.User
+	mode  config.PoolMode
+	names *clientNames // from the startup packet
+	key   wire.CancelKey
 
 	pools  map[*config.Server]*pool.Pool // looked up pools
 	client *pool.Client                  // the client's output
@@ -130,21 +130,28 @@ type Session struct {
 	finish func()
 }
 
+// clientNames are the startup parameters a session needs after login; the
+// rest of the startup packet (a map of a few hundred bytes) is let go, as
+// every idle client holds a session.
+type clientNames struct {
+	user, database, app string
+}
+
 func newSession(r *Router, conn net.Conn, cfg *config.Config, db *config.Database, u *config.User, startup map[string]string) *Session {
 	s := &Session{
-		r:       r,
-		cfg:     cfg,
-		db:      db,
-		user:    u,
-		mode:    cfg.PoolModeFor(db, u),
-		startup: startup,
-		client:  pool.NewClient(conn),
-		conn:    conn,
-		in:      newClientReader(conn),
-		dbs:     r.database(db.Name),
-		state:   track.NewClient(startupSets(startup)),
-		cands:   make([]*config.Server, 0, max(8, len(db.Servers))),
-		done:    make(chan struct{}),
+		r:      r,
+		cfg:    cfg,
+		db:     db,
+		user:   u,
+		mode:   cfg.PoolModeFor(db, u),
+		names:  &clientNames{user: startup["user"], database: startup["database"], app: startup["application_name"]},
+		client: pool.NewClient(conn),
+		conn:   conn,
+		in:     newClientReader(conn),
+		dbs:    r.database(db.Name),
+		state:  track.NewClient(startupSets(startup)),
+		cands:  make([]*config.Server, 0, max(8, len(db.Servers))),
+		done:   make(chan struct{}),
 	}
 	s.loadFn = s.load
 	s.policyFn = s.policy

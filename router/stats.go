@@ -299,8 +299,8 @@ func (r *Router) Clients() []ClientInfo {
 	out := make([]ClientInfo, 0, len(sessions))
 	for _, s := range sessions {
 		nc := s.client.Conn()
-		ci := ClientInfo{User: s.startup["user"], Database: s.startup["database"],
-			ApplicationName: s.startup["application_name"], Addr: nc.RemoteAddr(), LocalAddr: nc.LocalAddr(),
+		ci := ClientInfo{User: s.names.user, Database: s.names.database,
+			ApplicationName: s.names.app, Addr: nc.RemoteAddr(), LocalAddr: nc.LocalAddr(),
 			Mode: s.mode, Key: s.key, Waiting: s.queue.waiting.Load()}
 		if cc, ok := nc.(*clientConn); ok {
 			ci.Connected = cc.connected
