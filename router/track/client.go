@@ -37,6 +37,9 @@ type Client struct {
 	mu       sync.Mutex
 	startup  map[string]string // the startup parameters, as statements: RESET and RESET ALL return to these
 	settings map[string]string
+	// shared: settings is startup itself, until a change (most clients
+	// never change a setting, and every idle client holds its Client).
+	shared   bool
 	key      uint64           // hash of settings: the parse context of new statements
 	stmts    map[string]*Stmt // by the client's name: protocol and SQL share one namespace, as in PostgreSQL
 	stmtSize int              // bytes the statements hold (stmtBytes of each)
@@ -89,10 +92,7 @@ func (c *Client) Mark() (int64, bool) { return c.mark.Get() }
 // NewClient returns a client whose session starts with the startup
 // settings (parameter name → statement that sets it).
 func NewClient(startup map[string]string) *Client {
-	c := &Client{startup: startup, settings: maps.Clone(startup)}
-	if c.settings == nil {
-		c.settings = map[string]string{}
-	}
+	c := &Client{startup: startup, settings: startup, shared: true}
 	c.rekeyLocked()
 	return c
 }
@@ -232,24 +232,34 @@ func (c *Client) Pinned() string {
 	return c.pin
 }
 
+// ownSettingsLocked gives the client a settings map of its own, to change.
+func (c *Client) ownSettingsLocked() {
+	if !c.shared && c.settings != nil {
+		return
+	}
+	c.settings, c.shared = maps.Clone(c.settings), false
+	if c.settings == nil {
+		c.settings = map[string]string{}
+	}
+}
+
 // applyLocked applies a committed settings change to the client.
 func (c *Client) applyLocked(ch change) {
 	switch ch.kind {
 	case changeSet:
+		c.ownSettingsLocked()
 		c.settings[ch.name] = ch.sql
 	case changeReset:
+		c.ownSettingsLocked()
 		if v, ok := c.startup[ch.name]; ok {
 			c.settings[ch.name] = v // RESET returns to the startup value, as in PostgreSQL
 		} else {
 			delete(c.settings, ch.name)
 		}
 	case changeResetAll:
-		c.settings = maps.Clone(c.startup)
-		if c.settings == nil {
-			c.settings = map[string]string{}
-		}
+		c.settings, c.shared = c.startup, true
 	case changeSnapshot:
-		c.settings = maps.Clone(ch.snapshot)
+		c.settings, c.shared = maps.Clone(ch.snapshot), false
 	default:
 		return
 	}
