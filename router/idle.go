@@ -112,6 +112,7 @@ func (s *Session) parkNow() bool {
 	s.b.buf, s.b.msgs = nil, nil
 	s.pools = nil // a cache, looked up again on waking
 	s.in = clientReader{}
+	s.queue.release()
 	s.parkMu.Lock()
 	s.parkState = parkParked
 	s.parkMu.Unlock()

@@ -53,6 +53,7 @@ type Router struct {
 
 	parker  *parker      // idle clients without goroutines
 	startup startupSlots // connections not past their startup packet (pool.max_startup_conn)
+	sets    sharedSets   // clients' startup settings, one map per distinct set
 
 	mu       sync.Mutex
 	sessions map[wire.CancelKey]*Session // by the cancel key pgswitch gave out

@@ -79,19 +79,23 @@ type Session struct {
 	dbs    *dbState
 	state  *track.Client // what the client asked for: settings, statements, pins
 
-	cur     *pool.Conn                // linked server connection (phase leased)
-	curT    *track.Server             // its record
-	server  atomic.Pointer[pool.Conn] // cur, for cancel requests from other goroutines
-	curRead bool                      // cur is a replica serving reads
-	held    bool                      // cur is held for the batch being sent
-	// phase sits with the flags above: Session fits the 768-byte size
-	// class (10,000 idle clients hold 10,000 of them).
-	phase phase
+	cur    *pool.Conn                // linked server connection (phase leased)
+	curT   *track.Server             // its record
+	server atomic.Pointer[pool.Conn] // cur, for cancel requests from other goroutines
+	// The flags sit together, without padding between them: Session fits
+	// the 768-byte size class (10,000 idle clients hold 10,000 of them).
+	curRead bool // cur is a replica serving reads
+	held    bool // cur is held for the batch being sent
+	phase   phase
+	extOpen bool // extended-protocol messages since the last Sync
+	copyIn  bool // a simple Query's COPY FROM STDIN takes the client's data now
+	txnOpen bool // cur's transaction is open after what was sent, as its statements say
+	wrote   bool // a unit that may write went to cur since the last Mark (routing.consistency)
+	// idleTimed: the client's read deadline is set for an idle limit.
+	idleTimed bool
 
 	b batch // the messages being sent, and what sending them learned
 
-	extOpen bool        // extended-protocol messages since the last Sync
-	copyIn  bool        // a simple Query's COPY FROM STDIN takes the client's data now
 	unnamed unnamedStmt // the client's unnamed statement (transaction mode)
 	portal  portalInfo  // what the unnamed portal runs
 	portals map[string]portalInfo
@@ -109,14 +113,10 @@ type Session struct {
 	// Read-your-writes (routing.consistency).
 	needLSN    int64                     // how far a replica must have replayed for the unit being routed
 	caughtUpFn func(*config.Server) bool // s.caughtUp, made once
-	txnOpen    bool                      // cur's transaction is open after what was sent, as its statements say
-	wrote      bool                      // a unit that may write went to cur since the last Mark
 
 	queue  queueWait // the session's wait for a server connection
 	kicked atomic.Pointer[wire.Error]
-	// idleTimed: the client's read deadline is set for an idle limit.
-	idleTimed bool
-	done      chan struct{} // closed when the session has ended and is unregistered
+	done   chan struct{} // closed when the session has ended and is unregistered
 
 	// Parking (park_linux.go).
 	conn      net.Conn      // the client connection, for a reader made anew after parking
@@ -149,7 +149,7 @@ func newSession(r *Router, conn net.Conn, cfg *config.Config, db *config.Databas
 		conn:   conn,
 		in:     newClientReader(conn),
 		dbs:    r.database(db.Name),
-		state:  track.NewClient(startupSets(startup)),
+		state:  track.NewClient(r.sets.share(startupSets(startup))),
 		cands:  make([]*config.Server, 0, max(8, len(db.Servers))),
 		done:   make(chan struct{}),
 	}

@@ -5,7 +5,10 @@
 package router
 
 import (
+	"maps"
+	"slices"
 	"strings"
+	"sync"
 
 	"github.com/pgswitch/pgswitch/router/classify"
 	"github.com/pgswitch/pgswitch/router/track"
@@ -107,6 +110,50 @@ var (
 	captureMsg = wire.AppendQuery(nil, track.CaptureQuery)
 	markMsg    = wire.AppendQuery(nil, track.MarkQuery)
 )
+
+// sharedSets hands out one map per distinct set of startup settings: the
+// clients of one application ask for the same ones (application_name, a
+// DateStyle), and every idle client holds its set. The maps are read only:
+// a client's changes go to a copy (track.Client).
+type sharedSets struct {
+	mu   sync.Mutex
+	sets map[string]map[string]string // by setsKey
+}
+
+// maxSharedSets bounds the distinct sets kept; more are not shared.
+const maxSharedSets = 1024
+
+// share returns a map equal to sets, shared with earlier clients when one
+// was.
+func (t *sharedSets) share(sets map[string]string) map[string]string {
+	if len(sets) == 0 {
+		return nil
+	}
+	key := setsKey(sets)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if old, ok := t.sets[key]; ok {
+		return old
+	}
+	if t.sets == nil {
+		t.sets = map[string]map[string]string{}
+	}
+	if len(t.sets) < maxSharedSets {
+		t.sets[key] = sets
+	}
+	return sets
+}
+
+func setsKey(sets map[string]string) string {
+	var b strings.Builder
+	for _, name := range slices.Sorted(maps.Keys(sets)) {
+		b.WriteString(name)
+		b.WriteByte(0)
+		b.WriteString(sets[name])
+		b.WriteByte(0)
+	}
+	return b.String()
+}
 
 // startupSets returns the settings a client asked for at login, as
 // statements that set them: parameters other than the ones the protocol

@@ -60,6 +60,17 @@ func (q *queueWait) cancelWait() bool {
 	return true
 }
 
+// release frees the wait's context while the session parks; the next wait
+// makes another.
+func (q *queueWait) release() {
+	q.mu.Lock()
+	if q.cancel != nil && !q.inAcquire {
+		q.cancel()
+		q.ctx, q.cancel = nil, nil
+	}
+	q.mu.Unlock()
+}
+
 // stop frees the wait's context when the session ends.
 func (q *queueWait) stop() {
 	q.mu.Lock()

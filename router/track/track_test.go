@@ -448,3 +448,26 @@ func TestVerifyRefusesABehindReplica(t *testing.T) {
 		})
 	}
 }
+
+// TestSharedStartup: clients of one application share their startup map
+// (router.sharedSets); one client's SET, RESET and RESET ALL change its
+// own settings only, never the map or the other client's.
+func TestSharedStartup(t *testing.T) {
+	startup := map[string]string{"datestyle": SetConfig("datestyle", "Postgres, MDY")}
+	want := maps.Clone(startup)
+	s, c, _ := newPair(startup)
+	other := NewClient(startup)
+	for _, sql := range []string{"SET datestyle = 'ISO, DMY'", "SET work_mem = '8MB'", "RESET datestyle", "RESET ALL", "SET work_mem = '9MB'"} {
+		query(t, s, sql)
+		feed(t, s, cc(strings.Fields(sql)[0]), rfq('I'))
+		if !maps.Equal(startup, want) {
+			t.Fatalf("after %q the shared startup map is %v", sql, startup)
+		}
+		if got := other.Settings(); !maps.Equal(got, want) {
+			t.Fatalf("after the first client's %q the other has %v", sql, got)
+		}
+	}
+	if got := c.Settings(); got["work_mem"] != "SET work_mem = '9MB'" || got["datestyle"] != want["datestyle"] {
+		t.Fatalf("the client's own settings: %v", got)
+	}
+}
