@@ -787,13 +787,13 @@ func TestAppendH2HeadAllocs(t *testing.T) {
 		{Name: ":method", Value: "GET"}, {Name: "user-agent", Value: "ua"}, {Name: "cookie", Value: "a=1"},
 		{Name: "cookie", Value: "b=2"}, {Name: "x-forwarded-for", Value: "203.0.113.7"}, {Name: "te", Value: "trailers"}}}
 	buf := make([]byte, 0, 1024)
-	got := string(appendH2Head(buf, st, "", "127.0.0.1", true))
+	got := string(appendH2Head(buf, st, 0, "", "127.0.0.1", true))
 	want := "GET /a?b=c HTTP/1.1\r\nHost: a.test\r\nuser-agent: ua\r\nx-forwarded-for: 203.0.113.7\r\nte: trailers\r\n" +
 		"cookie: a=1; b=2\r\nX-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Host: a.test\r\nX-Forwarded-Proto: https\r\n\r\n"
 	if got != want {
 		t.Fatalf("head\n%q\nwant\n%q", got, want)
 	}
-	if n := testing.AllocsPerRun(100, func() { buf = appendH2Head(buf[:0], st, "", "127.0.0.1", true) }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { buf = appendH2Head(buf[:0], st, 0, "", "127.0.0.1", true) }); n != 0 {
 		t.Fatalf("%v allocations", n)
 	}
 }
