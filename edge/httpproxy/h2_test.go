@@ -45,7 +45,8 @@ func startLeanH2(t *testing.T, backendAddr, logPath, timeouts string) *leanH2 {
 func startLeanH2Server(t *testing.T, backendAddr, logPath, timeouts, server string) *leanH2 {
 	t.Helper()
 	l := newTestListenServer(t, backendAddr, logPath, timeouts, server)
-	l.cfg.LeanHTTP2 = true
+	lean := os.Getenv("H2_NETHTTP") == ""
+	l.cfg.LeanHTTP2 = &lean
 	ca := testpki.NewCA(t, "h2 test CA")
 	leaf := ca.Issue(t, []string{"a.test"}, time.Time{}, time.Time{})
 	conf := &tls.Config{Certificates: []tls.Certificate{leaf.TLS}, NextProtos: []string{"h2", "http/1.1"}}
@@ -745,7 +746,6 @@ func FuzzH2Frames(f *testing.F) {
 		return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false
 	})
 	l := newTestListen(f, s.addr, "off", "{server: 2s, client: 2s}")
-	l.cfg.LeanHTTP2 = true
 	f.Fuzz(func(t *testing.T, in []byte) {
 		client, server := net.Pipe()
 		defer client.Close()
@@ -819,7 +819,8 @@ func TestAppendH2HeadAllocs(t *testing.T) {
 func BenchmarkLeanH2(b *testing.B) {
 	addr := benchBackend(b)
 	l := newBenchListen(b, addr, "off")
-	l.cfg.LeanHTTP2 = os.Getenv("H2_NETHTTP") == ""
+	lean := os.Getenv("H2_NETHTTP") == ""
+	l.cfg.LeanHTTP2 = &lean
 	ca := testpki.NewCA(b, "h2 bench CA")
 	leaf := ca.Issue(b, []string{"a.test"}, time.Time{}, time.Time{})
 	conf := &tls.Config{Certificates: []tls.Certificate{leaf.TLS}, NextProtos: []string{"h2"}}

@@ -51,7 +51,7 @@ var (
 	backend  = flag.String("serve-backend", "", "internal: serve the backend on this address")
 	only     = flag.String("only", "", "run only the scenarios whose name contains this")
 	idleTLS  = flag.Bool("idle-tls", false, "measure idle connections on the TLS bind (HTTP/1.1 by ALPN) instead of the plain one")
-	leanH2   = flag.Bool("lean-http2", false, "serve HTTP/2 with pgswitch-edge's lean loop (lean_http2)")
+	leanH2   = flag.Bool("lean-http2", true, "serve HTTP/2 with pgswitch-edge's lean loop (lean_http2, the default); false: net/http's server")
 )
 
 func main() {
