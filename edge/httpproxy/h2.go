@@ -126,6 +126,11 @@ type h2Conn struct {
 	reading bool
 	wakeReq bool // Shutdown began, or the connection may end
 	rdl     deadline
+	// Streams' goroutines waiting for the next stream (see worker).
+	work        []*h2Stream
+	workCond    sync.Cond
+	idleWorkers int
+	workersOff  bool // idle past parkAfter: waiting workers end
 	// linger: a GOAWAY with an error went out; the connection lingers
 	// before it closes.
 	linger bool
@@ -163,6 +168,7 @@ func (l *Listen) serveH2(c net.Conn, accepted time.Time) bool {
 		streams: map[uint32]*h2Stream{}, sendWin: h2Window, peerWin: h2Window, peerMax: 16384}
 	h.src.c = c
 	h.wrote.L = &h.mu
+	h.workCond.L = &h.mu
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	if !l.trackH2(h, true) {
 		return false
@@ -194,6 +200,8 @@ func (h *h2Conn) dropBuffersLocked() {
 	if !h.writing && len(h.out.b) == 0 {
 		h.out.b, h.spare = nil, nil
 	}
+	h.workersOff = true
+	h.workCond.Broadcast()
 	h.bufsHeld.Store(false)
 }
 
@@ -261,6 +269,7 @@ func (h *h2Conn) teardown() {
 		}
 	}
 	h.ready = nil
+	h.workCond.Broadcast()
 	lingers := h.linger
 	h.mu.Unlock()
 	h.cancel()

@@ -32,11 +32,41 @@ import (
 // or the connection ends.
 var errStreamReset = errors.New("stream reset")
 
-// run is the stream's goroutine.
-func (h *h2Conn) run(st *h2Stream) {
+// worker is a stream's goroutine. Once its stream ended it serves the
+// next one the connection starts, if one comes before the connection's
+// buffers go (idle past parkAfter): a new goroutine would grow its stack
+// again (morestack, its frames copied), which cost more than the rest of
+// a goroutine's start and end together.
+func (h *h2Conn) worker(st *h2Stream) {
 	defer h.running.Done()
+	growStack()
+	for {
+		h.run(st)
+		h.mu.Lock()
+		for len(h.work) == 0 && !h.closed && !h.workersOff {
+			h.idleWorkers++
+			h.workCond.Wait()
+			h.idleWorkers--
+		}
+		if len(h.work) == 0 {
+			h.mu.Unlock()
+			return
+		}
+		st = h.work[0]
+		n := copy(h.work, h.work[1:])
+		h.work[n] = nil
+		h.work = h.work[:n]
+		h.mu.Unlock()
+	}
+}
+
+// run serves st: a page of the proxy's, or its server's answer.
+func (h *h2Conn) run(st *h2Stream) {
 	page := st.preset
-	if page == nil {
+	h.mu.Lock()
+	reset := st.reset
+	h.mu.Unlock()
+	if page == nil && !reset {
 		page = h.forward(st)
 	}
 	if page != nil {

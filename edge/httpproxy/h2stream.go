@@ -305,12 +305,19 @@ func (h *h2Conn) recount(st *h2Stream) {
 	}
 }
 
-// start starts st's goroutine.
+// start has st served by a goroutine: one that waits for work (its
+// stack already grown), else a new one.
 func (h *h2Conn) start(st *h2Stream) {
 	st.started = true
 	h.nRunning++
+	if h.idleWorkers > len(h.work) {
+		h.work = append(h.work, st)
+		h.workCond.Signal()
+		return
+	}
+	h.workersOff = false
 	h.running.Add(1)
-	go h.run(st)
+	go h.worker(st)
 }
 
 // cancelLocked ends st for the client's side: it leaves the streams, and
