@@ -15,33 +15,38 @@ import (
 	"golang.org/x/net/http2/hpack"
 )
 
-// The lean HTTP/2 loop serves an h2 connection (ALPN on a TLS bind; the
-// default, lean_http2: false hands it to net/http's server instead). The
+// The lean HTTP/2 loop serves an h2 connection (ALPN on a TLS bind;
+// lean_http2: false hands it to net/http's server instead). The
 // connection's goroutine reads frames; a stream is a record, and from the
-// moment its request may go to a server, a goroutine of its own
-// (h2exchange.go) that takes the server (waiting in the maxconn queue if
-// need be), writes the request (and streams its body as it comes), reads
-// the answer and frames it. The connection's goroutine never waits for a
+// moment its request may go to a server, a goroutine serves it
+// (h2exchange.go): takes the server (waiting in the maxconn queue if need
+// be), writes the request (streaming its body as it comes), reads the
+// answer and frames it. The connection's goroutine never waits for a
 // server, so a slow server, a full queue or a server that does not read
-// an upload holds up only its own stream.
+// an upload holds up only its own stream. A stream's goroutine then
+// serves the connection's next stream, its stack already grown, until the
+// connection is idle past parkAfter.
 //
 // Frames are read in cycles: every whole frame the socket delivered is
 // handled, then the requests that became complete get their goroutines,
 // and what the cycle produced (SETTINGS and PING acks, WINDOW_UPDATEs,
 // RST_STREAMs) is written. Answers are framed by their streams'
 // goroutines into the same output buffer, which one goroutine at a time
-// writes (flushLocked): what the others frame meanwhile goes out in its
-// next write, so a batch of answers that arrive together costs one TLS
-// write, not one each as with net/http's server.
+// writes (flushLocked): what the others frame meanwhile goes out with its
+// next write, so answers that arrive together share a TLS write instead
+// of one each as with net/http's server.
 //
 // A connection with no stream open and nothing buffered for parkAfter
-// gives its read buffer and its frame reader back (idle): it then waits
-// for the client's next byte in a one-byte array.
+// gives its read buffer, its frame reader and its output buffers back: it
+// then waits for the client's next byte in a one-byte array.
 //
 // Interim (1xx) answers, answer trailers and request trailers (the
 // request then goes to the server chunked) are passed on. A plain CONNECT
 // goes to the server as an HTTP/1.1 CONNECT; after a 2xx answer the
-// stream is a tunnel both ways (extended CONNECT is not advertised).
+// stream is a tunnel both ways, each way bounded by the server timeout
+// (extended CONNECT is not advertised). There is no per-stream
+// http_request timeout: the preface must come within it, and the client
+// timeout bounds every wait for the client.
 
 const (
 	// h2MaxStreams is the MAX_CONCURRENT_STREAMS advertised and enforced.
@@ -707,11 +712,7 @@ func (h *h2Conn) endCycleLocked() bool {
 		if st.finished {
 			continue
 		}
-		if st.reset {
-			h.finishLocked(st) // reset before its goroutine started
-			continue
-		}
-		h.start(st)
+		h.start(st) // reset meanwhile, it only ends (a 499 line, as net/http's)
 	}
 	h.ready = h.ready[:0]
 	if h.recvUsed > 0 {

@@ -807,20 +807,25 @@ func TestAppendH2HeadAllocs(t *testing.T) {
 // the lean loop (net/http's server with H2_NETHTTP=1), 10 streams at a
 // time; the client's and the in-process backend's allocations count too.
 //
-// On one connection the loop's cycles serialize: the requests of a cycle
-// go out together, but one that arrives while the cycle awaits its
-// answers waits for the next cycle. x/net's client, whose 10 goroutines
-// fall out of step, then gets fewer answers per second than from
-// net/http's server (a goroutine per stream): 255 µs against 107 µs per
-// request here, on a loaded machine. h2load, which sends its streams'
-// requests together, got 8,228 requests/s through the loop against 3,249
-// through net/http's server with 2 connections of 10 streams (HAProxy
-// 10,206 and 8,190), and 0.94× HAProxy's requests per CPU-second with 50.
+// x/net's client's 10 goroutines fall out of step, so requests arrive one
+// by one while others are in flight: 97 µs per request through the loop
+// against 126 µs through net/http's server (medians of 3 interleaved
+// runs on the loaded shared machine; 87 to 159 µs for net/http). The
+// loop's earlier design, whose read cycles sent a cycle's requests
+// together and then awaited their answers in turn, took 139 to 170 µs
+// in the same hour (255 µs against net/http's 107 µs when it was
+// written).
 //
-// Rejected: awaiting every answer on the connection's goroutine (no
-// waiters): 29.7k instructions per request against 37.3k under callgrind,
-// but one slow server then held up every stream of its connection; a
-// goroutine per stream, as net/http: the cost this loop removes.
+// Rejected: that design (the connection's goroutine awaited answers up to
+// 2 ms each, a waiter goroutine past that): a stream arriving meanwhile
+// waited for the next cycle, and a full queue or an unread upload held
+// the connection; a new goroutine per stream: 58.1k user-space
+// instructions per request under callgrind, 9k of them growing its stack
+// again (45.0k with growStack), against 37.7k with goroutines that serve
+// the connection's next stream (worker); waking the connection's
+// goroutine to frame each answer (a read deadline in the past, as
+// Shutdown's wake does): every answer would cost a deadline change and
+// a failed read besides the goroutine switch.
 func BenchmarkLeanH2(b *testing.B) {
 	addr := benchBackend(b)
 	l := newBenchListen(b, addr, "off")
