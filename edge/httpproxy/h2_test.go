@@ -822,10 +822,10 @@ func TestAppendH2HeadAllocs(t *testing.T) {
 // the connection; a new goroutine per stream: 58.1k user-space
 // instructions per request under callgrind, 9k of them growing its stack
 // again (45.0k with growStack), against 37.7k with goroutines that serve
-// the connection's next stream (worker); waking the connection's
-// goroutine to frame each answer (a read deadline in the past, as
-// Shutdown's wake does): every answer would cost a deadline change and
-// a failed read besides the goroutine switch.
+// the connection's next stream (worker). Not tried: waking the
+// connection's goroutine to frame each answer (a read deadline in the
+// past, as Shutdown's wake does), which would add a deadline change and a
+// failed read to every answer's goroutine switch.
 func BenchmarkLeanH2(b *testing.B) {
 	addr := benchBackend(b)
 	l := newBenchListen(b, addr, "off")
