@@ -106,7 +106,7 @@ type h2Conn struct {
 	fr       *http2.Framer // writes to out
 	henc     *hpack.Encoder
 	hbuf     bytes.Buffer
-	ans      ansHead           // the answer head being framed
+	ans      *ansHead          // the answer head being framed; nil while idle
 	names    map[string]string // answer field names, lower-cased
 	writing  bool              // a goroutine writes the output
 	wrote    sync.Cond         // a write ended
@@ -203,8 +203,11 @@ func (h *h2Conn) dropBuffersLocked() {
 		h.br, h.rfr = nil, nil
 	}
 	if !h.writing && len(h.out.b) == 0 {
+		// A new framer: the old one keeps the largest frame it wrote.
 		h.out.b, h.spare = nil, nil
+		h.fr = http2.NewFramer(&h.out, nil)
 	}
+	h.ans = nil
 	h.workersOff = true
 	h.workCond.Broadcast()
 	h.bufsHeld.Store(false)

@@ -321,7 +321,10 @@ func (h *h2Conn) answerHead(st *h2Stream) error {
 			return errStreamReset
 		}
 		buf, _ := br.Peek(br.Buffered())
-		a := &h.ans
+		if h.ans == nil {
+			h.ans = new(ansHead)
+		}
+		a := h.ans
 		done, err := parseAnswer(a, buf)
 		if err != nil || !done {
 			h.mu.Unlock()

@@ -423,10 +423,10 @@ func TestLeanH2IdleReleasesBuffers(t *testing.T) {
 	c := h2Of(t, h.l)
 	waitUntil(t, 10*parkAfter, func() bool { return !c.bufsHeld.Load() }, "the buffers given back")
 	c.mu.Lock()
-	outHeld := c.out.b != nil || c.spare != nil
+	outHeld := c.out.b != nil || c.spare != nil || c.ans != nil
 	c.mu.Unlock()
 	if outHeld {
-		t.Fatal("the output buffers are still held")
+		t.Fatal("the output buffers or the answer head are still held")
 	}
 	for i := range 3 {
 		if resp, body := h.get(t, "/again"); resp.StatusCode != 200 || body != "ok" {
