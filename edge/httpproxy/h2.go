@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -750,6 +751,11 @@ func (h *h2Conn) flushLocked() {
 		return
 	}
 	h.writing = true
+	// The goroutines the same poll made runnable (other streams whose
+	// server answered) frame their answers first: one write for all.
+	h.mu.Unlock()
+	runtime.Gosched()
+	h.mu.Lock()
 	for len(h.out.b) > 0 && h.werr == nil {
 		b := h.out.b
 		h.out.b = h.spare[:0]

@@ -381,7 +381,10 @@ func (h *h2Conn) answerHead(st *h2Stream) error {
 			st.body = nil
 			h.recount(st)
 		}
-		h.flushLocked()
+		if st.ended || br.Buffered() == 0 {
+			// Else the head goes out with the first DATA (one write).
+			h.flushLocked()
+		}
 		h.mu.Unlock()
 		if tunnel {
 			st.upDone = make(chan struct{})
