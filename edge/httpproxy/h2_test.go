@@ -808,13 +808,12 @@ func TestAppendH2HeadAllocs(t *testing.T) {
 // time; the client's and the in-process backend's allocations count too.
 //
 // x/net's client's 10 goroutines fall out of step, so requests arrive one
-// by one while others are in flight: 97 µs per request through the loop
-// against 126 µs through net/http's server (medians of 3 interleaved
-// runs on the loaded shared machine; 87 to 159 µs for net/http). The
-// loop's earlier design, whose read cycles sent a cycle's requests
-// together and then awaited their answers in turn, took 139 to 170 µs
-// in the same hour (255 µs against net/http's 107 µs when it was
-// written).
+// by one while others are in flight. Medians of 3 interleaved runs on the
+// shared machine: 72 µs per request through the loop, 88 µs through
+// net/http's server, 85 µs through the loop's earlier design (whose read
+// cycles sent a cycle's requests together, then awaited their answers in
+// turn); under heavier load 97, 126 and 155 µs (255 µs against
+// net/http's 107 µs when that design was measured first).
 //
 // Rejected: that design (the connection's goroutine awaited answers up to
 // 2 ms each, a waiter goroutine past that): a stream arriving meanwhile
