@@ -7,8 +7,8 @@
 #
 #   bench/callgrind.sh [requests]      (from edge/; default 4000)
 #
-# Environment: LEAN_HTTP2=true serves HTTP/2 with the lean loop
-# (lean_http2); MODES="HTTP/2" measures only the scenarios named (default
+# Environment: LEAN_HTTP2=false serves HTTP/2 with net/http's server
+# instead of the lean loop (lean_http2, the default); MODES="HTTP/2" measures only the scenarios named (default
 # all three); PROXIES="pgswitch-edge" only that proxy.
 #
 # Each proxy runs under callgrind with one loopback backend (bench/compare's),
@@ -19,7 +19,7 @@
 # valgrind, haproxy, h2load, curl, openssl.
 set -euo pipefail
 n=${1:-4000}
-lean=${LEAN_HTTP2:-false}
+lean=${LEAN_HTTP2:-true}
 modes=${MODES:-HTTP/1.1 HTTPS HTTP/2}
 proxies=${PROXIES:-pgswitch-edge haproxy}
 dir=$(mktemp -d)

@@ -142,11 +142,11 @@ type Listen struct {
 	// AllBackups sends traffic to every up backup server when no other
 	// server is up; by default only the first up backup takes it.
 	AllBackups bool `yaml:"all_backups"`
-	// LeanHTTP2 serves HTTP/2 clients with pgswitch-edge's own loop (one
-	// goroutine per connection, answers coalesced into one write per read
-	// cycle) instead of net/http's server; see httpproxy/h2.go for what it
-	// does not do. Off by default.
-	LeanHTTP2 bool      `yaml:"lean_http2"`
+	// LeanHTTP2 serves HTTP/2 clients with pgswitch-edge's own loop (a
+	// goroutine reading the connection's frames, one per stream in flight,
+	// answers coalesced into few TLS writes; see httpproxy/h2.go) instead
+	// of net/http's server (false). On by default.
+	LeanHTTP2 *bool     `yaml:"lean_http2"`
 	Servers   []*Server `yaml:"servers"`
 }
 
@@ -211,6 +211,9 @@ func (s *Server) Checked() bool { return s.Check == nil || *s.Check }
 
 // ForwardForOn reports whether X-Forwarded-* headers are added.
 func (s *Settings) ForwardForOn() bool { return s.ForwardFor == nil || *s.ForwardFor }
+
+// LeanHTTP2On reports whether HTTP/2 clients are served by the lean loop.
+func (l *Listen) LeanHTTP2On() bool { return l.LeanHTTP2 == nil || *l.LeanHTTP2 }
 
 // DontLogNullOn reports whether empty connections stay out of the log.
 func (a *AccessLog) DontLogNullOn() bool { return a.DontLogNull == nil || *a.DontLogNull }

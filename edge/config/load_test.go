@@ -74,6 +74,16 @@ func TestDefaults(t *testing.T) {
 	if h := l.HTTPCheck; h.Method != "GET" || h.Path != "/health" || h.ExpectStatus != 0 {
 		t.Errorf("http_check %+v", h)
 	}
+	if !l.LeanHTTP2On() {
+		t.Errorf("lean_http2 off by default")
+	}
+	off, err := Parse([]byte(strings.Replace(minimal, "    binds:", "    lean_http2: false\n    binds:", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if off.Listens["app"].LeanHTTP2On() {
+		t.Errorf("lean_http2: false left the lean loop on")
+	}
 	if cfg.ShutdownTimeout != 30*time.Second || cfg.AccessLog.Path != "stderr" {
 		t.Errorf("shutdown %v access log %q", cfg.ShutdownTimeout, cfg.AccessLog.Path)
 	}

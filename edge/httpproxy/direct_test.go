@@ -42,7 +42,7 @@ func testDirectHTTP2(t *testing.T, lean bool) {
 			"Keep-Alive: timeout=5\r\nContent-Length: 2\r\n\r\nok", false
 	})
 	l := newBenchListen(t, s.addr, "off")
-	l.cfg.LeanHTTP2 = lean
+	l.cfg.LeanHTTP2 = &lean
 	ca := testpki.NewCA(t, "direct test CA")
 	leaf := ca.Issue(t, []string{"a.test"}, time.Time{}, time.Time{})
 	conf := &tls.Config{Certificates: []tls.Certificate{leaf.TLS}, NextProtos: []string{"h2", "http/1.1"}}

@@ -197,7 +197,7 @@ func (l *Listen) handshake(raw net.Conn, conf *tls.Config, accepted time.Time) {
 	} else {
 		l.m.HandshakeFull.Inc()
 	}
-	if state.NegotiatedProtocol == "h2" && l.cfg.LeanHTTP2 {
+	if state.NegotiatedProtocol == "h2" && l.cfg.LeanHTTP2On() {
 		if !l.serveH2(tc, accepted) {
 			tc.Close()
 		}

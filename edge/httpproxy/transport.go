@@ -119,6 +119,13 @@ func (c *serverConn) armRead(timeout time.Duration) {
 	}
 }
 
+// armWrite bounds the next writes by the response timeout.
+func (c *serverConn) armWrite(timeout time.Duration) {
+	if at, ok := c.wdl.arm(time.Now().Add(timeout), slackOf(timeout)); ok {
+		_ = c.Conn.SetWriteDeadline(at)
+	}
+}
+
 // armDeadlines bounds the next reads and writes by the response timeout.
 func (c *serverConn) armDeadlines(timeout time.Duration) {
 	want := time.Now().Add(timeout)

@@ -41,6 +41,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/net/http2"
 )
 
 var (
@@ -51,7 +53,8 @@ var (
 	backend  = flag.String("serve-backend", "", "internal: serve the backend on this address")
 	only     = flag.String("only", "", "run only the scenarios whose name contains this")
 	idleTLS  = flag.Bool("idle-tls", false, "measure idle connections on the TLS bind (HTTP/1.1 by ALPN) instead of the plain one")
-	leanH2   = flag.Bool("lean-http2", false, "serve HTTP/2 with pgswitch-edge's lean loop (lean_http2)")
+	idleH2   = flag.Bool("idle-h2", false, "measure idle HTTP/2 connections (h2 by ALPN on the TLS bind) instead")
+	leanH2   = flag.Bool("lean-http2", true, "serve HTTP/2 with pgswitch-edge's lean loop (lean_http2, the default); false: net/http's server")
 )
 
 func main() {
@@ -193,6 +196,9 @@ backend be
 	kind := "plain HTTP/1.1"
 	if *idleTLS {
 		kind = "HTTPS, HTTP/1.1 by ALPN"
+	}
+	if *idleH2 {
+		kind = "HTTP/2, h2 by ALPN"
 	}
 	fmt.Printf("\nIdle keep-alive connections (%d, %s, one request each, then idle), measured first on the fresh processes:\n\n", *idle, kind)
 	fmt.Println("| proxy | VmRSS before | VmRSS with idle connections | per connection |")
@@ -456,7 +462,7 @@ func rssKiB(pid int) (int64, error) {
 }
 
 // idleRSS opens n keep-alive connections to the proxy's plain bind (TLS
-// bind with -idle-tls), sends one request on each, reads the answer, and
+// bind with -idle-tls, HTTP/2 on it with -idle-h2), sends one request on each, reads the answer, and
 // reads VmRSS once they idle (calling sample then too).
 func idleRSS(p *proxy, n int, sample func()) (before, with int64, err error) {
 	if before, err = rssKiB(p.pid()); err != nil {
@@ -470,7 +476,27 @@ func idleRSS(p *proxy, n int, sample func()) (before, with int64, err error) {
 		}
 	}()
 	buf := make([]byte, 4096)
+	h2 := &http2.Transport{}
 	for range n {
+		if *idleH2 {
+			c, err := tls.Dial("tcp", p.tls, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}})
+			if err != nil {
+				return 0, 0, err
+			}
+			cs = append(cs, c)
+			cc, err := h2.NewClientConn(c)
+			if err != nil {
+				return 0, 0, err
+			}
+			r, _ := http.NewRequest("GET", "https://"+p.tls+"/", nil)
+			resp, err := cc.RoundTrip(r)
+			if err != nil {
+				return 0, 0, err
+			}
+			io.CopyBuffer(io.Discard, resp.Body, buf)
+			resp.Body.Close()
+			continue
+		}
 		var c net.Conn
 		if *idleTLS {
 			c, err = tls.Dial("tcp", p.tls, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
