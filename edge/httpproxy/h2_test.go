@@ -72,6 +72,23 @@ func (s *leanH2) get(t *testing.T, path string) (*http.Response, string) {
 	return resp, string(body)
 }
 
+// getAsync GETs path in a goroutine of its own; the channel gets the
+// answer's body, or the error's text.
+func (s *leanH2) getAsync(path string) <-chan string {
+	out := make(chan string, 1)
+	go func() {
+		resp, err := s.client.Get(s.url + path)
+		if err != nil {
+			out <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		out <- string(b)
+	}()
+	return out
+}
+
 var clfLine = regexp.MustCompile(`^127\.0\.0\.1 - - \[[^\]]+\] "(\S+) (\S+) HTTP/2\.0" (\d{3}) (\d+|-)$`)
 
 // TestLeanH2Streams: many concurrent streams on one connection each get
@@ -329,17 +346,7 @@ func TestLeanH2SlowStream(t *testing.T) {
 	})
 	h := startLeanH2(t, s.addr, "off", "{client: 1s}")
 	h.get(t, "/warm")
-	slow := make(chan string, 1)
-	go func() {
-		resp, err := h.client.Get(h.url + "/slow")
-		if err != nil {
-			slow <- err.Error()
-			return
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		slow <- string(body)
-	}()
+	slow := h.getAsync("/slow")
 	time.Sleep(50 * time.Millisecond) // the slow request is at the server
 	for i := range 20 {
 		start := time.Now()

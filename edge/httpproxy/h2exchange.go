@@ -432,18 +432,7 @@ func (h *h2Conn) body(st *h2Stream) error {
 			}
 		}
 		h.mu.Lock()
-		for !st.reset && min(h.sendWin, st.sendWin) <= 0 {
-			if !st.blocked {
-				st.blocked = true
-				h.recount(st)
-			}
-			st.cond.Wait()
-		}
-		if st.blocked {
-			st.blocked = false
-			h.recount(st)
-		}
-		if st.reset {
+		if !h.awaitWindowLocked(st) {
 			h.mu.Unlock()
 			return errStreamReset
 		}
@@ -539,6 +528,24 @@ func (h *h2Conn) cut(st *h2Stream, err error) {
 	h.mu.Unlock()
 }
 
+// awaitWindowLocked waits until both the connection's and st's windows let
+// some of st's answer through, counting st as blocked meanwhile; false if
+// st was reset.
+func (h *h2Conn) awaitWindowLocked(st *h2Stream) bool {
+	for !st.reset && min(h.sendWin, st.sendWin) <= 0 {
+		if !st.blocked {
+			st.blocked = true
+			h.recount(st)
+		}
+		st.cond.Wait()
+	}
+	if st.blocked {
+		st.blocked = false
+		h.recount(st)
+	}
+	return !st.reset
+}
+
 // answerPage answers st with an error page of the proxy's; its body goes
 // out as the windows let it.
 func (h *h2Conn) answerPage(st *h2Stream, p *errorPage) {
@@ -558,18 +565,7 @@ func (h *h2Conn) answerPage(st *h2Stream, p *errorPage) {
 	h.writeHeaders(st.id, false)
 	page := p.body
 	for {
-		for !st.reset && min(h.sendWin, st.sendWin) <= 0 {
-			if !st.blocked {
-				st.blocked = true
-				h.recount(st)
-			}
-			st.cond.Wait()
-		}
-		if st.blocked {
-			st.blocked = false
-			h.recount(st)
-		}
-		if st.reset {
+		if !h.awaitWindowLocked(st) {
 			return
 		}
 		k := int(min(int64(len(page)), h.sendWin, st.sendWin, int64(h.peerMax)))

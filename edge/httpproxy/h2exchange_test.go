@@ -101,17 +101,7 @@ func TestLeanH2SlowServerOneConnection(t *testing.T) {
 	h := startLeanH2(t, addr, "off", "{}")
 	h.client.Timeout = 30 * time.Second // a stall fails, not hangs
 	h.get(t, "/warm")
-	slow := make(chan string, 1)
-	go func() {
-		resp, err := h.client.Get(h.url + "/slow")
-		if err != nil {
-			slow <- err.Error()
-			return
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		slow <- string(b)
-	}()
+	slow := h.getAsync("/slow")
 	<-arrived
 	var wg sync.WaitGroup
 	errs := make(chan error, 50)
@@ -236,17 +226,7 @@ func TestLeanH2QueueDoesNotHoldConnection(t *testing.T) {
 	})
 	h := startLeanH2Server(t, addr, "off", "{queue: 30s}", ", maxconn: 1")
 	h.client.Timeout = 30 * time.Second
-	held := make(chan string, 1)
-	go func() {
-		resp, err := h.client.Get(h.url + "/hold")
-		if err != nil {
-			held <- err.Error()
-			return
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		held <- string(b)
-	}()
+	held := h.getAsync("/hold")
 	<-arrived
 	r := dialRawH2(t, h)
 	blk := r.block(":method", "GET", ":scheme", "https", ":authority", "a.test", ":path", "/queued")
