@@ -3,6 +3,7 @@ package httpproxy
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -54,6 +55,7 @@ type clientConn struct {
 	line       []byte // the start of the request being read, for a 408's log line
 	bodyDL     time.Time
 	bodyGone   bool      // the client let its body time out: no more body reads wait
+	bodyBad    error     // why the request's body could not be read as the client framed it
 	abortDL    time.Time // a past deadline net/http set to stop its background read
 	closed     bool
 	// bgArmed: net/http cleared the read deadline of a request being
@@ -279,7 +281,7 @@ func (c *clientConn) beginRequest() {
 func (c *clientConn) idle() {
 	c.mu.Lock()
 	if c.phase == phaseBusy {
-		c.phase, c.phaseStart, c.bodyDL, c.bodyGone = phaseIdle, time.Now(), time.Time{}, false
+		c.phase, c.phaseStart, c.bodyDL, c.bodyGone, c.bodyBad = phaseIdle, time.Now(), time.Time{}, false, nil
 	}
 	c.bgArmed = false
 	c.mu.Unlock()
@@ -352,6 +354,24 @@ func (c *clientConn) bodyDone() {
 		c.bodyDL = time.Time{}
 	}
 	c.mu.Unlock()
+}
+
+// bodyFailed notes a read of the request body that failed: a body framed
+// wrongly (malformed chunks) is the client's fault, answered 400.
+func (c *clientConn) bodyFailed(err error) {
+	if err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) || isTimeout(err) {
+		return // the end, or the client left or stalled
+	}
+	c.mu.Lock()
+	c.bodyBad = err
+	c.mu.Unlock()
+}
+
+// malformedBody returns why the request's body was framed wrongly, if it was.
+func (c *clientConn) malformedBody() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.bodyBad
 }
 
 // bodyTimedOut reports whether the client let its request body stall.

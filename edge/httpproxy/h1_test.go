@@ -403,3 +403,16 @@ func BenchmarkLeanKeepAlive(b *testing.B) {
 }
 
 var backendEnd = []byte("backend\n")
+
+// TestMalformedChunkedBody: an upload whose chunks are framed wrongly is
+// the client's fault: 400, not the 502 of a server that failed.
+func TestMalformedChunkedBody(t *testing.T) {
+	l := newBenchListen(t, echoServer(t), "off")
+	for _, body := range []string{"zz\r\nhello\r\n0\r\n\r\n", "3\r\nhelXX0\r\n\r\n"} {
+		c := dialRaw(t, serveListen(t, l))
+		io.WriteString(c, "POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"+body)
+		if resp, _ := c.answer(t, "POST"); resp.StatusCode != http.StatusBadRequest {
+			t.Fatalf("body %q: %d, want 400", body, resp.StatusCode)
+		}
+	}
+}

@@ -258,6 +258,11 @@ func (l *Listen) proxyError(w http.ResponseWriter, r *http.Request, s *config.Se
 		l.log.Info("client sent its body too slowly: 408", "client", r.RemoteAddr, "timeout", l.cfg.Timeouts.Client)
 		w.Header().Set("Connection", "close")
 		writeError(w, http.StatusRequestTimeout, "Your browser didn't send a complete request in time.")
+	case cc != nil && cc.malformedBody() != nil:
+		// The client's fault, not the server's: HAProxy answers 400 too.
+		l.log.Info("client sent a malformed body: 400", "client", r.RemoteAddr, "reason", cc.malformedBody().Error())
+		w.Header().Set("Connection", "close")
+		writeError(w, http.StatusBadRequest, "Your browser sent an invalid request.")
 	case errors.Is(r.Context().Err(), context.Canceled):
 		// The client left; nothing to answer.
 		if rec, ok := w.(*recorder); ok {
@@ -356,6 +361,9 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 	b.cc.bodyRead()
 	n, err := b.ReadCloser.Read(p)
 	b.cc.bodyDone()
+	if err != nil {
+		b.cc.bodyFailed(err)
+	}
 	return n, err
 }
 
