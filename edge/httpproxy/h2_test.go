@@ -514,18 +514,15 @@ func TestLeanH2BodyLength(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		r.c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		for {
-			f, err := r.fr.ReadFrame()
-			if err != nil {
-				t.Fatalf("case %d: %v", i, err)
+		err := r.readFrames(5*time.Second, func(f http2.Frame) bool {
+			rst, ok := f.(*http2.RSTStreamFrame)
+			if ok && rst.StreamID == id && rst.ErrCode != http2.ErrCodeProtocol {
+				t.Fatalf("case %d: RST_STREAM %v", i, rst.ErrCode)
 			}
-			if rst, ok := f.(*http2.RSTStreamFrame); ok && rst.StreamID == id {
-				if rst.ErrCode != http2.ErrCodeProtocol {
-					t.Fatalf("case %d: RST_STREAM %v", i, rst.ErrCode)
-				}
-				break
-			}
+			return ok && rst.StreamID == id
+		})
+		if err != nil {
+			t.Fatalf("case %d: %v", i, err)
 		}
 	}
 	time.Sleep(50 * time.Millisecond)
@@ -594,20 +591,32 @@ func (r *rawH2) block(fields ...string) []byte {
 	return r.hbuf.Bytes()
 }
 
-// goAway reads frames until a GOAWAY or the connection's end; it returns
-// the GOAWAY's code.
-func (r *rawH2) goAway(t *testing.T) (http2.ErrCode, bool) {
-	t.Helper()
-	r.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+// readFrames reads frames for up to within, handing each to done until it
+// says so; the error is the read's that ended it first.
+func (r *rawH2) readFrames(within time.Duration, done func(http2.Frame) bool) error {
+	r.c.SetReadDeadline(time.Now().Add(within))
 	for {
 		f, err := r.fr.ReadFrame()
 		if err != nil {
-			return 0, false
+			return err
 		}
-		if ga, ok := f.(*http2.GoAwayFrame); ok {
-			return ga.ErrCode, true
+		if done(f) {
+			return nil
 		}
 	}
+}
+
+// goAway reads frames until a GOAWAY or the connection's end; it returns
+// the GOAWAY's code.
+func (r *rawH2) goAway(t *testing.T) (code http2.ErrCode, ok bool) {
+	t.Helper()
+	err := r.readFrames(10*time.Second, func(f http2.Frame) bool {
+		if ga, is := f.(*http2.GoAwayFrame); is {
+			code, ok = ga.ErrCode, true
+		}
+		return ok
+	})
+	return code, err == nil
 }
 
 // TestLeanH2RapidReset: a client that opens and resets streams without
@@ -692,13 +701,8 @@ func TestLeanH2Limits(t *testing.T) {
 		}
 	}
 	r.fr.WritePing(false, [8]byte{1, 2, 3})
-	r.c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	var refused, pong bool
-	for !refused || !pong {
-		f, err := r.fr.ReadFrame()
-		if err != nil {
-			t.Fatalf("refused %v ping %v: %v", refused, pong, err)
-		}
+	err := r.readFrames(10*time.Second, func(f http2.Frame) bool {
 		switch f := f.(type) {
 		case *http2.RSTStreamFrame:
 			if f.StreamID != 2*h2MaxStreams+1 || f.ErrCode != http2.ErrCodeRefusedStream {
@@ -708,6 +712,10 @@ func TestLeanH2Limits(t *testing.T) {
 		case *http2.PingFrame:
 			pong = f.IsAck() && f.Data == [8]byte{1, 2, 3}
 		}
+		return refused && pong
+	})
+	if err != nil {
+		t.Fatalf("refused %v ping %v: %v", refused, pong, err)
 	}
 	// A PING flood from a client that does not read: each cycle's acks
 	// are written before the next frames are read, so the write blocks,

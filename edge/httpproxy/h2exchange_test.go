@@ -241,13 +241,8 @@ func TestLeanH2QueueDoesNotHoldConnection(t *testing.T) {
 	if err := r.fr.WritePing(false, [8]byte{7}); err != nil {
 		t.Fatal(err)
 	}
-	r.c.SetReadDeadline(time.Now().Add(20 * time.Second))
 	var pong, refused bool
-	for !pong || !refused {
-		f, err := r.fr.ReadFrame()
-		if err != nil {
-			t.Fatalf("pong %v refused %v: %v", pong, refused, err)
-		}
+	err := r.readFrames(20*time.Second, func(f http2.Frame) bool {
 		switch f := f.(type) {
 		case *http2.PingFrame:
 			pong = pong || f.IsAck() && f.Data == [8]byte{7}
@@ -259,6 +254,10 @@ func TestLeanH2QueueDoesNotHoldConnection(t *testing.T) {
 		case *http2.RSTStreamFrame:
 			refused = refused || f.StreamID == 3 // net/http refuses the path so
 		}
+		return pong && refused
+	})
+	if err != nil {
+		t.Fatalf("pong %v refused %v: %v", pong, refused, err)
 	}
 	if n := h.l.pool.QueueLen(); n != 1 {
 		t.Fatalf("%d requests queued, want 1", n)
@@ -267,17 +266,15 @@ func TestLeanH2QueueDoesNotHoldConnection(t *testing.T) {
 	if got := <-held; got != "/hold" {
 		t.Fatalf("held: %q", got)
 	}
-	for {
-		f, err := r.fr.ReadFrame()
-		if err != nil {
-			t.Fatal(err)
+	err = r.readFrames(20*time.Second, func(f http2.Frame) bool {
+		d, ok := f.(*http2.DataFrame)
+		if ok && d.StreamID == 1 && string(d.Data()) != "/queued" {
+			t.Fatalf("queued: %q", d.Data())
 		}
-		if d, ok := f.(*http2.DataFrame); ok && d.StreamID == 1 {
-			if string(d.Data()) != "/queued" {
-				t.Fatalf("queued: %q", d.Data())
-			}
-			return
-		}
+		return ok && d.StreamID == 1
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 
