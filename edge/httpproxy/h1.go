@@ -374,13 +374,7 @@ func (h *h1Conn) handle(x *exchange) bool {
 	keep := !x.head.close
 	codes := l.codesNoServer
 	if err != nil {
-		switch {
-		case errors.Is(err, backend.ErrNoServer):
-			l.refusedNoSrv.Inc()
-		case errors.Is(err, backend.ErrQueueTimeout):
-			l.refusedQueue.Inc()
-			l.log.Warn("request refused", "reason", err.Error(), "queue_timeout", l.cfg.Timeouts.Queue)
-		default: // the client went away while queued
+		if !l.refused(err) {
 			status, keep = 499, false
 		}
 		if x.split(); x.streamed > 0 {

@@ -85,14 +85,8 @@ func (h *h2Conn) forward(st *h2Stream) *errorPage {
 		s, err = h.queue(st)
 	}
 	if err != nil {
-		switch {
-		case errors.Is(err, backend.ErrQueueTimeout):
-			l.refusedQueue.Inc()
-			l.log.Warn("request refused", "reason", err.Error(), "queue_timeout", l.cfg.Timeouts.Queue)
-		case errors.Is(err, backend.ErrNoServer):
-			l.refusedNoSrv.Inc()
-		default: // the client reset the stream, or left
-			return nil
+		if !l.refused(err) {
+			return nil // the client reset the stream, or left
 		}
 		return &http503
 	}

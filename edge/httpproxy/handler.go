@@ -207,13 +207,7 @@ func (l *Listen) serve(w *recorder, r *http.Request) *metrics.Codes {
 		s, err = l.queue(r)
 	}
 	if err != nil {
-		switch {
-		case errors.Is(err, backend.ErrNoServer):
-			l.refusedNoSrv.Inc()
-		case errors.Is(err, backend.ErrQueueTimeout):
-			l.refusedQueue.Inc()
-			l.log.Warn("request refused", "reason", err.Error(), "queue_timeout", l.cfg.Timeouts.Queue)
-		default: // the client went away while queued
+		if !l.refused(err) {
 			w.status = 499
 			return l.codesNoServer
 		}
@@ -243,6 +237,22 @@ func (l *Listen) queue(r *http.Request) (*backend.Server, error) {
 		defer stop()
 	}
 	return l.pool.Acquire(ctx, l.cfg.Timeouts.Queue)
+}
+
+// refused counts (and for a queue timeout logs) a request no server took,
+// err being what TryAcquire or the queue said; false when the client went
+// away while it waited: nothing is answered then.
+func (l *Listen) refused(err error) bool {
+	switch {
+	case errors.Is(err, backend.ErrNoServer):
+		l.refusedNoSrv.Inc()
+	case errors.Is(err, backend.ErrQueueTimeout):
+		l.refusedQueue.Inc()
+		l.log.Warn("request refused", "reason", err.Error(), "queue_timeout", l.cfg.Timeouts.Queue)
+	default:
+		return false
+	}
+	return true
 }
 
 // proxyError answers a request the server did not answer, and logs why.
