@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/pgswitch/pgswitch/internal/rawsock"
 	"io"
 	"net"
 	"strconv"
@@ -82,6 +83,7 @@ func (p *Pool) connect(ctx context.Context) (*Conn, error) {
 		tc.SetNoDelay(true)
 		tc.SetKeepAlive(true)
 	}
+	hj.Conn = rawsock.Wrap(hj.Conn)
 	var answers Answers = passAll{}
 	if t.Answers != nil {
 		answers = t.Answers()

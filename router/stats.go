@@ -1,6 +1,7 @@
 package router
 
 import (
+	"github.com/pgswitch/pgswitch/internal/rawsock"
 	"net"
 	"sort"
 	"sync"
@@ -267,7 +268,7 @@ func (r *Router) countBytes(conn net.Conn, db string) net.Conn {
 	if r.Config().Databases[db] == nil {
 		return conn
 	}
-	return &clientConn{Conn: conn, stats: r.Stats(db), connected: time.Now()}
+	return &clientConn{Conn: rawsock.Wrap(conn), stats: r.Stats(db), connected: time.Now()}
 }
 
 // Parked is how many idle clients wait without a goroutine of their own.
