@@ -283,6 +283,7 @@ var (
 	currentRe   = regexp.MustCompile(`(?i)^SELECT current_setting\('(\w+)'\)$`)
 	intRe       = regexp.MustCompile(`^SELECT (\d+)$`)
 	sleepRe     = regexp.MustCompile(`^SELECT pg_sleep\(([\d.]+)\)$`)
+	afterRe     = regexp.MustCompile(`/\* after (\d+)ms \*/`)
 )
 
 // statement runs one statement (extended: for an Execute, which sends no
@@ -353,6 +354,11 @@ func (c *fakeConn) statement(st string, extended bool) bool {
 		c.nc.Close()
 		return false
 	case strings.HasPrefix(strings.ToUpper(m), "INSERT"):
+		if m := afterRe.FindStringSubmatch(st); m != nil {
+			// Its answer (or refusal) comes late, as after work.
+			ms, _ := strconv.Atoi(m[1])
+			time.Sleep(time.Duration(ms) * time.Millisecond)
+		}
 		if c.f.replica {
 			c.fail("25006", "cannot execute INSERT in a read-only transaction")
 			return false
@@ -404,15 +410,17 @@ func fakeRouter(t *testing.T, poolSize int, servers ...*fakePG) (*Router, string
 // fakeRouterLogging is fakeRouter with its log written to w.
 func fakeRouterLogging(t *testing.T, w io.Writer, poolSize int, servers ...*fakePG) (*Router, string) {
 	t.Helper()
-	return startFakeRouter(t, w, poolSize, "100ms", servers...)
+	return startFakeRouter(t, w, poolSize, "100ms", "", servers...)
 }
 
 // startFakeRouter is fakeRouterLogging with health checks every inter.
-func startFakeRouter(t testing.TB, w io.Writer, poolSize int, inter string, servers ...*fakePG) (*Router, string) {
+// startFakeRouter: extra is more of the configuration (YAML), top-level
+// sections other than those written here.
+func startFakeRouter(t testing.TB, w io.Writer, poolSize int, inter, extra string, servers ...*fakePG) (*Router, string) {
 	t.Helper()
 	var b strings.Builder
 	fmt.Fprintf(&b, "listen: 127.0.0.1:0\npool_mode: transaction\nauth_type: trust\npool:\n  size: %d\n", poolSize)
-	fmt.Fprintf(&b, "timeouts:\n  query_wait: 20s\nhealth:\n  inter: %s\ndatabases:\n  db:\n    servers:\n", inter)
+	fmt.Fprintf(&b, "timeouts:\n  query_wait: 20s\nhealth:\n  inter: %s\n%sdatabases:\n  db:\n    servers:\n", inter, extra)
 	for i, s := range servers {
 		role := "primary"
 		if i > 0 {

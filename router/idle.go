@@ -57,17 +57,25 @@ func (s *Session) waitMessage() (idle *wire.Error, park bool, err error) {
 	if s.in.buffered() > 0 {
 		return nil, false, nil
 	}
-	if s.idleTimed || s.cfg.Timeouts.ClientIdle != 0 || s.cfg.Timeouts.IdleTransaction != 0 {
+	if s.idleLimited() {
+		if s.pend != nil {
+			s.settle(<-s.pend) // limits came with a reload since write
+		}
 		idle, err := s.awaitNext()
 		return idle, false, err
 	}
-	if s.mode == config.PoolModeSession || len(s.b.msgs) > 0 {
+	if s.mode == config.PoolModeSession || len(s.b.msgs) > 0 && s.pend == nil {
 		return nil, false, nil // the read of the message waits
 	}
 	for {
 		s.parkMu.Lock()
 		s.parkState = parkWaiting
 		s.parkMu.Unlock()
+		// Waiting, so that a deferred guard's pump wakes the read from now
+		// on if its unit does not pass; an outcome sent before is here.
+		if s.settleSent() {
+			continue
+		}
 		_, err := s.in.br.Peek(1)
 		s.parkMu.Lock()
 		requested := s.parkState == parkRequested
@@ -83,12 +91,43 @@ func (s *Session) waitMessage() (idle *wire.Error, park bool, err error) {
 		case !requested || s.kicked.Load() != nil || !errors.Is(err, os.ErrDeadlineExceeded):
 			return nil, false, err
 		}
-		if s.parkable() && s.parkNow() {
+		if s.settleSent() {
+			continue // the pump's wake: the unit runs again
+		}
+		if s.pend == nil && s.parkable() && s.parkNow() {
 			return nil, true, nil
 		}
 		// Not now (a transaction is open, or an answer is on its way): the
 		// next scan asks again.
 	}
+}
+
+// settleSent settles the batch kept for a deferred guard if its outcome
+// has come; it reports whether it did.
+func (s *Session) settleSent() bool {
+	if s.pend == nil {
+		return false
+	}
+	select {
+	case o := <-s.pend:
+		s.parkMu.Lock()
+		requested := s.parkState == parkRequested // the pump's wake came too
+		s.parkState = parkBusy
+		s.parkMu.Unlock()
+		if requested {
+			s.readDeadlineOff()
+		}
+		s.settle(o)
+		return true
+	default:
+		return false
+	}
+}
+
+// idleLimited reports whether the client's reads wait with idle limits
+// (awaitNext).
+func (s *Session) idleLimited() bool {
+	return s.idleTimed || s.cfg.Timeouts.ClientIdle != 0 || s.cfg.Timeouts.IdleTransaction != 0
 }
 
 // parkable reports whether the session may give its goroutine up while it

@@ -25,8 +25,9 @@ import (
 // deadline in the past.
 
 // parkScan is how often idle sessions are looked for: a client idle
-// between one and two of these parks.
-const parkScan = time.Second
+// between one and two of these parks. A variable for tests, which set it
+// before starting a router.
+var parkScan = time.Second
 
 // Session park states, guarded by Session.parkMu.
 const (

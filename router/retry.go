@@ -113,7 +113,7 @@ func (s *Session) rerun(outcome track.Outcome) {
 			break
 		}
 	}
-	s.write()
+	s.write() // not guarded (rerunning): never deferred
 }
 
 // describesResult reports whether a batch asks for its rows' description

@@ -107,6 +107,8 @@ type Session struct {
 	cands        []*config.Server // pickReplica's scratch
 	loadFn       func(*config.Server) int
 	policyFn     func(code, message []byte) track.Outcome
+	wakeFn       func()               // s.settleWake, made once
+	pend         <-chan track.Outcome // the outcome of the batch's guarded unit, not yet taken (settle)
 
 	rule *rules.Action // the routing rule that matched the unit being routed, if any
 
@@ -155,6 +157,7 @@ func newSession(r *Router, conn net.Conn, cfg *config.Config, db *config.Databas
 	}
 	s.loadFn = s.load
 	s.policyFn = s.policy
+	s.wakeFn = s.settleWake
 	s.caughtUpFn = s.caughtUp
 	return s
 }
@@ -200,6 +203,11 @@ func (s *Session) run() (parked bool) {
 		if err != nil {
 			s.readFailed(err)
 			return false
+		}
+		if s.pend != nil {
+			// The client wrote before its answer began (it pipelines): the
+			// batch before waits for how its unit came out.
+			s.settle(<-s.pend)
 		}
 		h, err := s.in.next(maxMsg)
 		if err != nil {
@@ -252,7 +260,16 @@ func (s *Session) sendBatch() {
 			break // the server connection was lost: its pump told the client
 		}
 	}
-	outcome := s.write()
+	outcome, deferred := s.write()
+	if deferred {
+		return // kept until its unit's outcome is known (settle)
+	}
+	s.batchDone(outcome)
+}
+
+// batchDone ends the batch just sent, whose guarded unit (if any) came out
+// as outcome: a refused one runs again.
+func (s *Session) batchDone(outcome track.Outcome) {
 	if outcome == track.Refused || outcome == track.Stale || outcome == track.Behind {
 		s.rerun(outcome)
 	}
@@ -265,37 +282,27 @@ func (s *Session) sendBatch() {
 	}
 }
 
-// write writes what the batch owes: its server-bound bytes to cur (a
-// guarded unit waits for how its answer begins), or pgswitch's own answers
-// to the client when no server is linked.
-func (s *Session) write() track.Outcome {
-	outcome := track.Passed
+// write writes what the batch owes: its server-bound bytes to cur, or
+// pgswitch's own answers to the client when no server is linked. A unit
+// that may run again elsewhere is guarded: its answer is held back until
+// it is known to pass. The session then goes on reading its client and
+// looks at the outcome when the client writes again or the pump wakes it
+// (settle): it reports deferred, and the batch stays until then. Waiting here
+// instead cost a hand-off between goroutines on every read a replica
+// served. A unit whose replay position is checked (verify), and sessions
+// whose reads have idle limits or no parking (session mode), wait here.
+func (s *Session) write() (outcome track.Outcome, deferred bool) {
+	var guard <-chan track.Outcome
+	verify := s.b.retry.verify
 	if s.cur != nil && s.b.out != nil && len(*s.b.out) > 0 {
-		var guard <-chan track.Outcome
-		verify := s.b.retry.verify
 		if verify > 0 || s.b.retry.guardable(s) {
-			guard = s.curT.Guard(s.policyFn)
+			guard = s.curT.Guard(s.policyFn, s.wakeFn)
 		}
 		// A failed write closes the server connection; its pump then
 		// tells the client, and the next read here fails.
 		s.cur.Write(*s.b.out)
-		s.unhold()
-		if guard != nil {
-			addr := s.cur.Addr()
-			outcome = <-guard
-			if verify > 0 {
-				s.verified(addr, outcome)
-			}
-			if outcome != track.Passed {
-				if outcome == track.Refused || outcome == track.Behind {
-					s.uncount(addr, s.curRead) // it runs again elsewhere
-				}
-				s.dropLease() // the pump gave it back to its pool, or closed it
-			}
-		}
-	} else {
-		s.unhold()
 	}
+	s.unhold()
 	if s.b.out != nil {
 		b := s.b.out
 		s.b.out = nil
@@ -309,7 +316,49 @@ func (s *Session) write() track.Outcome {
 		s.client.Write(s.b.local)
 		s.b.local = s.b.local[:0]
 	}
+	if guard == nil {
+		return track.Passed, false
+	}
+	if verify == 0 && s.mode == config.PoolModeTransaction && !s.idleLimited() {
+		s.pend = guard
+		return track.Passed, true
+	}
+	return s.judge(<-guard, verify), false
+}
+
+// judge takes in how the guarded unit just sent came out; one that did not
+// pass lost its lease (the pump gave the connection back, or closed it).
+func (s *Session) judge(outcome track.Outcome, verify int64) track.Outcome {
+	addr := s.cur.Addr()
+	if verify > 0 {
+		s.verified(addr, outcome)
+	}
+	if outcome != track.Passed {
+		if outcome == track.Refused || outcome == track.Behind {
+			s.uncount(addr, s.curRead) // it runs again elsewhere
+		}
+		s.dropLease()
+	}
 	return outcome
+}
+
+// settle ends the batch kept since write deferred its guard, with the
+// outcome the pump sent.
+func (s *Session) settle(outcome track.Outcome) {
+	s.pend = nil
+	s.batchDone(s.judge(outcome, 0))
+}
+
+// settleWake wakes the session's read of its client, on the pump's
+// goroutine, when a deferred guard's unit did not pass: the client waits
+// for an answer and writes nothing, so the session must look by itself.
+func (s *Session) settleWake() {
+	s.parkMu.Lock()
+	if s.parkState == parkWaiting {
+		s.parkState = parkRequested
+		s.conn.SetReadDeadline(time.Unix(1, 0))
+	}
+	s.parkMu.Unlock()
 }
 
 // unhold lets cur go back to its pool once its server is at rest.

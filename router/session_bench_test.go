@@ -137,7 +137,7 @@ func benchSession(b testing.TB) (net.Conn, *bufio.Reader) {
 	pg.raw = true
 	// Health checks every few seconds: their allocations stay out of the
 	// figures.
-	_, addr := startFakeRouter(b, io.Discard, 1, "5s", pg)
+	_, addr := startFakeRouter(b, io.Discard, 1, "5s", "", pg)
 	nc, err := net.Dial("tcp", addr)
 	if err != nil {
 		b.Fatal(err)

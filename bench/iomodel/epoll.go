@@ -9,7 +9,7 @@ import (
 )
 
 var (
-	rawIO  = flag.Bool("raw", false, "epoll: nonblocking reads, writes and a first epoll_wait without the runtime's system-call bookkeeping")
+	rawIO  = flag.Bool("raw", false, "reads and writes without the runtime's system-call bookkeeping (epoll: and a first epoll_wait; pump, sync: internal/rawsock)")
 	loopsN = flag.Int("loops", 0, "epoll: event loops (0: one per CPU)")
 )
 

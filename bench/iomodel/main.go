@@ -49,6 +49,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/pgswitch/pgswitch/internal/rawsock"
 	"github.com/pgswitch/pgswitch/wire"
 )
 
@@ -75,7 +76,7 @@ func main() {
 		if err != nil {
 			log.Fatal(err)
 		}
-		conns[i] = hj.Conn
+		conns[i] = wrap(hj.Conn)
 	}
 	go func() {
 		ch := make(chan os.Signal, 1)
@@ -93,6 +94,15 @@ func main() {
 	default:
 		log.Fatalf("mode %q", *mode)
 	}
+}
+
+// wrap gives pump and sync's sockets raw reads and writes (-raw), as
+// pgswitch's are (internal/rawsock); epoll takes the descriptors out.
+func wrap(c net.Conn) net.Conn {
+	if *rawIO && *mode != "epoll" {
+		return rawsock.Wrap(c)
+	}
+	return c
 }
 
 // greeting is what a client gets after its startup packet.
@@ -202,6 +212,7 @@ func serveSync(ln net.Listener, conns []net.Conn) {
 		if err != nil {
 			return
 		}
+		c = wrap(c)
 		go func() {
 			defer c.Close()
 			if startup(c) != nil {
@@ -271,6 +282,7 @@ func servePump(ln net.Listener, conns []net.Conn) {
 		if err != nil {
 			return
 		}
+		c = wrap(c)
 		go func() {
 			defer c.Close()
 			if startup(c) != nil {

@@ -33,6 +33,7 @@ const (
 // guard holds a unit's answer back until its first telling message.
 type guard struct {
 	policy   func(code, message []byte) Outcome
+	wake     func() // after an outcome other than Passed is sent; may be nil
 	ch       chan Outcome
 	held     []byte
 	refusing bool // discarding the refused unit's answer up to its ReadyForQuery
@@ -44,9 +45,13 @@ type guard struct {
 // told the SQLSTATE and message of an ErrorResponse that begins the
 // client's answer, says whether the unit passed. A refused unit's answer is
 // discarded up to its ReadyForQuery, and then the outcome is sent. The
-// sender must wait for the outcome before it sends anything more.
-func (s *Server) Guard(policy func(code, message []byte) Outcome) <-chan Outcome {
-	g := &guard{policy: policy, ch: make(chan Outcome, 1)}
+// sender must wait for the outcome before it sends anything more. wake, if
+// not nil, is called after an outcome other than Passed is sent (from the
+// pump's goroutine, with the record locked): a sender that goes on reading
+// its client while the answer begins is told to look, since the client
+// will not write until its answer comes.
+func (s *Server) Guard(policy func(code, message []byte) Outcome, wake func()) <-chan Outcome {
+	g := &guard{policy: policy, wake: wake, ch: make(chan Outcome, 1)}
 	s.mu.Lock()
 	s.guard = g
 	s.mu.Unlock()
@@ -60,7 +65,15 @@ func (s *Server) Lost() {
 	s.guard = nil
 	s.mu.Unlock()
 	if g != nil {
-		g.ch <- Failed
+		g.send(Failed)
+	}
+}
+
+// send delivers the outcome, and wakes the sender when the unit did not pass.
+func (g *guard) send(o Outcome) {
+	g.ch <- o
+	if o != Passed && g.wake != nil {
+		g.wake()
 	}
 }
 
@@ -164,7 +177,7 @@ func (s *Server) Answer(out []byte, typ byte, msg []byte) ([]byte, pool.Verdict)
 		v.Keep = s.readyLocked(sink, msg)
 		if refusing {
 			s.guard = nil
-			g.ch <- g.outcome
+			g.send(g.outcome)
 		}
 		return out, v
 	}

@@ -149,9 +149,10 @@ func (s *Server) Link(c *Client) {
 func (s *Server) Detached(reset bool) {
 	s.mu.Lock()
 	g := s.guard
+	s.guard = nil // sent once: the pump may be about to send it too
 	s.mu.Unlock()
 	if g != nil {
-		g.ch <- Failed
+		g.send(Failed)
 	}
 	s.unlink(reset)
 }

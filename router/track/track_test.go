@@ -252,7 +252,7 @@ func TestGuard(t *testing.T) {
 	s.Push(Request{Type: 'B'})
 	s.Push(Request{Type: 'E'})
 	s.Push(Request{Type: 'S'})
-	ch := s.Guard(policy)
+	ch := s.Guard(policy, nil)
 	if got := feed(t, s, cc("SET"), rfq('I'), parseComplete, bindComplete, errMsg("25006"), rfq('I')); got != "" {
 		t.Fatalf("a refused unit's answer reached the client: %q", got)
 	}
@@ -261,7 +261,7 @@ func TestGuard(t *testing.T) {
 	}
 	s.Push(Request{Type: 'P'})
 	s.Push(Request{Type: 'S'})
-	ch = s.Guard(policy)
+	ch = s.Guard(policy, nil)
 	var out []byte
 	out, _ = s.Answer(out, '1', parseComplete)
 	if len(out) != 0 {
@@ -423,7 +423,7 @@ func TestVerifyRefusesABehindReplica(t *testing.T) {
 			s, _, _ := newPair(nil)
 			s.Push(Request{Type: 'Q', Edit: Capture, Verify: 400})
 			s.Push(Request{Type: 'Q'})
-			ch := s.Guard(never)
+			ch := s.Guard(never, nil)
 			var out []byte
 			for _, m := range tc.check {
 				out, _ = s.Answer(out, m[0], m)
