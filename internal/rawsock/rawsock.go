@@ -15,22 +15,27 @@ package rawsock
 import (
 	"io"
 	"net"
+	"sync"
 	"syscall"
 	"unsafe"
 )
 
-// Conn is a socket whose Read and Write use raw system calls. It allows one
-// reader and one writer at a time (each direction keeps its call's state
-// in the Conn, so that a call allocates nothing), as the forwarding path
-// uses its connections.
+// Conn is a socket whose Read and Write use raw system calls. Each
+// direction keeps its call's state in the Conn, so that a call allocates
+// nothing, under a lock of its own: concurrent Reads, or Writes, take
+// turns, as net.Conn's do (a Write's bytes are never interleaved with
+// another's).
 type Conn struct {
 	net.Conn
 	rc syscall.RawConn
 
+	rmu    sync.Mutex
 	rf     func(fd uintptr) bool
 	rbuf   []byte
 	rn     int
 	rerrno syscall.Errno
+
+	wmu    sync.Mutex
 	wf     func(fd uintptr) bool
 	wbuf   []byte
 	wn     int
@@ -66,10 +71,12 @@ func (c *Conn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	c.rmu.Lock()
 	c.rbuf, c.rn, c.rerrno = p, 0, 0
 	err := c.rc.Read(c.rf)
 	n, errno := c.rn, c.rerrno
 	c.rbuf = nil
+	c.rmu.Unlock()
 	switch {
 	case err != nil:
 		return 0, err // closed, or a deadline passed (a *net.OpError)
@@ -102,10 +109,12 @@ func (c *Conn) Write(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	c.wmu.Lock()
 	c.wbuf, c.wn, c.werrno = p, 0, 0
 	err := c.rc.Write(c.wf)
 	n, errno := c.wn, c.werrno
 	c.wbuf = nil
+	c.wmu.Unlock()
 	switch {
 	case err != nil:
 		return n, err

@@ -253,3 +253,44 @@ func BenchmarkPingPong(b *testing.B) {
 		})
 	}
 }
+
+// TestConcurrentWriters: eight goroutines write whole messages at once, as
+// two pumps may when one's last answer to a client has gone out and its
+// Write has not returned yet; every message arrives whole.
+func TestConcurrentWriters(t *testing.T) {
+	c, other := tcpPair(t)
+	const writers, each, size = 8, 300, 1000
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for w := range writers {
+			go func() {
+				msg := bytes.Repeat([]byte{byte('a' + w)}, size)
+				for range each {
+					if _, err := c.Write(msg); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}()
+		}
+	}()
+	other.SetReadDeadline(time.Now().Add(30 * time.Second)) // a lost write fails, not hangs
+	buf := make([]byte, size)
+	counts := map[byte]int{}
+	for range writers * each {
+		if _, err := io.ReadFull(other, buf); err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Count(buf, buf[:1]) != size {
+			t.Fatalf("a message arrived mixed with another: %q…", buf[:40])
+		}
+		counts[buf[0]]++
+	}
+	<-done
+	for w := range writers {
+		if counts[byte('a'+w)] != each {
+			t.Fatalf("writer %d: %d messages arrived, want %d", w, counts[byte('a'+w)], each)
+		}
+	}
+}
