@@ -31,6 +31,18 @@
 // loop sleeps and wakes (the runtime hands a P blocked in epoll_wait to
 // another thread) for half the events. See the closing note of issue 14.
 //
+// Later the same day, -raw for pump and sync (internal/rawsock: reads and
+// writes that do not enter the runtime's system-call state, whose first
+// call after the process idled woke sysmon back to 20 µs polling), two
+// interleaved rounds, quieter machine:
+//
+//	PgBouncer 1.18                 23.0 / 28.4 µs   0.39 / 0.38
+//	pump                           42.3 / 57.9 µs   0.87 / 0.94
+//	pump -raw                      35.8 / 41.1 µs   0.58 / 0.72
+//	sync -raw                      37.0 / 32.9 µs   0.59 / 0.50
+//
+// pgswitch took rawsock; it then measured 40–44 µs here.
+//
 //	go run ./bench/iomodel -mode epoll -listen 127.0.0.1:6499 -server 'postgres://…'
 package main
 
