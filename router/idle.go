@@ -2,6 +2,7 @@ package router
 
 import (
 	"errors"
+	"net"
 	"os"
 	"time"
 
@@ -152,6 +153,7 @@ func (s *Session) parkNow() bool {
 	s.pools = nil // a cache, looked up again on waking
 	s.in = clientReader{}
 	s.queue.release()
+	idleIO(s.conn)
 	s.parkMu.Lock()
 	s.parkState = parkParked
 	s.parkMu.Unlock()
@@ -168,6 +170,22 @@ func (s *Session) parkNow() bool {
 		s.r.parker.unpark(s) // kicked while parking: its kick found nothing to wake
 	}
 	return true
+}
+
+// idleIO lets the raw reads' and writes' state of a client connection go
+// (internal/rawsock) while its session parks: about 180 bytes a client.
+func idleIO(c net.Conn) {
+	for {
+		switch v := c.(type) {
+		case interface{ Idle() }:
+			v.Idle()
+			return
+		case interface{ Unwrap() net.Conn }:
+			c = v.Unwrap()
+		default:
+			return
+		}
+	}
 }
 
 // readDeadlineOff undoes the deadline a park request set, without undoing

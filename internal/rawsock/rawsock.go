@@ -21,62 +21,82 @@ import (
 )
 
 // Conn is a socket whose Read and Write use raw system calls. Each
-// direction keeps its call's state in the Conn, so that a call allocates
-// nothing, under a lock of its own: concurrent Reads, or Writes, take
-// turns, as net.Conn's do (a Write's bytes are never interleaved with
-// another's).
+// direction keeps its call's state (made on its first use, so that a call
+// allocates nothing) under a lock of its own: concurrent Reads, or Writes,
+// take turns, as net.Conn's do (a Write's bytes are never interleaved with
+// another's). Idle gives the state back while the connection idles.
 type Conn struct {
 	net.Conn
-	rc syscall.RawConn
+	rmu sync.Mutex
+	r   *call
+	wmu sync.Mutex
+	w   *call
+}
 
-	rmu    sync.Mutex
-	rf     func(fd uintptr) bool
-	rbuf   []byte
-	rn     int
-	rerrno syscall.Errno
-
-	wmu    sync.Mutex
-	wf     func(fd uintptr) bool
-	wbuf   []byte
-	wn     int
-	werrno syscall.Errno
+// call is one direction's state: the socket's raw access, the callback
+// given to it (made once), and the call in progress.
+type call struct {
+	rc    syscall.RawConn
+	f     func(fd uintptr) bool
+	buf   []byte
+	n     int
+	errno syscall.Errno
 }
 
 // Wrap returns nc reading and writing with raw system calls when it is a
 // TCP or Unix socket, and nc itself otherwise (TLS, pipes).
 func Wrap(nc net.Conn) net.Conn {
-	var sc syscall.Conn
-	switch v := nc.(type) {
-	case *net.TCPConn:
-		sc = v
-	case *net.UnixConn:
-		sc = v
-	default:
-		return nc
+	switch nc.(type) {
+	case *net.TCPConn, *net.UnixConn:
+		return &Conn{Conn: nc}
 	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return nc
-	}
-	c := &Conn{Conn: nc, rc: rc}
-	c.rf = c.readFD
-	c.wf = c.writeFD
-	return c
+	return nc
 }
 
 // Unwrap returns the socket c reads and writes.
 func (c *Conn) Unwrap() net.Conn { return c.Conn }
+
+// Idle lets go of the state of both directions: an idle client (10,000
+// of them, say) holds only the Conn. The next Read or Write makes its
+// direction's anew.
+func (c *Conn) Idle() {
+	c.rmu.Lock()
+	c.r = nil
+	c.rmu.Unlock()
+	c.wmu.Lock()
+	c.w = nil
+	c.wmu.Unlock()
+}
+
+// newCall makes a direction's state, with do as its callback.
+func (c *Conn) newCall(do func(*call, uintptr) bool) (*call, error) {
+	rc, err := c.Conn.(syscall.Conn).SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	k := &call{rc: rc}
+	k.f = func(fd uintptr) bool { return do(k, fd) }
+	return k, nil
+}
 
 func (c *Conn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
 	c.rmu.Lock()
-	c.rbuf, c.rn, c.rerrno = p, 0, 0
-	err := c.rc.Read(c.rf)
-	n, errno := c.rn, c.rerrno
-	c.rbuf = nil
-	c.rmu.Unlock()
+	defer c.rmu.Unlock()
+	if c.r == nil {
+		k, err := c.newCall(readFD)
+		if err != nil {
+			return 0, err
+		}
+		c.r = k
+	}
+	k := c.r
+	k.buf, k.n, k.errno = p, 0, 0
+	err := k.rc.Read(k.f)
+	n, errno := k.n, k.errno
+	k.buf = nil
 	switch {
 	case err != nil:
 		return 0, err // closed, or a deadline passed (a *net.OpError)
@@ -88,19 +108,19 @@ func (c *Conn) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-func (c *Conn) readFD(fd uintptr) bool {
+func readFD(k *call, fd uintptr) bool {
 	for {
-		r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&c.rbuf[0])), uintptr(len(c.rbuf)))
+		r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&k.buf[0])), uintptr(len(k.buf)))
 		switch e {
 		case 0:
-			c.rn = int(r)
+			k.n = int(r)
 			return true
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
 			return false // wait in the netpoller
 		}
-		c.rerrno = e
+		k.errno = e
 		return true
 	}
 }
@@ -110,11 +130,19 @@ func (c *Conn) Write(p []byte) (int, error) {
 		return 0, nil
 	}
 	c.wmu.Lock()
-	c.wbuf, c.wn, c.werrno = p, 0, 0
-	err := c.rc.Write(c.wf)
-	n, errno := c.wn, c.werrno
-	c.wbuf = nil
-	c.wmu.Unlock()
+	defer c.wmu.Unlock()
+	if c.w == nil {
+		k, err := c.newCall(writeFD)
+		if err != nil {
+			return 0, err
+		}
+		c.w = k
+	}
+	k := c.w
+	k.buf, k.n, k.errno = p, 0, 0
+	err := k.rc.Write(k.f)
+	n, errno := k.n, k.errno
+	k.buf = nil
 	switch {
 	case err != nil:
 		return n, err
@@ -124,18 +152,18 @@ func (c *Conn) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-func (c *Conn) writeFD(fd uintptr) bool {
-	for c.wn < len(c.wbuf) {
-		b := c.wbuf[c.wn:]
+func writeFD(k *call, fd uintptr) bool {
+	for k.n < len(k.buf) {
+		b := k.buf[k.n:]
 		r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
 		switch e {
 		case 0:
-			c.wn += int(r)
+			k.n += int(r)
 		case syscall.EINTR:
 		case syscall.EAGAIN:
 			return false
 		default:
-			c.werrno = e
+			k.errno = e
 			return true
 		}
 	}

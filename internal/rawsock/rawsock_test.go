@@ -294,3 +294,29 @@ func TestConcurrentWriters(t *testing.T) {
 		}
 	}
 }
+
+// TestIdle: Idle lets both directions' state go, and the next Read and
+// Write work as before.
+func TestIdle(t *testing.T) {
+	c, other := tcpPair(t)
+	for i := range 3 {
+		if _, err := c.Write([]byte{'a' + byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+		b := make([]byte, 1)
+		if _, err := io.ReadFull(other, b); err != nil || b[0] != 'a'+byte(i) {
+			t.Fatalf("round %d: the other end read %q, %v", i, b, err)
+		}
+		other.Write([]byte{'z' - byte(i)})
+		if _, err := io.ReadFull(c, b); err != nil || b[0] != 'z'-byte(i) {
+			t.Fatalf("round %d: read %q, %v", i, b, err)
+		}
+		if c.r == nil || c.w == nil {
+			t.Fatal("no state after a Read and a Write")
+		}
+		c.Idle()
+		if c.r != nil || c.w != nil {
+			t.Fatal("Idle kept the state")
+		}
+	}
+}
