@@ -68,35 +68,39 @@ func (c *Conn) Idle() {
 	c.wmu.Unlock()
 }
 
-// newCall makes a direction's state, with do as its callback.
-func (c *Conn) newCall(do func(*call, uintptr) bool) (*call, error) {
-	rc, err := c.Conn.(syscall.Conn).SyscallConn()
-	if err != nil {
-		return nil, err
+// run runs one Read or Write: its direction's state (*kp, guarded by mu)
+// is made on first use with do as its callback, then do runs on p until
+// it completes (in the netpoller between tries).
+func (c *Conn) run(mu *sync.Mutex, kp **call, do func(*call, uintptr) bool, write bool, p []byte) (int, syscall.Errno, error) {
+	mu.Lock()
+	defer mu.Unlock()
+	k := *kp
+	if k == nil {
+		rc, err := c.Conn.(syscall.Conn).SyscallConn()
+		if err != nil {
+			return 0, 0, err
+		}
+		k = &call{rc: rc}
+		k.f = func(fd uintptr) bool { return do(k, fd) }
+		*kp = k
 	}
-	k := &call{rc: rc}
-	k.f = func(fd uintptr) bool { return do(k, fd) }
-	return k, nil
+	k.buf, k.n, k.errno = p, 0, 0
+	var err error
+	if write {
+		err = k.rc.Write(k.f)
+	} else {
+		err = k.rc.Read(k.f)
+	}
+	n, errno := k.n, k.errno
+	k.buf = nil
+	return n, errno, err
 }
 
 func (c *Conn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	c.rmu.Lock()
-	defer c.rmu.Unlock()
-	if c.r == nil {
-		k, err := c.newCall(readFD)
-		if err != nil {
-			return 0, err
-		}
-		c.r = k
-	}
-	k := c.r
-	k.buf, k.n, k.errno = p, 0, 0
-	err := k.rc.Read(k.f)
-	n, errno := k.n, k.errno
-	k.buf = nil
+	n, errno, err := c.run(&c.rmu, &c.r, readFD, false, p)
 	switch {
 	case err != nil:
 		return 0, err // closed, or a deadline passed (a *net.OpError)
@@ -129,20 +133,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if c.w == nil {
-		k, err := c.newCall(writeFD)
-		if err != nil {
-			return 0, err
-		}
-		c.w = k
-	}
-	k := c.w
-	k.buf, k.n, k.errno = p, 0, 0
-	err := k.rc.Write(k.f)
-	n, errno := k.n, k.errno
-	k.buf = nil
+	n, errno, err := c.run(&c.wmu, &c.w, writeFD, true, p)
 	switch {
 	case err != nil:
 		return n, err
