@@ -95,6 +95,18 @@ listens:
 		t.Fatalf("round robin over 4 connections: %v", seen)
 	}
 
+	// A server whose very first check fails goes down at once; under load
+	// that check may not have run yet.
+	waitFor(t, func() bool {
+		for _, l := range p.Status().Listens {
+			for _, s := range l.Servers {
+				if l.Name == "redis" && s.Name == "redis01" {
+					return s.Checks > 0
+				}
+			}
+		}
+		return false
+	}, "redis01 checked once")
 	s1.Close() // redis01 dies
 	waitFor(t, func() bool { up, _ := p.serverUp("redis", "redis01"); return !up }, "redis01 marked down")
 	if !strings.Contains(p.log.String(), "failed_checks=2") {
