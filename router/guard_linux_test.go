@@ -25,7 +25,9 @@ import (
 // the session is not woken for hangs its client.
 func TestDeferredGuard(t *testing.T) {
 	noLeaks(t)
-	defer func(d time.Duration) { parkScan = d }(parkScan)
+	// Restored after the router's Close (cleanups run last first).
+	d := parkScan
+	t.Cleanup(func() { parkScan = d })
 	parkScan = time.Hour
 	primary, replica := newFakePG(t, false), newFakePG(t, true)
 	// Eventual: with read-your-writes, a client's reads after its first
