@@ -151,6 +151,7 @@ func (s *Session) parkable() bool {
 func (s *Session) parkNow() bool {
 	s.b.buf, s.b.msgs = nil, nil
 	s.pools = nil // a cache, looked up again on waking
+	s.cands = nil // likewise
 	s.in = clientReader{}
 	s.queue.release()
 	idleIO(s.conn)

@@ -93,7 +93,7 @@ func (s *Session) decideWith(res classify.Result, caughtUp func(*config.Server) 
 	if s.rule != nil {
 		return s.decideRule(res, caughtUp)
 	}
-	return decide(res, s.db, s.r.topology(), s.dbs.lb, s.loadFn, s.cands, caughtUp)
+	return decide(res, s.db, s.r.topology(), s.dbs.lb, s.loadFn, s.scratch(), caughtUp)
 }
 
 // decideWaiting routes a unit; with no server to take it (a write while no

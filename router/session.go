@@ -152,7 +152,6 @@ func newSession(r *Router, conn net.Conn, cfg *config.Config, db *config.Databas
 		in:     newClientReader(conn),
 		dbs:    r.database(db.Name),
 		state:  track.NewClient(r.sets.share(startupSets(startup))),
-		cands:  make([]*config.Server, 0, max(8, len(db.Servers))),
 		done:   make(chan struct{}),
 	}
 	s.loadFn = s.load
@@ -436,6 +435,15 @@ func (s *Session) end() {
 	}
 	s.cur.Detach(s.client, reset) // nothing, if the lease ended already
 	s.dropLease()
+}
+
+// scratch is pickReplica's buffer for candidates, made on first use and
+// let go while the session parks.
+func (s *Session) scratch() []*config.Server {
+	if s.cands == nil {
+		s.cands = make([]*config.Server, 0, max(8, len(s.db.Servers)))
+	}
+	return s.cands
 }
 
 // classifyText classifies SQL text with the database's classifier.
