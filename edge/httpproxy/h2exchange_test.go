@@ -34,35 +34,7 @@ func leanOnly(t *testing.T, why string) {
 // left of the body is drained before the answer goes out.
 func startHeadServer(t *testing.T, handle func(req *http.Request) string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					out := handle(req)
-					io.Copy(io.Discard, req.Body)
-					if _, err := io.WriteString(c, out); err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
-	return ln.Addr().String()
+	return serveRaw(t, false, func(req *http.Request) (string, bool) { return handle(req), false }).addr
 }
 
 // h2Of returns the listen's one lean HTTP/2 connection.

@@ -24,6 +24,13 @@ type rawServer struct {
 }
 
 func startRawServer(t testing.TB, answer func(req *http.Request) (string, bool)) *rawServer {
+	return serveRaw(t, true, answer)
+}
+
+// serveRaw runs a rawServer. With drainFirst, answer sees the request
+// after its body was read (X-Test-Body-Length says how much); without,
+// answer gets the body unread and what it leaves is drained after it.
+func serveRaw(t testing.TB, drainFirst bool, answer func(req *http.Request) (string, bool)) *rawServer {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -45,9 +52,12 @@ func startRawServer(t testing.TB, answer func(req *http.Request) (string, bool))
 					if err != nil {
 						return
 					}
-					n, _ := io.Copy(io.Discard, req.Body)
-					req.Header.Set("X-Test-Body-Length", strconv.FormatInt(n, 10)) // what was read of the body
+					if drainFirst {
+						n, _ := io.Copy(io.Discard, req.Body)
+						req.Header.Set("X-Test-Body-Length", strconv.FormatInt(n, 10)) // what was read of the body
+					}
 					out, closeAfter := answer(req)
+					io.Copy(io.Discard, req.Body)
 					if _, err := io.WriteString(c, out); err != nil || closeAfter {
 						return
 					}
