@@ -78,13 +78,7 @@ func (s *Session) waitMessage() (idle *wire.Error, park bool, err error) {
 			continue
 		}
 		_, err := s.in.br.Peek(1)
-		s.parkMu.Lock()
-		requested := s.parkState == parkRequested
-		s.parkState = parkBusy
-		s.parkMu.Unlock()
-		if requested {
-			s.readDeadlineOff()
-		}
+		requested := s.endWait()
 		switch {
 		case err == nil:
 			s.seen.Store(s.r.parker.generation())
@@ -111,18 +105,25 @@ func (s *Session) settleSent() bool {
 	}
 	select {
 	case o := <-s.pend:
-		s.parkMu.Lock()
-		requested := s.parkState == parkRequested // the pump's wake came too
-		s.parkState = parkBusy
-		s.parkMu.Unlock()
-		if requested {
-			s.readDeadlineOff()
-		}
+		s.endWait() // the pump's wake may have come too
 		s.settle(o)
 		return true
 	default:
 		return false
 	}
+}
+
+// endWait ends parkWaiting and reports whether wakeWait asked the session
+// to look up, undoing the deadline it set.
+func (s *Session) endWait() (requested bool) {
+	s.parkMu.Lock()
+	requested = s.parkState == parkRequested
+	s.parkState = parkBusy
+	s.parkMu.Unlock()
+	if requested {
+		s.readDeadlineOff()
+	}
+	return requested
 }
 
 // idleLimited reports whether the client's reads wait with idle limits

@@ -146,12 +146,7 @@ func (p *parker) scan() {
 	}
 	r.mu.Unlock()
 	for _, s := range sessions {
-		s.parkMu.Lock()
-		if s.parkState == parkWaiting {
-			s.parkState = parkRequested
-			s.client.Conn().SetReadDeadline(time.Unix(1, 0))
-		}
-		s.parkMu.Unlock()
+		s.wakeWait()
 	}
 }
 

@@ -107,7 +107,7 @@ type Session struct {
 	cands        []*config.Server // pickReplica's scratch
 	loadFn       func(*config.Server) int
 	policyFn     func(code, message []byte) track.Outcome
-	wakeFn       func()               // s.settleWake, made once
+	wakeFn       func()               // s.wakeWait, made once
 	pend         <-chan track.Outcome // the outcome of the batch's guarded unit, not yet taken (settle)
 
 	rule *rules.Action // the routing rule that matched the unit being routed, if any
@@ -156,7 +156,7 @@ func newSession(r *Router, conn net.Conn, cfg *config.Config, db *config.Databas
 	}
 	s.loadFn = s.load
 	s.policyFn = s.policy
-	s.wakeFn = s.settleWake
+	s.wakeFn = s.wakeWait
 	s.caughtUpFn = s.caughtUp
 	return s
 }
@@ -348,10 +348,13 @@ func (s *Session) settle(outcome track.Outcome) {
 	s.batchDone(s.judge(outcome, 0))
 }
 
-// settleWake wakes the session's read of its client, on the pump's
-// goroutine, when a deferred guard's unit did not pass: the client waits
-// for an answer and writes nothing, so the session must look by itself.
-func (s *Session) settleWake() {
+// wakeWait asks a session waiting for its client's next message (parkWaiting)
+// to look up from any goroutine: its read returns with a deadline passed,
+// and endWait tells it that was a request. The parker's scan asks it to
+// park; a deferred guard's pump (s.wakeFn), when the unit did not pass:
+// the client waits for an answer and writes nothing, so the session must
+// look by itself.
+func (s *Session) wakeWait() {
 	s.parkMu.Lock()
 	if s.parkState == parkWaiting {
 		s.parkState = parkRequested
