@@ -47,11 +47,12 @@ import (
 )
 
 var (
-	mode   = flag.String("mode", "gnet", "gnet")
+	mode   = flag.String("mode", "gnet", "gnet or netpoll")
 	listen = flag.String("listen", "127.0.0.1:6499", "address clients connect to")
 	server = flag.String("server", "", "server connection URL (the primary)")
 	size   = flag.Int("pool", 20, "server connections")
 	loopsN = flag.Int("loops", 0, "event loops (gnet: 0 is one per CPU; netpoll: pollers, 0 is its default of one per 20 CPUs)")
+	gopool = flag.Bool("gopool", true, "netpoll: run OnRequest on netpoll's goroutine pool (false: a new goroutine each time)")
 )
 
 func main() {
@@ -74,6 +75,8 @@ func main() {
 	switch *mode {
 	case "gnet":
 		err = serveGnet(conns)
+	case "netpoll":
+		err = serveNetpoll(conns)
 	default:
 		log.Fatalf("mode %q", *mode)
 	}
