@@ -6,6 +6,8 @@ import (
 	"sync"
 	"syscall"
 	"unsafe"
+
+	"github.com/pgswitch/pgswitch/bench/internal/pgmini"
 )
 
 var (
@@ -39,7 +41,7 @@ type eclient struct {
 type eserver struct {
 	fd int
 	cl *eclient
-	sc scanner
+	sc pgmini.Scanner
 }
 
 func newLoop() (*loop, error) {
@@ -207,7 +209,7 @@ func (l *loop) serverReadable(s *eserver) {
 	if n <= 0 || err != nil {
 		return
 	}
-	done := s.sc.feed(l.rbuf[:n])
+	done := s.sc.Feed(l.rbuf[:n])
 	if s.cl != nil {
 		writeAll(s.cl.fd, l.rbuf[:n])
 	}

@@ -59,10 +59,8 @@ import (
 	"runtime"
 	"syscall"
 
-	"github.com/jackc/pgx/v5/pgconn"
-
+	"github.com/pgswitch/pgswitch/bench/internal/pgmini"
 	"github.com/pgswitch/pgswitch/internal/rawsock"
-	"github.com/pgswitch/pgswitch/wire"
 )
 
 var (
@@ -80,15 +78,11 @@ func main() {
 	}
 	conns := make([]net.Conn, *size)
 	for i := range conns {
-		pc, err := pgconn.Connect(context.Background(), *server)
+		c, err := pgmini.Login(context.Background(), *server)
 		if err != nil {
 			log.Fatal(err)
 		}
-		hj, err := pc.Hijack()
-		if err != nil {
-			log.Fatal(err)
-		}
-		conns[i] = wrap(hj.Conn)
+		conns[i] = wrap(c)
 	}
 	go func() {
 		ch := make(chan os.Signal, 1)
@@ -117,42 +111,6 @@ func wrap(c net.Conn) net.Conn {
 	return c
 }
 
-// greeting is what a client gets after its startup packet.
-var greeting = func() []byte {
-	b := wire.AppendAuthOK(nil)
-	for _, p := range [][2]string{{"server_version", "15.0"}, {"client_encoding", "UTF8"}, {"DateStyle", "ISO, MDY"},
-		{"integer_datetimes", "on"}, {"standard_conforming_strings", "on"}} {
-		b = wire.AppendParameterStatus(b, p[0], p[1])
-	}
-	b = wire.AppendBackendKeyData(b, wire.CancelKey{ProcessID: 1, SecretKey: 2})
-	return wire.AppendReadyForQuery(b, 'I')
-}()
-
-// startup reads a client's startup packet (answering SSLRequest with N)
-// and greets it.
-func startup(c net.Conn) error {
-	for {
-		var hdr [8]byte
-		if _, err := io.ReadFull(c, hdr[:]); err != nil {
-			return err
-		}
-		n := int(binary.BigEndian.Uint32(hdr[:4]))
-		if n < 8 || n > 10000 {
-			return errors.New("bad startup length")
-		}
-		rest := make([]byte, n-8)
-		if _, err := io.ReadFull(c, rest); err != nil {
-			return err
-		}
-		if binary.BigEndian.Uint32(hdr[4:]) == 80877103 { // SSLRequest
-			c.Write([]byte{'N'})
-			continue
-		}
-		_, err := c.Write(greeting)
-		return err
-	}
-}
-
 // pool hands out server connections.
 type pool chan net.Conn
 
@@ -176,43 +134,6 @@ func readMessage(r io.Reader, buf []byte) ([]byte, error) {
 	return buf, err
 }
 
-// scanner follows a server's message stream to tell when an answer ends
-// (its ReadyForQuery is complete).
-type scanner struct {
-	skip int    // bytes of the current message's body still to come
-	typ  byte   // the current message's type
-	hdr  []byte // a partial header
-}
-
-// feed consumes p and reports whether a ReadyForQuery ended in it.
-func (s *scanner) feed(p []byte) bool {
-	done := false
-	for len(p) > 0 {
-		if s.skip > 0 {
-			k := min(s.skip, len(p))
-			s.skip -= k
-			p = p[k:]
-			if s.skip == 0 && s.typ == 'Z' {
-				done = true
-			}
-			continue
-		}
-		k := min(5-len(s.hdr), len(p))
-		s.hdr = append(s.hdr, p[:k]...)
-		p = p[k:]
-		if len(s.hdr) < 5 {
-			break
-		}
-		s.typ = s.hdr[0]
-		s.skip = int(binary.BigEndian.Uint32(s.hdr[1:5])) - 4
-		s.hdr = s.hdr[:0]
-		if s.skip == 0 && s.typ == 'Z' {
-			done = true
-		}
-	}
-	return done
-}
-
 // serveSync: one goroutine per client does the whole round trip.
 func serveSync(ln net.Listener, conns []net.Conn) {
 	p := make(pool, len(conns))
@@ -227,7 +148,7 @@ func serveSync(ln net.Listener, conns []net.Conn) {
 		c = wrap(c)
 		go func() {
 			defer c.Close()
-			if startup(c) != nil {
+			if pgmini.Startup(c) != nil {
 				return
 			}
 			buf := make([]byte, 0, 8192)
@@ -241,13 +162,13 @@ func serveSync(ln net.Listener, conns []net.Conn) {
 				if _, err := srv.Write(buf); err != nil {
 					return
 				}
-				var sc scanner
+				var sc pgmini.Scanner
 				for {
 					n, err := srv.Read(rbuf)
 					if err != nil {
 						return
 					}
-					done := sc.feed(rbuf[:n])
+					done := sc.Feed(rbuf[:n])
 					c.Write(rbuf[:n])
 					if done {
 						break
@@ -273,13 +194,13 @@ func servePump(ln net.Listener, conns []net.Conn) {
 		go func() {
 			rbuf := make([]byte, 16384)
 			for cl := range l.client {
-				var sc scanner
+				var sc pgmini.Scanner
 				for {
 					n, err := l.srv.Read(rbuf)
 					if err != nil {
 						return
 					}
-					done := sc.feed(rbuf[:n])
+					done := sc.Feed(rbuf[:n])
 					cl.Write(rbuf[:n])
 					if done {
 						break
@@ -297,7 +218,7 @@ func servePump(ln net.Listener, conns []net.Conn) {
 		c = wrap(c)
 		go func() {
 			defer c.Close()
-			if startup(c) != nil {
+			if pgmini.Startup(c) != nil {
 				return
 			}
 			buf := make([]byte, 0, 8192)
@@ -351,7 +272,7 @@ func serveEpoll(ln net.Listener, conns []net.Conn) {
 		l := loops[next%n]
 		next++
 		go func() {
-			if startup(c) != nil {
+			if pgmini.Startup(c) != nil {
 				c.Close()
 				return
 			}
