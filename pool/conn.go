@@ -47,6 +47,7 @@ type Conn struct {
 	fatal    bool              // the server's FATAL went to the client: it needs no second
 	cleaning bool              // detached with ROLLBACK/reset queries in flight
 	discard  bool              // close rather than hand on (a cancel was not confirmed)
+	homing   bool              // unlinked at rest, its release to the pool still to come (Pool.homing)
 	params   map[string]string // server's ParameterStatus values, replaced whole on change
 	served   uint64            // units of work served, for stats
 	linked   time.Time         // when Link gave it to a client, for stats (waits.go)
@@ -174,6 +175,10 @@ func (c *Conn) unlinkIfIdleLocked() bool {
 		return false
 	}
 	c.client = nil
+	// Counted before the client can see the link end: a session that leases
+	// again at once waits for this connection rather than dial another.
+	c.homing = true
+	c.pool.homing.Add(1)
 	c.unlinkedLocked()
 	return true
 }

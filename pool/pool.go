@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -49,6 +50,11 @@ type Pool struct {
 	// signalled without blocking when idle connections or waiters change;
 	// nil outside tests.
 	changed chan struct{}
+
+	// homing counts connections whose lease ended at rest and whose release
+	// is still to come (the pump writes the answer first): changed under
+	// the connection's lock, read and handed over under mu.
+	homing atomic.Int32
 
 	mu       sync.Mutex
 	settings Settings
@@ -101,7 +107,9 @@ func (p *Pool) Acquire(ctx context.Context, wait time.Duration) (*Conn, error) {
 		p.mu.Unlock()
 		return c, nil
 	}
-	if !p.paused && p.total < p.settings.Size && p.limit.take() {
+	// A connection on its way back (homing) is as good as idle: the first
+	// waiters take those rather than dial more.
+	if !p.paused && p.total < p.settings.Size && len(p.waiters) >= int(p.homing.Load()) && p.limit.take() {
 		p.total++
 		p.mu.Unlock()
 		c, err := p.connect(ctx)
@@ -177,12 +185,20 @@ func (p *Pool) dialFailed() {
 // release takes a connection back: to the oldest waiter, to the idle list,
 // or closed when the pool no longer wants it.
 func (p *Pool) release(c *Conn) {
+	linked, homing := c.takeLinked()
 	if c.Closed() {
+		if homing {
+			// Someone may wait for it: dial for them, as room is freed.
+			p.homing.Add(-1)
+			p.serveWaiters()
+		}
 		return // the pump removes it
 	}
-	linked := c.takeLinked()
 	discard := c.discarded()
 	p.mu.Lock()
+	if homing {
+		p.homing.Add(-1) // under p.mu, with the hand-over: Acquire sees one or the other
+	}
 	p.noteBusy(linked)
 	if discard || p.closed || p.paused || p.isStale(c) || (p.settings.Lifetime > 0 && p.now().Sub(c.created) > p.settings.Lifetime) || p.total > p.settings.Size {
 		p.mu.Unlock()

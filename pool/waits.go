@@ -60,12 +60,13 @@ func (p *Pool) noteBusy(linked time.Time) {
 }
 
 // takeLinked returns when the connection was last linked and forgets it.
-func (c *Conn) takeLinked() time.Time {
+func (c *Conn) takeLinked() (linked time.Time, homing bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	t := c.linked
 	c.linked = time.Time{}
-	return t
+	homing, c.homing = c.homing, false
+	return t, homing
 }
 
 // BusyTime is how long the pool's connections served clients in total,
