@@ -5,6 +5,7 @@ package maintenance
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -60,6 +61,12 @@ func TestZeroDowntimeRestart(t *testing.T) {
 	if err := bench.Start(); err != nil {
 		t.Fatal(err)
 	}
+	benchDone := make(chan struct{})
+	var benchErr error
+	go func() {
+		benchErr = bench.Wait()
+		close(benchDone)
+	}()
 
 	acfg, err := pgx.ParseConfig(p.URL("pgswitch"))
 	if err != nil {
@@ -74,6 +81,11 @@ func TestZeroDowntimeRestart(t *testing.T) {
 
 	// Let pgbench get going: transactions are flowing once the stats move.
 	testproxy.Eventually(t, time.Minute, "pgbench running", func() error {
+		select {
+		case <-benchDone: // a pgbench that gave up says why
+			return fmt.Errorf("pgbench exited before the pause (%v):\n%s", benchErr, out.String())
+		default:
+		}
 		return atLeast(ctx, console, 200)
 	})
 	if _, err := console.Exec(ctx, "PAUSE "+cl.Database); err != nil {
@@ -97,8 +109,9 @@ func TestZeroDowntimeRestart(t *testing.T) {
 	if _, err := console.Exec(ctx, "RESUME"); err != nil {
 		t.Fatalf("RESUME: %v", err)
 	}
-	if err := bench.Wait(); err != nil {
-		t.Fatalf("pgbench: %v\n%s", err, out.String())
+	<-benchDone
+	if benchErr != nil {
+		t.Fatalf("pgbench: %v\n%s", benchErr, out.String())
 	}
 	text := out.String()
 	m := processedRe.FindStringSubmatch(text)
