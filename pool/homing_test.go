@@ -35,20 +35,27 @@ func acquireAsync(p *Pool) <-chan acquired {
 	return ch
 }
 
+// homingWithWaiter makes a pool of size with one connection whose lease
+// just ended (endLease) and a newcomer queued for it.
+func homingWithWaiter(t *testing.T, size int) (*fakeServer, *Pool, *Conn, <-chan acquired) {
+	t.Helper()
+	fs := newFakeServer(t, echoScript)
+	_, p := newTestPool(t, fs, size)
+	tc := newTestClient(t)
+	c := acquire(t, p)
+	c.Link(tc.c, false)
+	endLease(t, c)
+	w := acquireAsync(p)
+	waitFor(t, p, "a waiter for the homing connection", func(s Stats) bool { return s.Waiting == 1 })
+	return fs, p, c, w
+}
+
 // TestHomingConnectionIsWaitedFor: between the end of a lease and the
 // connection's return to the pool, a newcomer waits for that connection
 // instead of dialing a second one (a pool of 2 had opened two for one
 // client); a second newcomer, with no connection coming back for it, dials.
 func TestHomingConnectionIsWaitedFor(t *testing.T) {
-	fs := newFakeServer(t, echoScript)
-	_, p := newTestPool(t, fs, 2)
-	tc := newTestClient(t)
-	c := acquire(t, p)
-	c.Link(tc.c, false)
-	endLease(t, c)
-
-	first := acquireAsync(p)
-	waitFor(t, p, "a waiter for the homing connection", func(s Stats) bool { return s.Waiting == 1 })
+	fs, p, c, first := homingWithWaiter(t, 2)
 	if s := p.Stats(); s.Total != 1 {
 		t.Fatalf("the pool dialed while a connection was coming back: %+v", s)
 	}
@@ -75,14 +82,7 @@ func TestHomingConnectionIsWaitedFor(t *testing.T) {
 // (room comes with the pump's removal) and of 2 (room is there already).
 func TestHomingConnectionClosed(t *testing.T) {
 	for _, size := range []int{1, 2} {
-		fs := newFakeServer(t, echoScript)
-		_, p := newTestPool(t, fs, size)
-		tc := newTestClient(t)
-		c := acquire(t, p)
-		c.Link(tc.c, false)
-		endLease(t, c)
-		w := acquireAsync(p)
-		waitFor(t, p, "a waiter for the homing connection", func(s Stats) bool { return s.Waiting == 1 })
+		_, p, c, w := homingWithWaiter(t, size)
 		c.Close()
 		p.release(c)
 		r := <-w

@@ -76,9 +76,6 @@ import (
 	"flag"
 	"log"
 	"net"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/pgswitch/pgswitch/bench/internal/pgmini"
 )
@@ -94,20 +91,8 @@ var (
 
 func main() {
 	flag.Parse()
-	conns := make([]net.Conn, *size)
-	for i := range conns {
-		c, err := pgmini.Login(context.Background(), *server)
-		if err != nil {
-			log.Fatal(err)
-		}
-		conns[i] = c
-	}
-	go func() {
-		ch := make(chan os.Signal, 1)
-		signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
-		<-ch
-		os.Exit(0)
-	}()
+	conns := pgmini.LoginPool(*server, *size)
+	pgmini.ExitOnSignal()
 	var err error
 	switch *mode {
 	case "gnet":

@@ -47,15 +47,12 @@
 package main
 
 import (
-	"context"
 	"encoding/binary"
 	"errors"
 	"flag"
 	"io"
 	"log"
 	"net"
-	"os"
-	"os/signal"
 	"runtime"
 	"syscall"
 
@@ -76,20 +73,11 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	conns := make([]net.Conn, *size)
-	for i := range conns {
-		c, err := pgmini.Login(context.Background(), *server)
-		if err != nil {
-			log.Fatal(err)
-		}
+	conns := pgmini.LoginPool(*server, *size)
+	for i, c := range conns {
 		conns[i] = wrap(c)
 	}
-	go func() {
-		ch := make(chan os.Signal, 1)
-		signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
-		<-ch
-		os.Exit(0)
-	}()
+	pgmini.ExitOnSignal()
 	switch *mode {
 	case "pump":
 		servePump(ln, conns)
