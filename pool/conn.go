@@ -47,7 +47,6 @@ type Conn struct {
 	fatal    bool              // the server's FATAL went to the client: it needs no second
 	cleaning bool              // detached with ROLLBACK/reset queries in flight
 	discard  bool              // close rather than hand on (a cancel was not confirmed)
-	homing   bool              // unlinked at rest, its release to the pool still to come (Pool.homing)
 	params   map[string]string // server's ParameterStatus values, replaced whole on change
 	served   uint64            // units of work served, for stats
 	linked   time.Time         // when Link gave it to a client, for stats (waits.go)
@@ -122,7 +121,7 @@ func (c *Conn) Unhold() {
 	release := c.unlinkIfIdleLocked()
 	c.mu.Unlock()
 	if release {
-		c.pool.release(c)
+		c.pool.release(c, true)
 	}
 }
 
@@ -176,8 +175,8 @@ func (c *Conn) unlinkIfIdleLocked() bool {
 	}
 	c.client = nil
 	// Counted before the client can see the link end: a session that leases
-	// again at once waits for this connection rather than dial another.
-	c.homing = true
+	// again at once waits for this connection rather than dial another. The
+	// caller's release(c, true) counts it back.
 	c.pool.homing.Add(1)
 	c.unlinkedLocked()
 	return true
@@ -256,7 +255,7 @@ func (c *Conn) EndCancel(settled bool) {
 	release := c.unlinkIfIdleLocked()
 	c.mu.Unlock()
 	if release {
-		c.pool.release(c)
+		c.pool.release(c, true)
 	}
 }
 
@@ -303,7 +302,7 @@ func (c *Conn) Detach(client *Client, resetQuery string) bool {
 	}
 	if len(q) == 0 {
 		c.mu.Unlock()
-		c.pool.release(c)
+		c.pool.release(c, false)
 		return true
 	}
 	c.cleaning = true
@@ -379,7 +378,7 @@ func (c *Conn) setParam(name, value string) {
 }
 
 // Release gives an unlinked connection back to its pool.
-func (c *Conn) Release() { c.pool.release(c) }
+func (c *Conn) Release() { c.pool.release(c, false) }
 
 // Done is closed when the connection is fully closed.
 func (c *Conn) Done() <-chan struct{} { return c.done }

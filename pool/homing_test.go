@@ -64,7 +64,7 @@ func TestHomingConnectionIsWaitedFor(t *testing.T) {
 	if r2.err != nil || r2.c == c {
 		t.Fatalf("second newcomer: got %p, %v; want a new connection", r2.c, r2.err)
 	}
-	p.release(c)
+	p.release(c, true)
 	r1 := <-first
 	if r1.err != nil || r1.c != c {
 		t.Fatalf("first newcomer: got %p, %v; want the homing connection %p", r1.c, r1.err, c)
@@ -84,7 +84,7 @@ func TestHomingConnectionClosed(t *testing.T) {
 	for _, size := range []int{1, 2} {
 		_, p, c, w := homingWithWaiter(t, size)
 		c.Close()
-		p.release(c)
+		p.release(c, true)
 		r := <-w
 		if r.err != nil || r.c == c {
 			t.Fatalf("pool of %d: the waiter got %p, %v; want a new connection", size, r.c, r.err)

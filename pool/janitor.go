@@ -67,6 +67,6 @@ func (p *Pool) tidy(ctx context.Context) {
 			return
 		}
 		p.connected(c)
-		p.release(c)
+		p.release(c, false)
 	}
 }

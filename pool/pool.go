@@ -52,8 +52,8 @@ type Pool struct {
 	changed chan struct{}
 
 	// homing counts connections whose lease ended at rest and whose release
-	// is still to come (the pump writes the answer first): changed under
-	// the connection's lock, read and handed over under mu.
+	// is still to come (the pump writes the answer first): raised under the
+	// connection's lock, read and lowered under mu.
 	homing atomic.Int32
 
 	mu       sync.Mutex
@@ -183,9 +183,9 @@ func (p *Pool) dialFailed() {
 }
 
 // release takes a connection back: to the oldest waiter, to the idle list,
-// or closed when the pool no longer wants it.
-func (p *Pool) release(c *Conn) {
-	linked, homing := c.takeLinked()
+// or closed when the pool no longer wants it. homing: its lease ended in
+// unlinkIfIdleLocked, which counted it in p.homing.
+func (p *Pool) release(c *Conn, homing bool) {
 	if c.Closed() {
 		if homing {
 			// Someone may wait for it: dial for them, as room is freed.
@@ -194,6 +194,7 @@ func (p *Pool) release(c *Conn) {
 		}
 		return // the pump removes it
 	}
+	linked := c.takeLinked()
 	discard := c.discarded()
 	p.mu.Lock()
 	if homing {

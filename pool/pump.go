@@ -122,7 +122,7 @@ func (c *Conn) forward(client *Client, h wire.Header) error {
 			ended := c.ready(client, msg[wire.HeaderSize], v.Keep, out)
 			out = out[:0]
 			if ended {
-				c.pool.release(c)
+				c.pool.release(c, true)
 				return errLinkEnded
 			}
 			if !c.LinkedTo(client) {
@@ -215,7 +215,7 @@ func (c *Conn) unlinkedMessage(h wire.Header) error {
 				c.Close()
 				return nil
 			}
-			c.pool.release(c)
+			c.pool.release(c, false)
 		}
 		return nil
 	case 'S', 'E':

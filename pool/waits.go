@@ -60,13 +60,12 @@ func (p *Pool) noteBusy(linked time.Time) {
 }
 
 // takeLinked returns when the connection was last linked and forgets it.
-func (c *Conn) takeLinked() (linked time.Time, homing bool) {
+func (c *Conn) takeLinked() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	t := c.linked
 	c.linked = time.Time{}
-	homing, c.homing = c.homing, false
-	return t, homing
+	return t
 }
 
 // BusyTime is how long the pool's connections served clients in total,
