@@ -28,13 +28,14 @@ type Conn struct {
 	br      *bufio.Reader // the pump's
 	pid     uint32
 	secret  []byte
-	created time.Time
+	created time.Time     // for display
+	born    int64         // monotime at creation, for server_lifetime
 	done    chan struct{} // closed when the pump has exited
 	answers Answers       // asked by the pump about every answer while linked
 
 	mu       sync.Mutex
 	client   *Client           // linked client, nil when idle or being cleaned up
-	released chan struct{}     // closed when the client's link ends (WaitReleased)
+	released chan struct{}     // closed when the client's link ends; made by WaitReleased only, as few units need it
 	keep     bool              // stay linked at rest (session mode, pinned)
 	holding  bool              // the session is preparing a unit here (Hold): not released
 	writing  bool              // the pump is writing an answer that may end the lease
@@ -49,13 +50,13 @@ type Conn struct {
 	discard  bool              // close rather than hand on (a cancel was not confirmed)
 	params   map[string]string // server's ParameterStatus values, replaced whole on change
 	served   uint64            // units of work served, for stats
-	linked   time.Time         // when Link gave it to a client, for stats (waits.go)
-	qstart   time.Time         // when the batch being answered was sent, for stats (waits.go)
+	linked   int64             // monotime when Link gave it to a client, for stats (waits.go)
+	qstart   int64             // monotime when the batch being answered was sent, for stats (waits.go)
 
 	out []byte // the pump's output buffer
 
 	// Fields below are guarded by pool.mu.
-	idleSince time.Time
+	idleSince int64 // monotime
 	inIdle    bool
 }
 
@@ -87,15 +88,15 @@ func (c *Conn) Params() map[string]string {
 func (c *Conn) Link(client *Client, keep bool) {
 	c.mu.Lock()
 	c.client = client
-	c.released = make(chan struct{})
+	c.released = nil
 	c.keep = keep
 	c.holding = true
 	c.pending = 0
 	c.unsynced = false
 	c.fatal = false
-	c.qstart = time.Time{}
+	c.qstart = 0
 	c.served++
-	c.linked = c.pool.now()
+	c.linked = monotime()
 	c.mu.Unlock()
 }
 
@@ -216,11 +217,14 @@ func (c *Conn) StateFor(client *Client) (busy, inTxn bool) {
 // connection closed. The pump has written the client's last answer then.
 func (c *Conn) WaitReleased(client *Client) {
 	c.mu.Lock()
-	ch := c.released
-	if c.client != client || ch == nil {
+	if c.client != client {
 		c.mu.Unlock()
 		return
 	}
+	if c.released == nil {
+		c.released = make(chan struct{})
+	}
+	ch := c.released
 	c.mu.Unlock()
 	select {
 	case <-ch:
@@ -347,13 +351,6 @@ func (c *Conn) KillFor(client *Client, e *wire.Error) bool {
 	c.nc.Close()
 	<-c.done
 	return true
-}
-
-// discarded reports whether the connection must not be handed on.
-func (c *Conn) discarded() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.discard
 }
 
 // Closed reports whether the connection is closed or closing.

@@ -96,6 +96,7 @@ func (p *Pool) connect(ctx context.Context) (*Conn, error) {
 		pid:     hj.PID,
 		secret:  hj.SecretKey,
 		created: p.now(),
+		born:    monotime(),
 		done:    make(chan struct{}),
 		status:  hj.TxStatus,
 		params:  hj.ParameterStatuses,

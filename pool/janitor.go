@@ -24,14 +24,14 @@ func (s *Set) Janitor(ctx context.Context, every time.Duration) {
 
 // tidy runs one janitor round on the pool.
 func (p *Pool) tidy(ctx context.Context) {
-	now := p.now()
+	now := monotime()
 	var expired []*Conn
 	p.mu.Lock()
 	keep := p.idle[:0]
 	idleCount := len(p.idle)
 	for _, c := range p.idle {
-		tooOld := p.settings.Lifetime > 0 && now.Sub(c.created) > p.settings.Lifetime
-		tooIdle := p.settings.IdleTimeout > 0 && now.Sub(c.idleSince) > p.settings.IdleTimeout && idleCount > p.settings.MinIdle
+		tooOld := p.settings.Lifetime > 0 && time.Duration(now-c.born) > p.settings.Lifetime
+		tooIdle := p.settings.IdleTimeout > 0 && time.Duration(now-c.idleSince) > p.settings.IdleTimeout && idleCount > p.settings.MinIdle
 		if tooOld || tooIdle || p.total > p.settings.Size {
 			c.inIdle = false
 			expired = append(expired, c)

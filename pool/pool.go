@@ -186,7 +186,8 @@ func (p *Pool) dialFailed() {
 // or closed when the pool no longer wants it. homing: its lease ended in
 // unlinkIfIdleLocked, which counted it in p.homing.
 func (p *Pool) release(c *Conn, homing bool) {
-	if c.Closed() {
+	closed, linked, discard := c.leaving()
+	if closed {
 		if homing {
 			// Someone may wait for it: dial for them, as room is freed.
 			p.homing.Add(-1)
@@ -194,14 +195,13 @@ func (p *Pool) release(c *Conn, homing bool) {
 		}
 		return // the pump removes it
 	}
-	linked := c.takeLinked()
-	discard := c.discarded()
+	now := monotime()
 	p.mu.Lock()
 	if homing {
 		p.homing.Add(-1) // under p.mu, with the hand-over: Acquire sees one or the other
 	}
-	p.noteBusy(linked)
-	if discard || p.closed || p.paused || p.isStale(c) || (p.settings.Lifetime > 0 && p.now().Sub(c.created) > p.settings.Lifetime) || p.total > p.settings.Size {
+	p.noteBusy(linked, now)
+	if discard || p.closed || p.paused || p.isStale(c) || (p.settings.Lifetime > 0 && time.Duration(now-c.born) > p.settings.Lifetime) || p.total > p.settings.Size {
 		p.mu.Unlock()
 		c.Close()
 		return
@@ -214,7 +214,7 @@ func (p *Pool) release(c *Conn, homing bool) {
 		w.ch <- result{c: c}
 		return
 	}
-	c.idleSince = p.now()
+	c.idleSince = now
 	c.inIdle = true
 	p.idle = append(p.idle, c)
 	p.changedLocked()

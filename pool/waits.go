@@ -50,22 +50,24 @@ type busyTime struct {
 	n     uint64
 }
 
-// noteBusy records a connection linked at linked and released now; p.mu is held.
-func (p *Pool) noteBusy(linked time.Time) {
-	if linked.IsZero() {
+// noteBusy records a connection linked at linked and released at now
+// (monotime; linked 0: not linked); p.mu is held.
+func (p *Pool) noteBusy(linked, now int64) {
+	if linked == 0 {
 		return
 	}
-	p.busy.total += p.now().Sub(linked)
+	p.busy.total += time.Duration(now - linked)
 	p.busy.n++
 }
 
-// takeLinked returns when the connection was last linked and forgets it.
-func (c *Conn) takeLinked() time.Time {
+// leaving reads what release needs in one hold of c.mu: whether the
+// connection is closed, when it was last linked (monotime, 0: not since the
+// last call; forgotten now) and whether it must not be handed on.
+func (c *Conn) leaving() (closed bool, linked int64, discard bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	t := c.linked
-	c.linked = time.Time{}
-	return t
+	linked, c.linked = c.linked, 0
+	return c.closed, linked, c.discard
 }
 
 // BusyTime is how long the pool's connections served clients in total,
@@ -91,16 +93,16 @@ func (p *Pool) QueryTime() (total time.Duration, n uint64) {
 
 // startQueryLocked notes when a batch starts; c.mu is held.
 func (c *Conn) startQueryLocked() {
-	if c.qstart.IsZero() && c.pending == 0 && !c.unsynced {
-		c.qstart = c.pool.now()
+	if c.qstart == 0 && c.pending == 0 && !c.unsynced {
+		c.qstart = monotime()
 	}
 }
 
 // endQueryLocked records the batch's time once nothing is owed; c.mu is held.
 func (c *Conn) endQueryLocked() {
-	if c.pending == 0 && !c.qstart.IsZero() {
-		c.pool.qtime.nanos.Add(int64(c.pool.now().Sub(c.qstart)))
+	if c.pending == 0 && c.qstart != 0 {
+		c.pool.qtime.nanos.Add(monotime() - c.qstart)
 		c.pool.qtime.n.Add(1)
-		c.qstart = time.Time{}
+		c.qstart = 0
 	}
 }

@@ -43,6 +43,7 @@ type Client struct {
 	key      uint64           // hash of settings: the parse context of new statements
 	stmts    map[string]*Stmt // by the client's name: protocol and SQL share one namespace, as in PostgreSQL
 	stmtSize int              // bytes the statements hold (stmtBytes of each)
+	sqlStmts int              // how many of stmts are SQL-level: Sync skips them all when none
 	pin      string           // why the client keeps its server connection; "" when it does not
 
 	mark Mark // where the primary's WAL stood after the client's last write
@@ -186,18 +187,24 @@ func (c *Client) addStmtLocked(name string, st *Stmt) {
 	c.dropStmtLocked(name)
 	c.stmts[name] = st
 	c.stmtSize += StmtBytes(name, st)
+	if st.SQL {
+		c.sqlStmts++
+	}
 }
 
 func (c *Client) dropStmtLocked(name string) {
 	if old := c.stmts[name]; old != nil {
 		c.stmtSize -= StmtBytes(name, old)
+		if old.SQL {
+			c.sqlStmts--
+		}
 		delete(c.stmts, name)
 	}
 }
 
 func (c *Client) clearStmtsLocked() {
 	clear(c.stmts)
-	c.stmtSize = 0
+	c.stmtSize, c.sqlStmts = 0, 0
 }
 
 // SQLStmts returns the client's SQL-level statements by name.

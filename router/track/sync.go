@@ -52,8 +52,16 @@ func (s *Server) Sync(c *Client) (string, []Effect) {
 }
 
 // sqlInSyncLocked reports whether the server's SQL-level statements are
-// exactly c's; both locks are held.
+// exactly c's; both locks are held. It runs for every unit of work, so
+// the usual case (neither has any) does not look at c's protocol-level
+// statements, of which a driver may keep hundreds.
 func (s *Server) sqlInSyncLocked(c *Client) bool {
+	if c.sqlStmts != len(s.sqlNames) {
+		return false
+	}
+	if c.sqlStmts == 0 {
+		return true
+	}
 	n := 0
 	for name, st := range c.stmts {
 		if !st.SQL {

@@ -239,6 +239,50 @@ func TestSyncAndStartup(t *testing.T) {
 	}
 }
 
+// TestSyncCountsSQLStatements: Sync tells SQL-level statements from
+// protocol-level ones by a count it keeps as statements come and go, so a
+// client with only protocol-level statements (replaced, dropped, cleared)
+// is in sync with a server that has no SQL-level ones, and out of sync
+// with one that has.
+func TestSyncCountsSQLStatements(t *testing.T) {
+	s, c, _ := newPair(nil)
+	for _, name := range []string{"a", "b", "c"} {
+		c.AddStmt(name, &Stmt{Server: "pgswitch_" + name, Text: "SELECT 1"})
+	}
+	if q, _ := s.Sync(c); q != "" {
+		t.Fatalf("protocol-level statements only, yet %q", q)
+	}
+	c.AddStmt("a", &Stmt{Server: "a", SQL: true, Text: "PREPARE a AS SELECT 1"}) // replaces a protocol one
+	if q, _ := s.Sync(c); q != "PREPARE a AS SELECT 1;" {
+		t.Fatalf("after PREPARE a: %q", q)
+	}
+	c.AddStmt("a", &Stmt{Server: "pgswitch_a", Text: "SELECT 1"}) // and back
+	if q, _ := s.Sync(c); q != "" {
+		t.Fatalf("SQL-level a replaced by a protocol one, yet %q", q)
+	}
+	c.AddStmt("d", &Stmt{Server: "d", SQL: true, Text: "PREPARE d AS SELECT 2"})
+	c.DropStmt("d")
+	if q, _ := s.Sync(c); q != "" {
+		t.Fatalf("SQL-level d dropped, yet %q", q)
+	}
+	s.mu.Lock()
+	s.sqlNames = map[string]string{"r": "PREPARE r AS SELECT 2"}
+	s.mu.Unlock()
+	if q, _ := s.Sync(c); q != `DEALLOCATE "r";` {
+		t.Fatalf("server has r, the client only protocol-level statements: %q", q)
+	}
+	c.AddStmt("r", &Stmt{Server: "r", SQL: true, Text: "PREPARE r AS SELECT 2"})
+	if q, _ := s.Sync(c); q != "" {
+		t.Fatalf("both have r, yet %q", q)
+	}
+	c.mu.Lock()
+	c.clearStmtsLocked()
+	c.mu.Unlock()
+	if q, _ := s.Sync(c); q != `DEALLOCATE "r";` {
+		t.Fatalf("client's statements cleared, server has r: %q", q)
+	}
+}
+
 func TestGuard(t *testing.T) {
 	policy := func(code, _ []byte) Outcome {
 		if string(code) == "25006" {
