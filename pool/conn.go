@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pgswitch/pgswitch/internal/rawsock"
 	"github.com/pgswitch/pgswitch/wire"
 )
 
@@ -53,7 +54,13 @@ type Conn struct {
 	linked   int64             // monotime when Link gave it to a client, for stats (waits.go)
 	qstart   int64             // monotime when the batch being answered was sent, for stats (waits.go)
 
-	out []byte // the pump's output buffer
+	// The pump's: its output buffer; its socket when raw (then it reads
+	// inside Serve, serving); whether the last message it took was a
+	// ReadyForQuery (pump.go).
+	out     []byte
+	raw     *rawsock.Conn
+	serving bool
+	atZ     bool
 
 	// Fields below are guarded by pool.mu.
 	idleSince int64 // monotime
@@ -267,7 +274,7 @@ func (c *Conn) EndCancel(settled bool) {
 // connection; the pump then reports the loss to the linked client.
 func (c *Conn) Write(p []byte) error {
 	if _, err := c.nc.Write(p); err != nil {
-		c.nc.Close()
+		c.shut()
 		return err
 	}
 	return nil
@@ -292,7 +299,7 @@ func (c *Conn) Detach(client *Client, resetQuery string) bool {
 	if c.pending > 0 || c.unsynced || c.cancels > 0 {
 		c.closed = true
 		c.mu.Unlock()
-		c.nc.Close()
+		c.shut()
 		return false
 	}
 	var q []byte
@@ -312,10 +319,25 @@ func (c *Conn) Detach(client *Client, resetQuery string) bool {
 	c.cleaning = true
 	c.mu.Unlock()
 	if _, err := c.nc.Write(q); err != nil {
-		c.nc.Close()
+		c.shut()
 		return false
 	}
 	return true
+}
+
+// shut ends the connection's socket for whoever reads or writes it: the
+// pump's next read finds its end, and the pump closes the socket as it
+// exits. A socket the pump reads inside rawsock's Serve is shut down
+// rather than closed: closing it would wait for Serve's read to return,
+// which, when it is the pump itself that closes, never happens, and when
+// another goroutine does, may wait for the pump's write to a client that
+// does not read.
+func (c *Conn) shut() {
+	if c.raw == nil {
+		c.nc.Close()
+		return
+	}
+	c.raw.Shutdown()
 }
 
 // Close closes the connection; the pump removes it from its pool.
@@ -323,7 +345,7 @@ func (c *Conn) Close() {
 	c.mu.Lock()
 	c.closed = true
 	c.mu.Unlock()
-	c.nc.Close()
+	c.shut()
 }
 
 // Kill closes the connection on pgswitch's own decision; a linked client is
@@ -333,7 +355,7 @@ func (c *Conn) Kill(e *wire.Error) {
 	c.killed = e
 	c.closed = true
 	c.mu.Unlock()
-	c.nc.Close()
+	c.shut()
 }
 
 // KillFor kills the connection (see Kill) if it still serves client, and
@@ -348,7 +370,7 @@ func (c *Conn) KillFor(client *Client, e *wire.Error) bool {
 	c.killed = e
 	c.closed = true
 	c.mu.Unlock()
-	c.nc.Close()
+	c.shut()
 	<-c.done
 	return true
 }

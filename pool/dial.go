@@ -104,6 +104,7 @@ func (p *Pool) connect(ctx context.Context) (*Conn, error) {
 	if c.status == 0 {
 		c.status = 'I'
 	}
+	c.raw, _ = hj.Conn.(*rawsock.Conn)
 	go c.pump()
 	return c, nil
 }

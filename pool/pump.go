@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 
+	"github.com/pgswitch/pgswitch/internal/rawsock"
 	"github.com/pgswitch/pgswitch/wire"
 )
 
@@ -14,34 +15,69 @@ const maxServerMessage = 1 << 30
 // errLinkEnded stops forwarding: the client's lease ended.
 var errLinkEnded = errors.New("link ended")
 
+// errLarge leaves rawsock's Serve: a message too large to hold is read
+// with waits, outside it. Nothing of the message is consumed yet.
+var errLarge = errors.New("message too large to read without waiting")
+
 // pump reads the server for the connection's whole life. While a client is
 // linked it asks Answers what the client gets for each message, writes that
 // when the answer is complete or the server's read buffer is drained, and
 // ends the lease at a ReadyForQuery that leaves the server at rest.
 // Unlinked, it keeps the connection's state current and notices a server
 // that goes away while the connection sits idle.
+//
+// On a raw socket the pump runs inside rawsock's Serve, which saves the
+// read that would find nothing (EAGAIN) after every answer; it steps out
+// only to read a message too large to hold, with waits.
 func (c *Conn) pump() {
 	defer close(c.done)
 	defer c.pool.removed(c)
 	for {
-		h, err := c.peekHeader()
+		var err error
+		if c.raw != nil {
+			c.serving = true
+			err = c.raw.Serve(c.step)
+			c.serving = false
+			if err == errLarge {
+				err = c.step()
+			}
+		} else {
+			err = c.step()
+		}
 		if err != nil {
 			c.fail(err)
 			return
 		}
-		c.mu.Lock()
-		client := c.client
-		c.mu.Unlock()
-		if client == nil {
-			err = c.unlinkedMessage(h)
-		} else {
-			err = c.forward(client, h)
-		}
-		if err != nil && err != errLinkEnded {
-			c.fail(err)
-			return
-		}
 	}
+}
+
+// step handles the next message and whatever is buffered behind it.
+func (c *Conn) step() error {
+	h, err := c.peekHeader()
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	client := c.client
+	c.mu.Unlock()
+	if client == nil {
+		err = c.unlinkedMessage(h)
+	} else {
+		err = c.forward(client, h)
+	}
+	if err == errLinkEnded {
+		err = nil
+	}
+	if err == nil && c.serving && c.atZ && c.br.Buffered() == 0 && c.raw.Drained() {
+		// The server waits for a query: whatever it sends next (an answer,
+		// or an error before it closes) comes after the read that drained
+		// the socket, and Serve sees it arrive. Only a close right behind
+		// the ReadyForQuery (a backend killed) goes unseen until the
+		// connection is written to or closed (a stale connection, as if it
+		// died a moment later).
+		return rawsock.ErrWouldWait
+	}
+	return err
 }
 
 func (c *Conn) peekHeader() (wire.Header, error) {
@@ -54,7 +90,9 @@ func (c *Conn) peekHeader() (wire.Header, error) {
 
 // forward handles the server's messages to client, starting with the one
 // whose header is h, for as long as they are already buffered, and writes
-// what the client gets.
+// what the client gets. Inside Serve, a message not yet whole ends it
+// with what was handled written (ErrWouldWait, errLarge), to be taken up
+// again from its header.
 func (c *Conn) forward(client *Client, h wire.Header) error {
 	out := c.out[:0]
 	defer func() {
@@ -71,6 +109,15 @@ func (c *Conn) forward(client *Client, h wire.Header) error {
 		switch {
 		case n <= c.br.Size():
 			msg, err = c.br.Peek(n)
+			if err == rawsock.ErrWouldWait {
+				client.Write(out)
+				out = out[:0]
+				return err
+			}
+		case c.serving:
+			client.Write(out)
+			out = out[:0]
+			return errLarge
 		case h.Type != 'D' && h.Type != 'd':
 			// Too large to peek, and not rows: read it whole.
 			msg = make([]byte, n)
@@ -80,6 +127,7 @@ func (c *Conn) forward(client *Client, h wire.Header) error {
 		if err != nil {
 			return err
 		}
+		c.atZ = h.Type == 'Z'
 		switch h.Type {
 		case 'S':
 			if name, value, ok := splitParameterStatus(msg[wire.HeaderSize:]); ok {
@@ -189,6 +237,7 @@ func (c *Conn) ready(client *Client, status byte, keep bool, out []byte) bool {
 // to cleanup queries, parameter changes, notices, or its goodbye.
 func (c *Conn) unlinkedMessage(h wire.Header) error {
 	n := wire.HeaderSize + h.Len
+	c.atZ = h.Type == 'Z'
 	switch h.Type {
 	case 'Z':
 		if h.Len != 1 {
@@ -220,6 +269,9 @@ func (c *Conn) unlinkedMessage(h wire.Header) error {
 		return nil
 	case 'S', 'E':
 		if n > c.br.Size() {
+			if c.serving {
+				return errLarge
+			}
 			_, err := c.br.Discard(n)
 			return err
 		}
@@ -246,6 +298,15 @@ func (c *Conn) unlinkedMessage(h wire.Header) error {
 		c.br.Discard(n)
 		return nil
 	default:
+		if c.serving && c.br.Buffered() < n {
+			// Discard would consume part of it before it waits.
+			if n > c.br.Size() {
+				return errLarge
+			}
+			if _, err := c.br.Peek(n); err != nil {
+				return err
+			}
+		}
 		_, err := c.br.Discard(n)
 		return err
 	}

@@ -61,7 +61,7 @@ import (
 )
 
 var (
-	mode   = flag.String("mode", "pump", "pump, sync or epoll")
+	mode   = flag.String("mode", "pump", "pump, sync, epoll or persist")
 	listen = flag.String("listen", "127.0.0.1:6499", "address clients connect to")
 	server = flag.String("server", "", "server connection URL (the primary)")
 	size   = flag.Int("pool", 20, "server connections")
@@ -85,6 +85,8 @@ func main() {
 		serveSync(ln, conns)
 	case "epoll":
 		serveEpoll(ln, conns)
+	case "persist":
+		servePersist(ln, conns)
 	default:
 		log.Fatalf("mode %q", *mode)
 	}

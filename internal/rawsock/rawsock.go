@@ -13,6 +13,7 @@
 package rawsock
 
 import (
+	"errors"
 	"io"
 	"net"
 	"sync"
@@ -31,6 +32,11 @@ type Conn struct {
 	r   *call
 	wmu sync.Mutex
 	w   *call
+
+	// Serve's state, its goroutine's alone.
+	serving bool
+	fd      uintptr
+	drained bool // the last read inside Serve returned less than asked
 }
 
 // call is one direction's state: the socket's raw access, the callback
@@ -100,6 +106,9 @@ func (c *Conn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	if c.serving {
+		return c.serveRead(p)
+	}
 	n, errno, err := c.run(&c.rmu, &c.r, readFD, false, p)
 	switch {
 	case err != nil:
@@ -163,4 +172,92 @@ func writeFD(k *call, fd uintptr) bool {
 
 func (c *Conn) opError(op string, errno syscall.Errno) error {
 	return &net.OpError{Op: op, Net: c.LocalAddr().Network(), Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: errno}
+}
+
+// Shutdown ends both directions of the socket (shutdown(2)) without
+// closing it: reads, Serve's included, find the end of the stream and
+// writes fail, at once, while Close would wait for a Read or Serve in
+// progress to return. The socket still needs its Close.
+func (c *Conn) Shutdown() {
+	if s, ok := c.Conn.(interface {
+		CloseRead() error
+		CloseWrite() error
+	}); ok {
+		s.CloseWrite()
+		s.CloseRead()
+	}
+}
+
+// ErrWouldWait is what Read returns inside Serve when the socket has
+// nothing to read without waiting.
+var ErrWouldWait = errors.New("rawsock: nothing to read without waiting")
+
+// Serve calls step, again and again, inside one wait-and-read of the
+// socket (syscall.RawConn.Read), until step returns an error other than
+// ErrWouldWait, which Serve returns; or until the socket closes or a read
+// deadline passes (that error). Within step, Read does not wait: it
+// returns ErrWouldWait when the socket has nothing to read. When step
+// returns ErrWouldWait, Serve waits for readiness and calls step again.
+//
+// Why: a Read outside Serve must try the system call before it waits,
+// because the runtime forgets readiness when a Read starts; for a
+// request-and-answer protocol that try fails (EAGAIN) once per answer.
+// Within one Serve, readiness that arrives while step runs is kept. So
+// step may return ErrWouldWait without that try when Drained says the
+// last read emptied the socket and step knows that nothing can be
+// pending behind it: a short read does not report an end of stream that
+// arrived with its data, which only the next read would (so a peer that
+// may close right after its last message must be read once more). Only
+// the goroutine in Serve may Read meanwhile; step may block on other
+// things (another socket's writes, locks).
+func (c *Conn) Serve(step func() error) error {
+	rc, err := c.Conn.(syscall.Conn).SyscallConn()
+	if err != nil {
+		return err
+	}
+	var stepErr error
+	c.serving = true
+	defer func() { c.serving = false }()
+	err = rc.Read(func(fd uintptr) bool {
+		c.fd, c.drained = fd, false // ready (or Serve's start): not known drained
+		for {
+			switch err := step(); err {
+			case nil:
+			case ErrWouldWait:
+				return false
+			default:
+				stepErr = err
+				return true
+			}
+		}
+	})
+	if stepErr != nil {
+		return stepErr
+	}
+	return err
+}
+
+// Drained reports, inside Serve, whether the last read returned less than
+// it asked for: the socket had no more data then (see Serve).
+func (c *Conn) Drained() bool { return c.drained }
+
+// serveRead is Read inside Serve.
+func (c *Conn) serveRead(p []byte) (int, error) {
+	for {
+		r, _, e := syscall.RawSyscall(syscall.SYS_READ, c.fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		switch e {
+		case 0:
+			if r == 0 {
+				return 0, io.EOF
+			}
+			c.drained = int(r) < len(p)
+			return int(r), nil
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			c.drained = true
+			return 0, ErrWouldWait
+		}
+		return 0, c.opError("read", e)
+	}
 }
