@@ -73,5 +73,5 @@ func (p *Pool) MaxWait() time.Duration {
 	if len(p.waiters) == 0 {
 		return 0
 	}
-	return p.now().Sub(p.waiters[0].since)
+	return time.Duration(monotime() - p.waiters[0].since)
 }

@@ -75,12 +75,20 @@ type Pool struct {
 
 type waiter struct {
 	ch    chan result // buffered 1: whoever serves the waiter never blocks
-	since time.Time   // when it started waiting, for SHOW POOLS' maxwait
+	since int64       // monotime when it started waiting, for SHOW POOLS' maxwait
+	timer *time.Timer // its wait's end, made on first use
 }
 
+// waiterPool keeps waiters, with their channel and timer, from one wait
+// to the next: a pool smaller than its clients queues most units of work.
+// A waiter goes back empty once Acquire returns: it was served (its one
+// result taken), or it took itself out of the queue (nobody will serve it).
+var waiterPool = sync.Pool{New: func() any { return &waiter{ch: make(chan result, 1)} }}
+
 type result struct {
-	c   *Conn
-	err error
+	c     *Conn
+	err   error
+	noted bool // the wait is recorded already (noteWaitLocked)
 }
 
 // Key returns the pool's key.
@@ -120,22 +128,27 @@ func (p *Pool) Acquire(ctx context.Context, wait time.Duration) (*Conn, error) {
 		p.connected(c)
 		return c, nil
 	}
-	start := p.now()
-	w := &waiter{ch: make(chan result, 1), since: start}
+	w := waiterPool.Get().(*waiter)
+	defer waiterPool.Put(w)
+	w.since = monotime()
 	p.waiters = append(p.waiters, w)
 	p.changedLocked()
 	p.mu.Unlock()
 
-	timer := time.NewTimer(wait)
-	defer timer.Stop()
+	if w.timer == nil {
+		w.timer = time.NewTimer(wait)
+	} else {
+		w.timer.Reset(wait)
+	}
+	defer w.timer.Stop() // no stale tick after Stop (Go 1.23 timers): the waiter can be used again
 	var cause error
 	select {
 	case r := <-w.ch:
-		p.noteWait(start)
+		p.noteWait(w.since, r.noted)
 		return r.c, r.err
 	case <-ctx.Done():
 		cause = ctx.Err()
-	case <-timer.C:
+	case <-w.timer.C:
 		cause = ErrWaitTimeout
 	}
 	p.mu.Lock()
@@ -144,24 +157,44 @@ func (p *Pool) Acquire(ctx context.Context, wait time.Duration) (*Conn, error) {
 			p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
 			p.changedLocked()
 			p.mu.Unlock()
-			p.noteWait(start)
+			p.noteWait(w.since, false)
 			return nil, cause
 		}
 	}
 	p.mu.Unlock()
 	// Served while timing out: take what was handed over.
 	r := <-w.ch
-	p.noteWait(start)
+	p.noteWait(w.since, r.noted)
 	return r.c, r.err
 }
 
-func (p *Pool) noteWait(start time.Time) {
-	d := p.now().Sub(start)
+// popWaiterLocked takes the first waiter off the queue; p.mu is held. The
+// rest move down, so that the queue keeps its array: taking waiters off the
+// front of the slice instead made every append to a short queue allocate.
+func (p *Pool) popWaiterLocked() *waiter {
+	w := p.waiters[0]
+	n := copy(p.waiters, p.waiters[1:])
+	p.waiters[n] = nil
+	p.waiters = p.waiters[:n]
+	return w
+}
+
+// noteWait records a wait that began at since (monotime), unless noted.
+func (p *Pool) noteWait(since int64, noted bool) {
+	if noted {
+		return
+	}
+	now := monotime()
 	p.mu.Lock()
+	p.noteWaitLocked(time.Duration(now - since))
+	p.mu.Unlock()
+}
+
+// noteWaitLocked records a wait of d; p.mu is held.
+func (p *Pool) noteWaitLocked(d time.Duration) {
 	p.waitTime += d
 	p.waits++
 	p.hist.observe(d)
-	p.mu.Unlock()
 }
 
 func (p *Pool) connected(c *Conn) {
@@ -207,11 +240,11 @@ func (p *Pool) release(c *Conn, homing bool) {
 		return
 	}
 	if len(p.waiters) > 0 {
-		w := p.waiters[0]
-		p.waiters = p.waiters[1:]
+		w := p.popWaiterLocked()
+		p.noteWaitLocked(time.Duration(now - w.since)) // here, under the lock release holds anyway
 		p.changedLocked()
 		p.mu.Unlock()
-		w.ch <- result{c: c}
+		w.ch <- result{c: c, noted: true}
 		return
 	}
 	c.idleSince = now
@@ -260,8 +293,7 @@ func (p *Pool) serveWaiters() {
 			p.mu.Unlock()
 			return
 		}
-		w := p.waiters[0]
-		p.waiters = p.waiters[1:]
+		w := p.popWaiterLocked()
 		p.total++
 		p.changedLocked()
 		p.mu.Unlock()

@@ -363,3 +363,46 @@ func TestDetachWithAnswerInFlightCloses(t *testing.T) {
 		t.Fatalf("pool kept a connection with an answer in flight: %+v", s)
 	}
 }
+
+// TestWaitersRecycled: waits reuse their waiter, channel and timer; a
+// wait that timed out or was cancelled leaves nothing behind that ends a
+// later wait early, and every wait is counted once, however it ended.
+func TestWaitersRecycled(t *testing.T) {
+	fs := newFakeServer(t, echoScript)
+	_, p := newTestPool(t, fs, 1)
+	c := acquire(t, p)
+	if _, err := p.Acquire(context.Background(), time.Millisecond); !errors.Is(err, ErrWaitTimeout) {
+		t.Fatalf("got %v, want ErrWaitTimeout", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancelled := make(chan error, 1)
+	go func() {
+		_, err := p.Acquire(ctx, time.Hour)
+		cancelled <- err
+	}()
+	waitFor(t, p, "a waiter", func(s Stats) bool { return s.Waiting == 1 })
+	cancel()
+	if err := <-cancelled; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled wait: %v", err)
+	}
+	const handovers = 50
+	for range handovers {
+		got := make(chan error, 1)
+		go func() {
+			next, err := p.Acquire(context.Background(), 10*time.Second)
+			if err == nil && next != c {
+				err = fmt.Errorf("got another connection")
+			}
+			got <- err
+		}()
+		waitFor(t, p, "a waiter", func(s Stats) bool { return s.Waiting == 1 })
+		c.Release()
+		if err := <-got; err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, h := p.Stats(), p.WaitHistogram()
+	if want := uint64(2 + handovers); uint64(s.Waits) != want || h.Count != want || s.Waiting != 0 {
+		t.Fatalf("counted %d waits (histogram %d), %d waiting; want %d, 0", s.Waits, h.Count, s.Waiting, want)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"runtime"
 	"testing"
 	"time"
 
@@ -207,8 +208,8 @@ func idleBack(p *Pool) bool {
 }
 
 // TestPumpAllocs guards the benchmarks' allocation counts: forwarding an
-// answer allocates nothing, and a lease allocates only its release channel
-// (Conn.Link).
+// answer allocates nothing, nor does a lease (its release channel is made
+// only for a session that waits for it, Conn.WaitReleased).
 func TestPumpAllocs(t *testing.T) {
 	for _, rows := range []int{1, 100} {
 		c, cl, q := pumpSetup(t, rows)
@@ -217,8 +218,37 @@ func TestPumpAllocs(t *testing.T) {
 		}
 	}
 	p, cl, q := leaseSetup(t)
-	if n := testing.AllocsPerRun(200, func() { leaseRoundTrip(t, p, cl, q) }); n > 1 {
-		t.Errorf("lease: got %v allocations, want at most 1", n)
+	if n := testing.AllocsPerRun(200, func() { leaseRoundTrip(t, p, cl, q) }); n != 0 {
+		t.Errorf("lease: got %v allocations, want 0", n)
+	}
+}
+
+// TestWaitAllocs: a unit of work that waits in line for a connection
+// allocates nothing either (its waiter, channel and timer are reused),
+// where a pool smaller than its clients makes most units wait.
+func TestWaitAllocs(t *testing.T) {
+	fs := newFakeServer(t, echoScript)
+	_, p := newTestPool(t, fs, 1)
+	c := acquire(t, p)
+	turn := make(chan struct{})
+	go func() {
+		for range turn {
+			for p.Stats().Waiting == 0 {
+				runtime.Gosched()
+			}
+			c.Release()
+		}
+	}()
+	defer close(turn)
+	n := testing.AllocsPerRun(100, func() {
+		turn <- struct{}{}
+		if got, err := p.Acquire(context.Background(), 10*time.Second); err != nil || got != c {
+			t.Fatalf("Acquire: %v", err)
+		}
+	})
+	// A collection may empty the waiters' sync.Pool once in a while.
+	if n >= 0.5 {
+		t.Errorf("a wait in line: got %v allocations, want 0", n)
 	}
 }
 
