@@ -15,6 +15,11 @@ import (
 // readiness without first trying a read that says EAGAIN. The runtime
 // resets a descriptor's readiness only when a Read starts, so an edge that
 // arrives between two tries of the same Read is kept, and none is lost.
+//
+// A prototype's shortcut: a read that drains the socket does not report an
+// end of stream that arrived with its data. pgbench sends Terminate before
+// it closes; a client that closes right behind a query would leave its
+// goroutine waiting here for good.
 func servePersist(ln net.Listener, conns []net.Conn) {
 	type link struct {
 		srv    net.Conn
