@@ -32,6 +32,13 @@
 // garbage at its next GC, forced two minutes after the last one when idle:
 // -idle-gc; bounded by -idle-settle).
 //
+// -pairs N adds, after the table, N paired runs of this tree's pgswitch
+// (route primary) beside PgBouncer and beside -base's: both routers at
+// once, each with its own pgbench -S at a fixed rate (-pair-rate,
+// -pair-clients), and the ratio of their CPU per transaction. Run one after
+// the other, CPU per transaction drifts by ±10 % on a shared machine; side
+// by side it does not, and a change of 3 % shows (pairs.go).
+//
 // Run it from the repository's root as root or as a user that can run
 // PostgreSQL; as root, PostgreSQL and PgBouncer run as the "postgres" user.
 // Everything listens on 127.0.0.1 only. Ctrl-C stops every process it
@@ -115,6 +122,9 @@ func run() error {
 		return err
 	}
 	b.printTable(os.Stdout, rows, res)
+	if *pairs > 0 {
+		return b.measurePairs(ctx, os.Stdout)
+	}
 	return nil
 }
 
