@@ -56,6 +56,10 @@ type Config struct {
 	// PeerMap lets OS users log in with peer authentication as roles other
 	// than their own name: OS user name → the roles it may use.
 	PeerMap map[string][]string `yaml:"peer_map"`
+	// Workers is how many threads run pgswitch's code at once (GOMAXPROCS;
+	// PgDog's and Odyssey's workers). 0, the default: as many as the CPUs
+	// pgswitch may use, or the GOMAXPROCS environment variable.
+	Workers int `yaml:"workers"`
 
 	Pool     PoolSettings `yaml:"pool"`
 	Timeouts Timeouts     `yaml:"timeouts"`

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -47,6 +48,7 @@ func TestParseDefaults(t *testing.T) {
 		{"limits.max_client_statements", cfg.Limits.MaxClientStatements, 10000},
 		{"limits.max_client_statement_bytes", cfg.Limits.MaxClientStatementBytes, 16 << 20},
 		{"limits.max_concurrent_auth", cfg.Limits.MaxConcurrentAuth, max(1, runtime.GOMAXPROCS(0)/2)},
+		{"workers", cfg.Workers, 0},
 		{"routing.load_balance", cfg.Routing.LoadBalance, "round_robin"},
 		{"routing.max_replica_lag_bytes", cfg.Routing.MaxReplicaLagBytes, int64(0)},
 		{"routing.max_replica_lag", cfg.Routing.MaxReplicaLag, time.Duration(0)},
@@ -87,6 +89,23 @@ func TestParseDefaults(t *testing.T) {
 }
 
 // Explicit values survive setDefaults.
+// TestMaxConcurrentAuthFollowsWorkers: the default turns for logins are
+// half the threads pgswitch runs on, as workers sets them.
+func TestMaxConcurrentAuthFollowsWorkers(t *testing.T) {
+	for workers, want := range map[int]int{1: 1, 2: 1, 8: 4} {
+		cfg := mustParse(t, fmt.Sprintf("workers: %d\n", workers)+`databases:
+  app:
+    servers: [{host: db1}]
+users:
+  app:
+    password: secret
+`)
+		if got := cfg.Limits.MaxConcurrentAuth; got != want {
+			t.Errorf("workers %d: max_concurrent_auth %d, want %d", workers, got, want)
+		}
+	}
+}
+
 func TestParseKeepsExplicitValues(t *testing.T) {
 	cfg := mustParse(t, `listen: 0.0.0.0:7000
 pool_mode: session
@@ -95,6 +114,7 @@ server_tls_mode: verify-full
 metrics_listen: 127.0.0.1:9187
 pool: {size: 4, min_idle: 2, max_client_conn: 50, max_startup_conn: 7, reset_query: "RESET ALL", max_prepared_statements: 10}
 limits: {max_message_size: 4096, max_concurrent_auth: 3}
+workers: 3
 routing: {load_balance: least_connections, max_replica_lag_bytes: 1048576, write_functions: [audit_log, bump], cache_size: 5}
 health: {fall: 5, rise: 4, user: monitor, password: mon}
 databases:
@@ -124,6 +144,7 @@ users:
 		{"pool.max_prepared_statements", cfg.Pool.MaxPreparedStatements, 10},
 		{"limits.max_message_size", cfg.Limits.MaxMessageSize, 4096},
 		{"limits.max_concurrent_auth", cfg.Limits.MaxConcurrentAuth, 3},
+		{"workers", cfg.Workers, 3},
 		{"routing.load_balance", cfg.Routing.LoadBalance, "least_connections"},
 		{"routing.max_replica_lag_bytes", cfg.Routing.MaxReplicaLagBytes, int64(1048576)},
 		{"routing.write_functions", strings.Join(cfg.Routing.WriteFunctions, ","), "audit_log,bump"},

@@ -69,7 +69,11 @@ func (c *Config) setDefaults(r *report) {
 	defInt(&c.Limits.MaxMessageSize, 64<<20)
 	defInt(&c.Limits.MaxClientStatements, 10000)
 	defInt(&c.Limits.MaxClientStatementBytes, 16<<20)
-	defInt(&c.Limits.MaxConcurrentAuth, max(1, runtime.GOMAXPROCS(0)/2))
+	threads := runtime.GOMAXPROCS(0)
+	if c.Workers > 0 {
+		threads = c.Workers
+	}
+	defInt(&c.Limits.MaxConcurrentAuth, max(1, threads/2))
 	def(&c.Routing.LoadBalance, "round_robin")
 	defInt(&c.Routing.CacheSize, 10000)
 	defDur(&c.Routing.VolatileRefresh, time.Minute)
@@ -213,6 +217,9 @@ func (c *Config) validate(r *report) {
 	}
 	if c.Limits.MaxMessageSize < 1024 {
 		bad("limits.max_message_size", "must be at least 1024 bytes, got %d", c.Limits.MaxMessageSize)
+	}
+	if c.Workers < 0 {
+		bad("workers", "must be 0 (the CPUs) or more, got %d", c.Workers)
 	}
 	if c.Limits.MaxConcurrentAuth < 1 {
 		bad("limits.max_concurrent_auth", "must be at least 1, got %d", c.Limits.MaxConcurrentAuth)

@@ -81,6 +81,7 @@ func TestValidationErrors(t *testing.T) {
 		// limits, routing
 		{"limits.max_message_size too small", minimal + "limits: {max_message_size: 1023}\n", []string{"limits.max_message_size: must be at least 1024 bytes, got 1023"}},
 		{"limits.max_concurrent_auth negative", minimal + "limits: {max_concurrent_auth: -1}\n", []string{"limits.max_concurrent_auth: must be at least 1, got -1"}},
+		{"workers negative", minimal + "workers: -1\n", []string{"workers: must be 0 (the CPUs) or more, got -1"}},
 		{"routing.load_balance", minimal + "routing: {load_balance: weighted}\n", []string{`routing.load_balance: must be one of "round_robin", "least_connections", "random", got "weighted"`}},
 		{"routing.max_replica_lag_bytes negative", minimal + "routing: {max_replica_lag_bytes: -1}\n", []string{"routing.max_replica_lag_bytes: must not be negative, got -1"}},
 		{"routing.cache_size negative", minimal + "routing: {cache_size: -1}\n", []string{"routing.cache_size: must not be negative, got -1"}},

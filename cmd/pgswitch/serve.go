@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"syscall"
 	"time"
@@ -116,6 +117,7 @@ func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config,
 		defer signal.Stop(usr2)
 	}
 
+	applyWorkers(cfg.Workers, logger)
 	in, err := upgrade.Take()
 	if err != nil {
 		return fmt.Errorf("upgrade: %w", err)
@@ -227,8 +229,40 @@ func reload(r *router.Router, load func() (*config.Config, error), logger *slog.
 	}
 	if err != nil {
 		logger.Error("reload refused; the running configuration stays", "err", err)
+		return
+	}
+	applyWorkers(cfg.Workers, logger)
+}
+
+// startProcs is GOMAXPROCS as the process started: the runtime's default,
+// or the GOMAXPROCS environment variable's.
+var startProcs = runtime.GOMAXPROCS(0)
+
+// applyWorkers sets how many threads run Go code at once (workers). 0
+// leaves them as the process started, or returns to that after a
+// configuration that set workers: to the runtime's default, which follows
+// the CPUs pgswitch may use, unless the GOMAXPROCS environment variable
+// fixed it.
+func applyWorkers(n int, logger *slog.Logger) {
+	before := runtime.GOMAXPROCS(0)
+	switch {
+	case n > 0:
+		runtime.GOMAXPROCS(n)
+	case !workersSet:
+		return // as the process started
+	case os.Getenv("GOMAXPROCS") != "":
+		runtime.GOMAXPROCS(startProcs)
+	default:
+		runtime.SetDefaultGOMAXPROCS()
+	}
+	workersSet = n > 0
+	if after := runtime.GOMAXPROCS(0); after != before {
+		logger.Info("workers", "threads", after)
 	}
 }
+
+// workersSet: the configuration applied last set workers.
+var workersSet bool
 
 // fileLimitCheck raises the limit on open files to the hard limit and
 // returns a check that warns when a configuration may need more file

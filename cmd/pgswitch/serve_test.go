@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -280,7 +282,7 @@ func TestServeShutdownCommandAndSIGHUP(t *testing.T) {
 	if n := servers(); n != 1 {
 		t.Fatalf("after a refused reload SHOW HEALTH lists %d servers, want 1", n)
 	}
-	os.WriteFile(s.path, []byte(serveConfig(cl, true, "")), 0o600)
+	os.WriteFile(s.path, []byte(serveConfig(cl, true, "workers: 1\n")), 0o600)
 	s.cmd.Process.Signal(syscall.SIGHUP)
 	eventually(t, "replicas added by SIGHUP", func() error {
 		if n := servers(); n != 3 {
@@ -288,10 +290,39 @@ func TestServeShutdownCommandAndSIGHUP(t *testing.T) {
 		}
 		return nil
 	})
+	if runtime.GOMAXPROCS(0) > 1 {
+		eventually(t, "workers applied by SIGHUP", func() error {
+			if strings.Contains(s.logs.String(), "msg=workers threads=1") {
+				return nil
+			}
+			return fmt.Errorf("not logged")
+		})
+	}
 	if _, err := console.Exec(ctx, "SHUTDOWN"); err != nil && !strings.Contains(err.Error(), "closed") && !strings.Contains(err.Error(), "EOF") {
 		t.Fatalf("SHUTDOWN: %v", err)
 	}
 	if code := s.exit(t); code != 0 {
 		t.Fatalf("exit code %d after SHUTDOWN, want 0\n%s", code, s.logs)
+	}
+}
+
+// TestApplyWorkers: workers sets the threads running Go code; back to 0, the
+// process returns to what it started with, and 0 from the start changes
+// nothing.
+func TestApplyWorkers(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	start := runtime.GOMAXPROCS(0)
+	t.Cleanup(func() { applyWorkers(0, log) })
+	applyWorkers(0, log)
+	if got := runtime.GOMAXPROCS(0); got != start {
+		t.Fatalf("workers 0 at the start: GOMAXPROCS %d, want %d", got, start)
+	}
+	applyWorkers(start+1, log)
+	if got := runtime.GOMAXPROCS(0); got != start+1 {
+		t.Fatalf("workers %d: GOMAXPROCS %d", start+1, got)
+	}
+	applyWorkers(0, log)
+	if got := runtime.GOMAXPROCS(0); got != startProcs {
+		t.Fatalf("workers back to 0: GOMAXPROCS %d, want the process's first, %d", got, startProcs)
 	}
 }
