@@ -55,12 +55,11 @@ type Conn struct {
 	qstart   int64             // monotime when the batch being answered was sent, for stats (waits.go)
 
 	// The pump's: its output buffer; its socket when raw (then it reads
-	// inside Serve, serving); whether the last message it took was a
-	// ReadyForQuery (pump.go).
-	out     []byte
-	raw     *rawsock.Conn
-	serving bool
-	atZ     bool
+	// inside Serve); whether the last message it took was a ReadyForQuery
+	// (pump.go).
+	out []byte
+	raw *rawsock.Conn
+	atZ bool
 
 	// Fields below are guarded by pool.mu.
 	idleSince int64 // monotime

@@ -95,7 +95,7 @@ func (p *Pool) connect(ctx context.Context) (*Conn, error) {
 		br:      bufio.NewReaderSize(hj.Conn, readBufSize),
 		pid:     hj.PID,
 		secret:  hj.SecretKey,
-		created: p.now(),
+		created: time.Now(),
 		born:    monotime(),
 		done:    make(chan struct{}),
 		status:  hj.TxStatus,

@@ -44,7 +44,6 @@ type Pool struct {
 	key    Key
 	target Target
 	limit  *serverLimit
-	now    func() time.Time
 	log    *slog.Logger
 	// changed, for tests that wait for a state instead of sleeping, is
 	// signalled without blocking when idle connections or waiters change;

@@ -35,9 +35,7 @@ func (c *Conn) pump() {
 	for {
 		var err error
 		if c.raw != nil {
-			c.serving = true
 			err = c.raw.Serve(c.step)
-			c.serving = false
 			if err == errLarge {
 				err = c.step()
 			}
@@ -50,6 +48,9 @@ func (c *Conn) pump() {
 		}
 	}
 }
+
+// serving reports whether the pump reads inside rawsock's Serve now.
+func (c *Conn) serving() bool { return c.raw != nil && c.raw.Serving() }
 
 // step handles the next message and whatever is buffered behind it.
 func (c *Conn) step() error {
@@ -68,7 +69,7 @@ func (c *Conn) step() error {
 	if err == errLinkEnded {
 		err = nil
 	}
-	if err == nil && c.serving && c.atZ && c.br.Buffered() == 0 && c.raw.Drained() {
+	if err == nil && c.serving() && c.atZ && c.br.Buffered() == 0 && c.raw.Drained() {
 		// The server waits for a query: whatever it sends next (an answer,
 		// or an error before it closes) comes after the read that drained
 		// the socket, and Serve sees it arrive. Only a close right behind
@@ -114,7 +115,7 @@ func (c *Conn) forward(client *Client, h wire.Header) error {
 				out = out[:0]
 				return err
 			}
-		case c.serving:
+		case c.serving():
 			client.Write(out)
 			out = out[:0]
 			return errLarge
@@ -269,7 +270,7 @@ func (c *Conn) unlinkedMessage(h wire.Header) error {
 		return nil
 	case 'S', 'E':
 		if n > c.br.Size() {
-			if c.serving {
+			if c.serving() {
 				return errLarge
 			}
 			_, err := c.br.Discard(n)
@@ -298,7 +299,7 @@ func (c *Conn) unlinkedMessage(h wire.Header) error {
 		c.br.Discard(n)
 		return nil
 	default:
-		if c.serving && c.br.Buffered() < n {
+		if c.serving() && c.br.Buffered() < n {
 			// Discard would consume part of it before it waits.
 			if n > c.br.Size() {
 				return errLarge

@@ -184,3 +184,4 @@ func TestKillWhileThePumpWrites(t *testing.T) {
 	}
 	c.Wait()
 }
+

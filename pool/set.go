@@ -3,7 +3,6 @@ package pool
 import (
 	"log/slog"
 	"sync"
-	"time"
 
 	"github.com/pgswitch/pgswitch/wire"
 )
@@ -40,7 +39,6 @@ func (l *serverLimit) give() {
 // Set is every pool of a pgswitch process, keyed by (database, user, server),
 // with the per-server connection limits they share.
 type Set struct {
-	now func() time.Time
 	log *slog.Logger
 	// changed is given to every pool the set makes (see Pool.changed);
 	// tests set it before the first Get.
@@ -57,7 +55,7 @@ func NewSet(log *slog.Logger) *Set {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Set{now: time.Now, log: log, pools: map[Key]*Pool{}, servers: map[string]*serverLimit{}}
+	return &Set{log: log, pools: map[Key]*Pool{}, servers: map[string]*serverLimit{}}
 }
 
 // SetServerLimit sets the most connections to server across all pools (0: none).
@@ -100,7 +98,7 @@ func (s *Set) Get(key Key, target Target, settings Settings) *Pool {
 		return p
 	}
 	l := s.limitLocked(key.Server)
-	p := &Pool{key: key, target: target, limit: l, now: s.now, log: s.log, changed: s.changed,
+	p := &Pool{key: key, target: target, limit: l, log: s.log, changed: s.changed,
 		settings: settings, paused: s.paused[key.Database]}
 	l.mu.Lock()
 	l.pools = append(l.pools, p)

@@ -11,7 +11,7 @@ import (
 )
 
 var (
-	rawIO  = flag.Bool("raw", false, "reads and writes without the runtime's system-call bookkeeping (epoll: and a first epoll_wait; pump, sync: internal/rawsock)")
+	rawIO  = flag.Bool("raw", false, "reads and writes without the runtime's system-call bookkeeping (epoll: and a first epoll_wait; pump, sync: internal/rawsock; persist: its reads and writes)")
 	loopsN = flag.Int("loops", 0, "epoll: event loops (0: one per CPU)")
 )
 

@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"net"
 	"syscall"
-	"unsafe"
 
 	"github.com/pgswitch/pgswitch/bench/internal/pgmini"
 )
@@ -44,15 +43,15 @@ func servePersist(ln net.Listener, conns []net.Conn) {
 			var sc pgmini.Scanner
 			rc.Read(func(fd uintptr) bool {
 				for {
-					n, errno := rawRead(fd, rbuf)
+					n, err := sysRead(int(fd), rbuf)
 					switch {
-					case errno == syscall.EAGAIN:
+					case err == syscall.EAGAIN:
 						return false
-					case errno != 0 || n == 0:
+					case err != nil || n == 0:
 						return true
 					}
 					done := sc.Feed(rbuf[:n])
-					rawWriteAll(cl, rbuf[:n])
+					writeAll(int(cl), rbuf[:n])
 					if done {
 						sc = pgmini.Scanner{}
 						p <- l
@@ -88,11 +87,11 @@ func servePersist(ln net.Listener, conns []net.Conn) {
 			have := 0
 			rc.Read(func(fd uintptr) bool {
 				for {
-					n, errno := rawRead(fd, buf[have:])
+					n, err := sysRead(int(fd), buf[have:])
 					switch {
-					case errno == syscall.EAGAIN:
+					case err == syscall.EAGAIN:
 						return false
-					case errno != 0 || n == 0:
+					case err != nil || n == 0:
 						return true
 					}
 					short := n < len(buf)-have
@@ -107,7 +106,7 @@ func servePersist(ln net.Listener, conns []net.Conn) {
 						}
 						l := <-p
 						l.client <- cfd
-						rawWriteAll(l.fd, buf[:m])
+						writeAll(int(l.fd), buf[:m])
 						copy(buf, buf[m:have])
 						have -= m
 					}
@@ -117,29 +116,5 @@ func servePersist(ln net.Listener, conns []net.Conn) {
 				}
 			})
 		}()
-	}
-}
-
-func rawRead(fd uintptr, p []byte) (int, syscall.Errno) {
-	for {
-		r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-		if e != syscall.EINTR {
-			return int(r), e
-		}
-	}
-}
-
-// rawWriteAll writes p on a non-blocking socket, spinning on a full buffer
-// (a prototype's shortcut: pgbench's answers are small).
-func rawWriteAll(fd uintptr, p []byte) {
-	for len(p) > 0 {
-		r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-		switch e {
-		case 0:
-			p = p[int(r):]
-		case syscall.EINTR, syscall.EAGAIN:
-		default:
-			return
-		}
 	}
 }

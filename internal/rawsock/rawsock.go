@@ -237,6 +237,10 @@ func (c *Conn) Serve(step func() error) error {
 	return err
 }
 
+// Serving reports whether the caller runs inside Serve (step); only
+// Serve's goroutine may ask.
+func (c *Conn) Serving() bool { return c.serving }
+
 // Drained reports, inside Serve, whether the last read returned less than
 // it asked for: the socket had no more data then (see Serve).
 func (c *Conn) Drained() bool { return c.drained }
