@@ -6,6 +6,7 @@ import (
 	"maps"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pgswitch/pgswitch/internal/rawsock"
@@ -60,6 +61,9 @@ type Conn struct {
 	out []byte
 	raw *rawsock.Conn
 	atZ bool
+	// shutting: pgswitch ended the socket (shut); the pump reads no more of it,
+	// as it could not once the socket was closed.
+	shutting atomic.Bool
 
 	// Fields below are guarded by pool.mu.
 	idleSince int64 // monotime
@@ -325,13 +329,16 @@ func (c *Conn) Detach(client *Client, resetQuery string) bool {
 }
 
 // shut ends the connection's socket for whoever reads or writes it: the
-// pump's next read finds its end, and the pump closes the socket as it
+// pump's next step ends it (net.ErrClosed, what a closed socket's read
+// says), before what the server may still send (its answer to the end of
+// the stream, say) reaches a client, and the pump closes the socket as it
 // exits. A socket the pump reads inside rawsock's Serve is shut down
 // rather than closed: closing it would wait for Serve's read to return,
 // which, when it is the pump itself that closes, never happens, and when
 // another goroutine does, may wait for the pump's write to a client that
 // does not read.
 func (c *Conn) shut() {
+	c.shutting.Store(true)
 	if c.raw == nil {
 		c.nc.Close()
 		return

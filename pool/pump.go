@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"net"
 
 	"github.com/pgswitch/pgswitch/internal/rawsock"
 	"github.com/pgswitch/pgswitch/wire"
@@ -54,6 +55,9 @@ func (c *Conn) serving() bool { return c.raw != nil && c.raw.Serving() }
 
 // step handles the next message and whatever is buffered behind it.
 func (c *Conn) step() error {
+	if c.shutting.Load() {
+		return net.ErrClosed
+	}
 	h, err := c.peekHeader()
 	if err != nil {
 		return err

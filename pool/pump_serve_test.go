@@ -185,3 +185,33 @@ func TestKillWhileThePumpWrites(t *testing.T) {
 	c.Wait()
 }
 
+// TestKillHidesTheServersLastWord: what a server says after pgswitch shut
+// its connection (here, an error for the unexpected end of the stream, as
+// PostgreSQL sends in the middle of COPY) never reaches the client, which
+// gets pgswitch's own error, as when the socket was closed outright.
+func TestKillHidesTheServersLastWord(t *testing.T) {
+	for range 20 {
+		fs := newFakeServer(t, func(b *pgproto3.Backend, nc net.Conn) {
+			b.Receive() // the query; then nothing until the end of the stream
+			if _, err := b.Receive(); err != nil {
+				b.Send(&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: "08P01", Message: "unexpected EOF on client connection"})
+				b.Flush()
+			}
+		})
+		_, p := newTestPool(t, fs, 1)
+		tc := newTestClient(t)
+		c := acquire(t, p)
+		c.Link(tc.c, false)
+		send(t, c, tc, query("COPY t FROM STDIN"))
+		c.Kill(wire.Fatalf(wire.CodeAdminShutdown, "terminating connection due to administrator command"))
+		tc.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+		m, err := tc.fe.Receive()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e, ok := m.(*pgproto3.ErrorResponse); !ok || e.Code != "57P01" {
+			t.Fatalf("the client got %#v, want pgswitch's FATAL 57P01", m)
+		}
+		c.Wait()
+	}
+}
