@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pgswitch/pgswitch/internal/rawsock"
 	"github.com/pgswitch/pgswitch/wire"
 )
 
@@ -45,6 +46,12 @@ func (c *Client) Write(p []byte) error {
 	}
 	if _, err := c.conn.Write(p); err != nil {
 		c.broken.Store(true)
+		if raw := rawsock.Of(c.conn); raw != nil {
+			// The session may wait for the client without a read that
+			// would see it gone (a client that closed right behind its
+			// query, on a Unix socket): waking it is Shutdown's to do.
+			raw.Shutdown()
+		}
 		return err
 	}
 	return nil

@@ -17,6 +17,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 )
@@ -34,9 +35,16 @@ type Conn struct {
 	w   *call
 
 	// Serve's state, its goroutine's alone.
-	serving bool
 	fd      uintptr
+	serving bool
 	drained bool // the last read inside Serve returned less than asked
+
+	// A Close while Serve runs is a Shutdown, and the socket is closed as
+	// Serve returns (see Close). smu guards inServe and closeLater.
+	inServe    bool
+	closeLater bool
+	closing    atomic.Bool
+	smu        sync.Mutex
 }
 
 // call is one direction's state: the socket's raw access, the callback
@@ -61,6 +69,40 @@ func Wrap(nc net.Conn) net.Conn {
 
 // Unwrap returns the socket c reads and writes.
 func (c *Conn) Unwrap() net.Conn { return c.Conn }
+
+// Of returns the Conn under nc, following Unwrap, or nil if there is none
+// (TLS: its reads may find bytes already decrypted, not the socket's).
+func Of(nc net.Conn) *Conn {
+	for {
+		switch v := nc.(type) {
+		case *Conn:
+			return v
+		case interface{ Unwrap() net.Conn }:
+			nc = v.Unwrap()
+		default:
+			return nil
+		}
+	}
+}
+
+// Close closes the socket. While a goroutine runs Serve on it, Close shuts
+// the socket down instead (Serve's reads then say net.ErrClosed) and Serve
+// closes it as it returns: closing at once would wait for Serve's read to
+// return, and the step inside it may be waiting for the very goroutine
+// that closes (a session waiting for the pump that disconnects its
+// client).
+func (c *Conn) Close() error {
+	c.smu.Lock()
+	if c.inServe {
+		c.closeLater = true
+		c.closing.Store(true)
+		c.smu.Unlock()
+		c.Shutdown()
+		return nil
+	}
+	c.smu.Unlock()
+	return c.Conn.Close()
+}
 
 // Idle lets go of the state of both directions: an idle client (10,000
 // of them, say) holds only the Conn. The next Read or Write makes its
@@ -170,8 +212,8 @@ func writeFD(k *call, fd uintptr) bool {
 	return true
 }
 
-func (c *Conn) opError(op string, errno syscall.Errno) error {
-	return &net.OpError{Op: op, Net: c.LocalAddr().Network(), Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: errno}
+func (c *Conn) opError(op string, err error) error {
+	return &net.OpError{Op: op, Net: c.LocalAddr().Network(), Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
 }
 
 // Shutdown ends both directions of the socket (shutdown(2)) without
@@ -194,8 +236,10 @@ var ErrWouldWait = errors.New("rawsock: nothing to read without waiting")
 
 // Serve calls step, again and again, inside one wait-and-read of the
 // socket (syscall.RawConn.Read), until step returns an error other than
-// ErrWouldWait, which Serve returns; or until the socket closes or a read
-// deadline passes (that error). Within step, Read does not wait: it
+// ErrWouldWait, which Serve returns; or until a read deadline passes
+// (that error). A Close meanwhile shuts the socket down, Serve's reads
+// then fail with net.ErrClosed, and Serve closes the socket as it returns.
+// Within step, Read does not wait: it
 // returns ErrWouldWait when the socket has nothing to read. When step
 // returns ErrWouldWait, Serve waits for readiness and calls step again.
 //
@@ -216,8 +260,24 @@ func (c *Conn) Serve(step func() error) error {
 		return err
 	}
 	var stepErr error
+	c.smu.Lock()
+	if c.closeLater {
+		c.smu.Unlock()
+		return net.ErrClosed
+	}
+	c.inServe = true
+	c.smu.Unlock()
 	c.serving = true
-	defer func() { c.serving = false }()
+	defer func() {
+		c.serving = false
+		c.smu.Lock()
+		c.inServe = false
+		later := c.closeLater
+		c.smu.Unlock()
+		if later {
+			c.Conn.Close()
+		}
+	}()
 	err = rc.Read(func(fd uintptr) bool {
 		c.fd, c.drained = fd, false // ready (or Serve's start): not known drained
 		for {
@@ -252,6 +312,9 @@ func (c *Conn) serveRead(p []byte) (int, error) {
 		switch e {
 		case 0:
 			if r == 0 {
+				if c.closing.Load() {
+					return 0, c.opError("read", net.ErrClosed)
+				}
 				return 0, io.EOF
 			}
 			c.drained = int(r) < len(p)
@@ -261,6 +324,9 @@ func (c *Conn) serveRead(p []byte) (int, error) {
 		case syscall.EAGAIN:
 			c.drained = true
 			return 0, ErrWouldWait
+		}
+		if c.closing.Load() {
+			return 0, c.opError("read", net.ErrClosed)
 		}
 		return 0, c.opError("read", e)
 	}

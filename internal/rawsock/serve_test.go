@@ -148,3 +148,90 @@ func TestShutdownInsideServe(t *testing.T) {
 		t.Fatalf("Serve, shut down meanwhile = %v; want io.EOF", err)
 	}
 }
+
+// TestCloseInsideServe: Close while Serve runs does not wait for it. Step
+// may close its own socket, or wait for a goroutine that closes it; either
+// way Serve ends with net.ErrClosed, the peer sees the end of the stream,
+// and the socket is closed once Serve returns.
+func TestCloseInsideServe(t *testing.T) {
+	// Step closes its own socket (a session ending its client with a FATAL).
+	c, other := tcpPair(t)
+	other.Write([]byte("x"))
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	closed := false
+	err := serveWithin(t, c, func() error {
+		if _, err := c.Read(make([]byte, 8)); err != nil {
+			return err
+		}
+		if !closed {
+			closed = true
+			c.Close()
+		}
+		return nil
+	})
+	if !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Serve after step's Close = %v; want net.ErrClosed", err)
+	}
+	if _, err := c.Write([]byte("y")); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Write after Serve returned = %v; want net.ErrClosed (the socket closed)", err)
+	}
+	other.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := other.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+		t.Fatalf("peer read %d, %v; want io.EOF", n, err)
+	}
+
+	// Step waits for the goroutine that closes it (a pump disconnecting
+	// the client its session waits for); net.Conn's Close would wait for
+	// Serve to return, and neither would go on.
+	c, other = tcpPair(t)
+	other.Write([]byte("x"))
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	closedBy := make(chan error, 1)
+	steps := 0
+	err = serveWithin(t, c, func() error {
+		steps++
+		if _, err := c.Read(make([]byte, 8)); err != nil {
+			return err
+		}
+		go func() { closedBy <- c.Close() }()
+		select {
+		case err := <-closedBy:
+			if err != nil {
+				return err
+			}
+		case <-time.After(10 * time.Second):
+			return errors.New("Close waited for Serve")
+		}
+		return nil
+	})
+	if !errors.Is(err, net.ErrClosed) || steps != 2 {
+		t.Fatalf("Serve = %v after %d steps; want net.ErrClosed after 2", err, steps)
+	}
+	if err := c.Serve(func() error { return nil }); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Serve of a closed socket = %v", err)
+	}
+
+	// Outside Serve, Close closes at once.
+	c, _ = tcpPair(t)
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Read after Close = %v", err)
+	}
+}
+
+// serveWithin runs c.Serve(step), failing the test if it has not returned
+// within 10 seconds (a deadlock).
+func serveWithin(t *testing.T, c *Conn, step func() error) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- c.Serve(step) }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return: Close waited for it")
+		return nil
+	}
+}
