@@ -143,8 +143,9 @@ func (c *fakeConn) serve() {
 	}
 }
 
-// handle answers one message from the client and flushes; false: the
-// connection ends.
+// handle answers one message from the client, and sends what it owes
+// unless the message is an extended-protocol one other than Flush; false:
+// the connection ends.
 func (c *fakeConn) handle(m pgproto3.FrontendMessage) bool {
 	if c.pool {
 		c.f.record(c.pid, describeFront(m))
@@ -161,6 +162,9 @@ func (c *fakeConn) handle(m pgproto3.FrontendMessage) bool {
 	default:
 		if !c.skip {
 			c.extended(m)
+		}
+		if _, ok := m.(*pgproto3.Flush); !ok {
+			return true // as PostgreSQL's, extended-protocol answers wait for a Sync or a Flush
 		}
 	}
 	return c.b.Flush() == nil

@@ -65,36 +65,61 @@ func (s *Session) waitMessage() (idle *wire.Error, park bool, err error) {
 		idle, err := s.awaitNext()
 		return idle, false, err
 	}
-	if s.mode == config.PoolModeSession || len(s.b.msgs) > 0 && s.pend == nil {
+	if !s.watches() {
 		return nil, false, nil // the read of the message waits
 	}
 	for {
-		s.parkMu.Lock()
-		s.parkState = parkWaiting
-		s.parkMu.Unlock()
+		s.setWaiting()
 		// Waiting, so that a deferred guard's pump wakes the read from now
 		// on if its unit does not pass; an outcome sent before is here.
 		if s.settleSent() {
 			continue
 		}
-		_, err := s.in.br.Peek(1)
-		requested := s.endWait()
-		switch {
-		case err == nil:
-			s.seen.Store(s.r.parker.generation())
-			return nil, false, nil
-		case !requested || s.kicked.Load() != nil || !errors.Is(err, os.ErrDeadlineExceeded):
-			return nil, false, err
+		if _, err := s.in.br.Peek(1); err != nil {
+			if park, err := s.woken(err); park || err != nil {
+				return nil, park, err
+			}
+			continue
 		}
-		if s.settleSent() {
-			continue // the pump's wake: the unit runs again
-		}
-		if s.pend == nil && s.parkable() && s.parkNow() {
-			return nil, true, nil
-		}
-		// Not now (a transaction is open, or an answer is on its way): the
-		// next scan asks again.
+		s.endWait()
+		s.seen.Store(s.r.parker.generation())
+		return nil, false, nil
 	}
+}
+
+// woken handles the end of a wait for the client's next message (in
+// parkWaiting) that brought no message but err: the read's error, or a
+// deadline that wakeWait set to ask the session to look up. It parks the
+// session when it may (park), or returns err when the session ends; with
+// neither, the session waits again.
+func (s *Session) woken(err error) (park bool, failed error) {
+	requested := s.endWait()
+	if !requested || s.kicked.Load() != nil || !errors.Is(err, os.ErrDeadlineExceeded) {
+		return false, err
+	}
+	if s.settleSent() {
+		return false, nil // the pump's wake: the unit runs again
+	}
+	if s.pend == nil && s.parkable() && s.parkNow() {
+		return true, nil
+	}
+	// Not now (a transaction is open, or an answer is on its way): the
+	// next scan asks again.
+	return false, nil
+}
+
+// watches reports whether the session's wait for its client may be asked
+// to look up (parkWaiting): in transaction mode, between batches or with a
+// deferred guard's outcome to come.
+func (s *Session) watches() bool {
+	return s.mode != config.PoolModeSession && (len(s.b.msgs) == 0 || s.pend != nil)
+}
+
+// setWaiting enters parkWaiting: wakeWait may ask the wait to look up.
+func (s *Session) setWaiting() {
+	s.parkMu.Lock()
+	s.parkState = parkWaiting
+	s.parkMu.Unlock()
 }
 
 // settleSent settles the batch kept for a deferred guard if its outcome

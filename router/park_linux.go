@@ -191,7 +191,7 @@ func (p *parker) park(s *Session) bool {
 	id := p.nextID
 	var err error
 	ctlErr := rc.Control(func(fd uintptr) {
-		s.parkFD = int(fd)
+		s.parkFD = int32(fd)
 		ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT, Fd: int32(uint32(id)), Pad: int32(uint32(id >> 32))}
 		err = syscall.EpollCtl(p.ep, syscall.EPOLL_CTL_ADD, int(fd), &ev)
 	})
@@ -215,7 +215,7 @@ func (p *parker) unpark(s *Session) bool {
 	delete(p.byID, s.parkID)
 	s.parkID = 0
 	if p.ep >= 0 {
-		syscall.EpollCtl(p.ep, syscall.EPOLL_CTL_DEL, s.parkFD, nil)
+		syscall.EpollCtl(p.ep, syscall.EPOLL_CTL_DEL, int(s.parkFD), nil)
 	}
 	p.mu.Unlock()
 	s.parkMu.Lock()

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pgswitch/pgswitch/config"
+	"github.com/pgswitch/pgswitch/internal/rawsock"
 	"github.com/pgswitch/pgswitch/pool"
 	"github.com/pgswitch/pgswitch/router/classify"
 	"github.com/pgswitch/pgswitch/router/rules"
@@ -93,6 +94,8 @@ type Session struct {
 	wrote   bool // a unit that may write went to cur since the last Mark (routing.consistency)
 	// idleTimed: the client's read deadline is set for an idle limit.
 	idleTimed bool
+	owed      bool // serveClient: cur's pump writes the client an answer to the batch just sent
+	watching  bool // serveClient: Serve waits for the client in parkWaiting
 
 	b batch // the messages being sent, and what sending them learned
 
@@ -124,9 +127,9 @@ type Session struct {
 	conn      net.Conn      // the client connection, for a reader made anew after parking
 	seen      atomic.Uint64 // the parker's generation when the session last handled a batch
 	parkMu    sync.Mutex
-	parkState int    // guarded by parkMu
+	parkState int32  // guarded by parkMu
+	parkFD    int32  // while parked: the descriptor in the epoll set
 	parkID    uint64 // while parked: the session's key in the parker
-	parkFD    int    // while parked: the descriptor in the epoll set
 	// finish ends a session that parked: what its first goroutine would
 	// have done on leaving (unregister, close, count out).
 	finish func()
@@ -187,51 +190,88 @@ func (s *Session) resume() {
 
 // run reads the client's messages until it leaves (or parks: true), and
 // sends them on in batches: what the client wrote before waiting for an
-// answer.
+// answer. A plain socket's messages are read inside rawsock's Serve
+// (serveClient), others' with waits.
 func (s *Session) run() (parked bool) {
 	maxMsg := s.cfg.Limits.MaxMessageSize
+	raw := rawsock.Of(s.conn)
 	for {
-		idle, park, err := s.waitMessage()
-		if park {
-			return true
+		if raw != nil && !s.idleLimited() {
+			if end, park := s.serveClient(raw, maxMsg); end {
+				return park
+			}
 		}
-		if idle != nil {
-			s.idleOut(idle)
-			return false
+		if end, park := s.readMessage(maxMsg); end {
+			return park
 		}
-		if err != nil {
-			s.readFailed(err)
-			return false
-		}
-		if s.pend != nil {
-			// The client wrote before its answer began (it pipelines): the
-			// batch before waits for how its unit came out.
-			s.settle(<-s.pend)
-		}
-		h, err := s.in.next(maxMsg)
-		if err != nil {
-			s.readFailed(err)
-			return false
-		}
-		switch h.Type {
-		case 'X':
-			s.sendBatch()
-			return false
-		case 'Q', 'P', 'B', 'D', 'E', 'C', 'S', 'H', 'F', 'd', 'c', 'f':
-		default:
-			s.sendBatch()
-			s.fatal(wire.Fatalf(wire.CodeProtocolViolation, "invalid frontend message type %d", h.Type))
-			return false
-		}
-		start := len(s.b.buf)
-		if s.b.buf, err = s.in.appendMessage(s.b.buf, h); err != nil {
-			s.readFailed(err)
-			return false
-		}
-		s.b.msgs = append(s.b.msgs, span{typ: h.Type, start: start, end: len(s.b.buf)})
-		if s.in.buffered() == 0 || len(s.b.buf) >= batchFlushAt {
-			s.sendBatch()
-		}
+	}
+}
+
+// readMessage waits for the client's next message and takes it (take);
+// end: the session ended, or parked (park).
+func (s *Session) readMessage(maxMsg int) (end, park bool) {
+	idle, park, err := s.waitMessage()
+	if park {
+		return true, true
+	}
+	if idle != nil {
+		s.idleOut(idle)
+		return true, false
+	}
+	if err != nil {
+		s.readFailed(err)
+		return true, false
+	}
+	if s.pend != nil {
+		// The client wrote before its answer began (it pipelines): the
+		// batch before waits for how its unit came out.
+		s.settle(<-s.pend)
+	}
+	h, err := s.in.next(maxMsg)
+	if err != nil {
+		s.readFailed(err)
+		return true, false
+	}
+	return !s.take(h), false
+}
+
+// take adds the client's message whose header is h to the batch (taken);
+// false: the session ends.
+func (s *Session) take(h wire.Header) bool {
+	if !s.admit(h) {
+		return false
+	}
+	start := len(s.b.buf)
+	var err error
+	if s.b.buf, err = s.in.appendMessage(s.b.buf, h); err != nil {
+		s.readFailed(err)
+		return false
+	}
+	s.b.msgs = append(s.b.msgs, span{typ: h.Type, start: start, end: len(s.b.buf)})
+	s.taken()
+	return true
+}
+
+// admit checks the type of the client's message whose header is h; false:
+// the session ends (Terminate, or a type no client sends).
+func (s *Session) admit(h wire.Header) bool {
+	switch h.Type {
+	case 'X':
+		s.sendBatch()
+		return false
+	case 'Q', 'P', 'B', 'D', 'E', 'C', 'S', 'H', 'F', 'd', 'c', 'f':
+		return true
+	}
+	s.sendBatch()
+	s.fatal(wire.Fatalf(wire.CodeProtocolViolation, "invalid frontend message type %d", h.Type))
+	return false
+}
+
+// taken sends the batch, whose last message is whole, when the client has
+// nothing more buffered or the batch is large.
+func (s *Session) taken() {
+	if s.in.buffered() == 0 || len(s.b.buf) >= batchFlushAt {
+		s.sendBatch()
 	}
 }
 

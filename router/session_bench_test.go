@@ -85,8 +85,8 @@ func (c *fakeConn) serveRaw() {
 				out = out[:0]
 			}
 			br.Discard(len(msg))
-			if !c.handle(m) {
-				return
+			if !c.handle(m) || c.b.Flush() != nil {
+				return // (what handle holds back goes before the canned bytes)
 			}
 			continue
 		}

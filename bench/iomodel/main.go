@@ -55,9 +55,9 @@
 //	pump -raw                      39.0 / 35.7 / 35.7 µs   0.46 / 0.44 / 0.43
 //	persist                        37.3 / 33.8 / 32.7 µs   0.40 / 0.36 / 0.33
 //
-// 2–3 µs, 5–8 %. pgswitch took it for the pump alone: its client side
-// cannot assume, as this prototype does, that a peer never closes right
-// behind its last message (see ARCHITECTURE.md).
+// 2–3 µs, 5–8 %. pgswitch took it for the pump, then for its clients
+// where a client that closed right behind its last message is still found
+// (this prototype assumes none does; see ARCHITECTURE.md).
 //
 //	go run ./bench/iomodel -mode epoll -listen 127.0.0.1:6499 -server 'postgres://…'
 package main
