@@ -2,8 +2,6 @@ package integration
 
 import (
 	"fmt"
-	"os"
-	"log/slog"
 	"sync"
 	"testing"
 	"time"
@@ -25,7 +23,7 @@ func TestClientsGoneMidUnit(t *testing.T) {
 	t.Parallel()
 	db := newDatabase(t)
 	mustExec(t, primaryConn(t, db), "CREATE TABLE sink (x int)")
-	p := startProxy(t, proxyOptions{DBs: []string{db}, Primary: true, PoolSize: 1, Unix: true, Log: slog.New(slog.NewTextHandler(os.Stderr, nil))})
+	p := startProxy(t, proxyOptions{DBs: []string{db}, Primary: true, PoolSize: 1, Unix: true})
 	ctx := testCtx(t)
 
 	kinds := []struct {

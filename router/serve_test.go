@@ -60,6 +60,29 @@ func encode(t *testing.T, msgs ...pgproto3.FrontendMessage) []byte {
 	return b
 }
 
+// answerIs reads an answer up to its ReadyForQuery and checks that it is
+// one row whose value is want.
+func answerIs(fe *pgproto3.Frontend, want string) error {
+	var got []string
+	for {
+		m, err := fe.Receive()
+		if err != nil {
+			return err
+		}
+		switch m := m.(type) {
+		case *pgproto3.DataRow:
+			got = append(got, string(m.Values[0]))
+		case *pgproto3.ErrorResponse:
+			return fmt.Errorf("error %s: %s", m.Code, m.Message)
+		case *pgproto3.ReadyForQuery:
+			if len(got) != 1 || got[0] != want {
+				return fmt.Errorf("got rows %q, want [%s]", got, want)
+			}
+			return nil
+		}
+	}
+}
+
 // TestClientMessagesInPieces: clients at once over one server connection
 // send pipelines of queries, simple and extended, small and larger than
 // the session's read buffer, cut into pieces of random sizes with pauses
@@ -154,23 +177,8 @@ func pipelines(t *testing.T, nc net.Conn, fe *pgproto3.Frontend, rng *rand.Rand,
 			}
 		}
 		for _, id := range want {
-			var got []string
-			for done := false; !done; {
-				m, err := fe.Receive()
-				if err != nil {
-					return fmt.Errorf("round %d: %w", round, err)
-				}
-				switch m := m.(type) {
-				case *pgproto3.DataRow:
-					got = append(got, string(m.Values[0]))
-				case *pgproto3.ErrorResponse:
-					return fmt.Errorf("round %d: %s", round, m.Message)
-				case *pgproto3.ReadyForQuery:
-					done = true
-				}
-			}
-			if len(got) != 1 || got[0] != id {
-				return fmt.Errorf("round %d: got rows %q, want [%s]", round, got, id)
+			if err := answerIs(fe, id); err != nil {
+				return fmt.Errorf("round %d: %w", round, err)
 			}
 		}
 	}
@@ -226,21 +234,8 @@ func TestClientGoneBehindItsQuery(t *testing.T) {
 	for i := range rounds {
 		id := strconv.Itoa(i)
 		stay.Write(encode(t, &pgproto3.Query{String: "SELECT " + id}))
-		var got []string
-		for done := false; !done; {
-			m, err := fe.Receive()
-			if err != nil {
-				t.Fatalf("the client that stays, query %d: %v", i, err)
-			}
-			switch m := m.(type) {
-			case *pgproto3.DataRow:
-				got = append(got, string(m.Values[0]))
-			case *pgproto3.ReadyForQuery:
-				done = true
-			}
-		}
-		if len(got) != 1 || got[0] != id {
-			t.Fatalf("the client that stays got %q, want [%s]", got, id)
+		if err := answerIs(fe, id); err != nil {
+			t.Fatalf("the client that stays, query %d: %v", i, err)
 		}
 	}
 	wg.Wait()
@@ -264,21 +259,8 @@ func TestHalfClosedClientEnds(t *testing.T) {
 		nc, fe := loginClient(t, "tcp", addr)
 		nc.Write(encode(t, &pgproto3.Query{String: "SELECT 3"}))
 		nc.(*net.TCPConn).CloseWrite()
-		var rows int
-		for done := false; !done; {
-			m, err := fe.Receive()
-			if err != nil {
-				t.Fatalf("client %d: %v", i, err)
-			}
-			switch m.(type) {
-			case *pgproto3.DataRow:
-				rows++
-			case *pgproto3.ReadyForQuery:
-				done = true
-			}
-		}
-		if rows != 1 {
-			t.Fatalf("client %d: %d rows, want 1", i, rows)
+		if err := answerIs(fe, "3"); err != nil {
+			t.Fatalf("client %d: %v", i, err)
 		}
 		// pgswitch closes its side once it sees the client gone.
 		var b [1]byte
