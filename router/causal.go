@@ -105,7 +105,7 @@ func (s *Session) verifiable(res classify.Result, known bool) decision {
 	if !d.read || d.server == nil || s.r.topology().Get(d.server.Addr()).Role != config.RoleReplica {
 		return decision{}
 	}
-	d.why += "; checked that the replica replayed the writes it must see"
+	d.then += "; checked that the replica replayed the writes it must see"
 	return d
 }
 

@@ -24,6 +24,9 @@ type decision struct {
 	server *config.Server
 	read   bool   // the unit was routed as a read (counted as such)
 	why    string // the rule that decided, for logs and SHOW ROUTES
+	// then: what became of the rule's choice (no fit replica, say), said
+	// after why; kept apart so that routing allocates nothing.
+	then string
 	// behind: fit replicas exist, but none has replayed what the read must
 	// see (caughtUp), so the primary was chosen.
 	behind bool
@@ -53,13 +56,18 @@ func decide(res classify.Result, db *config.Database, snap *health.Snapshot, lb 
 			return decision{server: srv, read: true, why: why}
 		}
 		if fit {
-			return decision{server: primary, read: true, why: why + "; no replica has replayed the writes it must see, so the primary", behind: true}
+			return decision{server: primary, read: true, why: why, then: thenBehind, behind: true}
 		}
-		why += "; no fit replica, so the primary"
-		return decision{server: primary, read: true, why: why}
+		return decision{server: primary, read: true, why: why, then: thenNoReplica}
 	}
 	return decision{server: primaryOf(db, snap), read: w == wantReplica, why: why}
 }
+
+// What became of a read's replica.
+const (
+	thenBehind    = "; no replica has replayed the writes it must see, so the primary"
+	thenNoReplica = "; no fit replica, so the primary"
+)
 
 // primaryOf returns the server the topology says is primary and up: a
 // non-backup one, else a backup. Nil when there is none: writes must wait.

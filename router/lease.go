@@ -145,7 +145,7 @@ func (s *Session) acquire(d decision) (*pool.Conn, decision, error) {
 	primary := primaryOf(s.db, s.r.topology())
 	if d.read && primary != nil && d.server != primary && !errors.Is(err, pool.ErrWaitTimeout) {
 		s.r.log.Info("replica unreachable, reading from the primary", "server", d.server.Addr(), "err", err)
-		d = decision{server: primary, read: true, why: d.why + "; replica unreachable"}
+		d = decision{server: primary, read: true, why: d.why, then: d.then + "; replica unreachable"}
 		p = s.poolFor(primary)
 		if c, err = s.wait(p); err == nil {
 			return c, d, nil

@@ -72,8 +72,8 @@ func (s *Session) rerun(outcome track.Outcome) {
 		// that has, or read on the primary.
 	case track.Stale:
 		for _, u := range s.b.used {
-			if cur := s.state.Stmt(u.name); cur == u.st {
-				s.state.AddStmt(u.name, s.renew(u.st))
+			if name := s.usedName(u); s.state.Stmt(name) == u.st {
+				s.state.AddStmt(name, s.renew(u.st))
 			}
 		}
 		if !describesResult(s.b.buf, s.b.msgs) {
@@ -89,10 +89,10 @@ func (s *Session) rerun(outcome track.Outcome) {
 	case track.Refused:
 		write := classify.Result{Route: classify.Write, Reason: "write: a replica refused it as read-only (25006)"}
 		for _, u := range s.b.used {
-			if cur := s.state.Stmt(u.name); cur == u.st {
+			if name := s.usedName(u); s.state.Stmt(name) == u.st {
 				st := *u.st
 				st.Res = write
-				s.state.AddStmt(u.name, &st)
+				s.state.AddStmt(name, &st)
 			}
 		}
 		if first := s.b.msgs[0]; first.typ == 'Q' {

@@ -82,7 +82,7 @@ func (s *Session) decideRule(res classify.Result, caughtUp func(*config.Server) 
 	case fit:
 		return decision{server: primary, read: true, why: why + "; no replica of the rule's has replayed the writes it must see, so the primary", behind: true}
 	case only == nil:
-		return decision{server: primary, read: true, why: why + "; no fit replica, so the primary"}
+		return decision{server: primary, read: true, why: why, then: thenNoReplica}
 	case primary != nil && only.Has(primary):
 		return decision{server: primary, read: true, why: why}
 	}

@@ -100,7 +100,7 @@ func (s *Session) routed(c *pool.Conn, d decision, sql string, shape uint64) {
 	if shape == 0 {
 		shape = s.dbs.classifier.ShapeKey(sql)
 	}
-	s.dbs.counters.routes.add(shape, sql, s.curRead, d.why)
+	s.dbs.counters.routes.add(shape, sql, s.curRead, d.why, d.then)
 }
 
 // maxRoutes bounds the query shapes SHOW ROUTES keeps per database; shapes
@@ -109,9 +109,9 @@ const maxRoutes = 1000
 
 // routeKey is one line of SHOW ROUTES.
 type routeKey struct {
-	shape   uint64
-	replica bool
-	why     string
+	shape     uint64
+	replica   bool
+	why, then string // decision's
 }
 
 // routeShards split a database's route table so that sessions counting
@@ -136,8 +136,8 @@ type routeCount struct {
 
 // add counts one unit of sql, of the given shape. Counting a known shape
 // allocates nothing.
-func (t *routeTable) add(shape uint64, sql string, replica bool, why string) {
-	k := routeKey{shape: shape, replica: replica, why: why}
+func (t *routeTable) add(shape uint64, sql string, replica bool, why, then string) {
+	k := routeKey{shape: shape, replica: replica, why: why, then: then}
 	t.shards[k.shape%routeShards].add(k, sql)
 }
 
@@ -215,7 +215,7 @@ func (r *Router) Routes(limit int) []RouteStat {
 					route = "replica"
 				}
 				out = append(out, RouteStat{Database: name, Fingerprint: rc.fingerprint, Query: rc.query,
-					Route: route, Rule: k.why, Count: rc.n})
+					Route: route, Rule: k.why + k.then, Count: rc.n})
 			}
 			others += t.others
 			t.mu.Unlock()

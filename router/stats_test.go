@@ -79,5 +79,5 @@ func BenchmarkRouteTableHit(b *testing.B) {
 
 // addSQL counts one unit of sql in rt, as a session does with its shape.
 func addSQL(rt *routeTable, cl *classify.Classifier, sql string, replica bool, why string) {
-	rt.add(cl.ShapeKey(sql), sql, replica, why)
+	rt.add(cl.ShapeKey(sql), sql, replica, why, "")
 }

@@ -106,10 +106,24 @@ type portalInfo struct {
 	text string
 }
 
-// usedStmt is a named statement a batch runs, by the client's name.
+// usedStmt is a named statement a batch runs: the Bind or Describe that
+// names it (its index in the batch's msgs, where the client's name for it
+// stays) and the statement.
 type usedStmt struct {
-	name string
-	st   *track.Stmt
+	at int
+	st *track.Stmt
+}
+
+// usedName is the client's name for the statement u runs.
+func (s *Session) usedName(u usedStmt) string {
+	m := s.b.msgs[u.at]
+	var name []byte
+	if m.typ == 'B' {
+		_, name, _ = bindNames(s.msg(m))
+	} else {
+		_, name, _ = targetName(s.msg(m))
+	}
+	return string(name)
 }
 
 // parseBody splits a Parse message into its statement name, query text

@@ -204,7 +204,7 @@ func TestRetryPolicy(t *testing.T) {
 	for _, tt := range tests {
 		s := &Session{curRead: tt.replica}
 		if tt.named {
-			s.b.used = []usedStmt{{name: "s"}}
+			s.b.used = []usedStmt{{}}
 		}
 		if got := s.policy([]byte(tt.code), []byte(tt.msg)); got != tt.want {
 			t.Errorf("%s: got %v, want %v", tt.name, got, tt.want)

@@ -455,7 +455,7 @@ func (s *Session) bind(m span, unitStart bool) error {
 	if err := s.need(st.Res, unitStart, st.Text); err != nil {
 		return err
 	}
-	s.b.used = append(s.b.used, usedStmt{string(name), st})
+	s.b.used = append(s.b.used, usedStmt{s.b.at, st})
 	if err := s.prepareOn(st); err != nil {
 		return err
 	}
@@ -528,7 +528,7 @@ func (s *Session) describe(m span, unitStart bool) error {
 	if err := s.need(st.Res, unitStart, st.Text); err != nil {
 		return err
 	}
-	s.b.used = append(s.b.used, usedStmt{string(name), st})
+	s.b.used = append(s.b.used, usedStmt{s.b.at, st})
 	s.b.retry.describes = true
 	if err := s.prepareOn(st); err != nil {
 		return err
