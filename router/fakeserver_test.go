@@ -293,6 +293,12 @@ var (
 // statement runs one statement (extended: for an Execute, which sends no
 // RowDescription); false: it failed.
 func (c *fakeConn) statement(st string, extended bool) bool {
+	if strings.HasPrefix(st, "--") {
+		// A comment alone, as pgconn's Ping sends (SyncConn does, after a
+		// login whose writes were slow): PostgreSQL answers EmptyQueryResponse.
+		c.b.Send(&pgproto3.EmptyQueryResponse{})
+		return true
+	}
 	if strings.HasPrefix(st, "/*") { // a hint
 		if i := strings.Index(st, "*/"); i >= 0 {
 			st = strings.TrimSpace(st[i+2:])

@@ -73,7 +73,7 @@ func answerIs(fe *pgproto3.Frontend, want string) error {
 		case *pgproto3.DataRow:
 			got = append(got, string(m.Values[0]))
 		case *pgproto3.ErrorResponse:
-			return fmt.Errorf("error %s: %s", m.Code, m.Message)
+			return fmt.Errorf("error %s: %s (%s)", m.Code, m.Message, m.Detail)
 		case *pgproto3.ReadyForQuery:
 			if len(got) != 1 || got[0] != want {
 				return fmt.Errorf("got rows %q, want [%s]", got, want)
@@ -198,7 +198,8 @@ func TestClientGoneBehindItsQuery(t *testing.T) {
 	t.Cleanup(func() { parkScan = d })
 	parkScan = time.Hour
 	srv := newFakePG(t, false)
-	r, addr := fakeRouter(t, 1, srv)
+	var log lockedBuffer
+	r, addr := fakeRouterLogging(t, &log, 1, srv)
 	sock := filepath.Join(t.TempDir(), "s")
 	uln, err := net.Listen("unix", sock)
 	if err != nil {
@@ -235,7 +236,7 @@ func TestClientGoneBehindItsQuery(t *testing.T) {
 		id := strconv.Itoa(i)
 		stay.Write(encode(t, &pgproto3.Query{String: "SELECT " + id}))
 		if err := answerIs(fe, id); err != nil {
-			t.Fatalf("the client that stays, query %d: %v", i, err)
+			t.Fatalf("the client that stays, query %d: %v\npgswitch's log:\n%s", i, err, log.String())
 		}
 	}
 	wg.Wait()
