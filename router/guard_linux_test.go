@@ -25,10 +25,7 @@ import (
 // the session is not woken for hangs its client.
 func TestDeferredGuard(t *testing.T) {
 	noLeaks(t)
-	// Restored after the router's Close (cleanups run last first).
-	d := parkScan
-	t.Cleanup(func() { parkScan = d })
-	parkScan = time.Hour
+	noParking(t)
 	primary, replica := newFakePG(t, false), newFakePG(t, true)
 	// Eventual: with read-your-writes, a client's reads after its first
 	// write would go to the primary, as the fake replica never replays.

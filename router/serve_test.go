@@ -1,7 +1,10 @@
+//go:build linux
+
 package router
 
 import (
 	"fmt"
+	"io"
 	"math/rand"
 	"net"
 	"path/filepath"
@@ -60,6 +63,31 @@ func encode(t *testing.T, msgs ...pgproto3.FrontendMessage) []byte {
 	return b
 }
 
+// noParking keeps the parker's scan from looking at sessions while the
+// test runs: it would end a session's wait that the test means to see end
+// by itself. Call it before the router starts (cleanups run last first,
+// so the scan's period is restored after the router closes).
+func noParking(t *testing.T) {
+	d := parkScan
+	t.Cleanup(func() { parkScan = d })
+	parkScan = time.Hour
+}
+
+// unparkedRouter starts a router with a pool of one over a fake server,
+// listening on loopback (addr) and on a Unix socket (sock), its parker
+// kept from looking (noParking), its log written to w.
+func unparkedRouter(t *testing.T, w io.Writer) (r *Router, addr, sock string) {
+	noParking(t)
+	r, addr = fakeRouterLogging(t, w, 1, newFakePG(t, false))
+	sock = filepath.Join(t.TempDir(), "s")
+	uln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go r.Serve(uln)
+	return r, addr, sock
+}
+
 // answerIs reads an answer up to its ReadyForQuery and checks that it is
 // one row whose value is want.
 func answerIs(fe *pgproto3.Frontend, want string) error {
@@ -92,17 +120,7 @@ func answerIs(fe *pgproto3.Frontend, want string) error {
 // stall (the test's deadline; the parker, whose scan would end a stall, is
 // kept from looking). Randomized with a fixed seed.
 func TestClientMessagesInPieces(t *testing.T) {
-	d := parkScan
-	t.Cleanup(func() { parkScan = d })
-	parkScan = time.Hour
-	srv := newFakePG(t, false)
-	r, addr := fakeRouter(t, 1, srv)
-	sock := filepath.Join(t.TempDir(), "s")
-	uln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go r.Serve(uln)
+	_, addr, sock := unparkedRouter(t, io.Discard)
 
 	const clients, rounds = 4, 60
 	var wg sync.WaitGroup
@@ -194,18 +212,8 @@ func pipelines(t *testing.T, nc net.Conn, fe *pgproto3.Frontend, rng *rand.Rand,
 // a read that finds them gone): after a query the answer's write must
 // find the client gone, and after the others the session must read on.
 func TestClientGoneBehindItsQuery(t *testing.T) {
-	d := parkScan
-	t.Cleanup(func() { parkScan = d })
-	parkScan = time.Hour
-	srv := newFakePG(t, false)
 	var log lockedBuffer
-	r, addr := fakeRouterLogging(t, &log, 1, srv)
-	sock := filepath.Join(t.TempDir(), "s")
-	uln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go r.Serve(uln)
+	r, addr, sock := unparkedRouter(t, &log)
 
 	// A query is answered; extended-protocol messages without a Sync are
 	// not, so the session must read on to see the client gone.
