@@ -49,6 +49,7 @@ type parker struct {
 
 	sinceTrim atomic.Int64 // sessions parked since the last trim
 	lastTrim  time.Time    // run's own
+	scanning  bool         // parking is on: the scan runs every parkScan (set once)
 }
 
 // Trimming: the goroutine stacks and read buffers that parked sessions
@@ -82,6 +83,7 @@ func newParker(r *Router) *parker {
 		p.ep = -1
 		r.log.Warn("idle clients cannot park: every client keeps a goroutine", "err", err)
 	}
+	p.scanning = p.ep >= 0
 	return p
 }
 
@@ -224,6 +226,10 @@ func (p *parker) unpark(s *Session) bool {
 	go s.resume()
 	return true
 }
+
+// scans reports whether the scan looks at waiting sessions every
+// parkScan: parking is on.
+func (p *parker) scans() bool { return p.scanning }
 
 // generation is the scan count sessions stamp.
 func (p *parker) generation() uint64 { return p.gen.Load() }

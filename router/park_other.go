@@ -21,3 +21,4 @@ func (p *parker) park(s *Session) bool   { return false }
 func (p *parker) unpark(s *Session) bool { return false }
 func (p *parker) generation() uint64     { return 0 }
 func (p *parker) parked() int            { return 0 }
+func (p *parker) scans() bool            { return false }

@@ -16,8 +16,8 @@ import (
 // gone (a reset wakes the wait; on a Unix socket the failed write shuts it
 // down, pool.Client.Write), and a client that only half-closed is found
 // when the parker asks the idle session to park. So only sessions the
-// parker watches (transaction mode) skip that read. Sessions with idle
-// limits read with waits: their deadlines are per wait.
+// parker watches (transaction mode, where parking is on) skip that read.
+// Sessions with idle limits read with waits: their deadlines are per wait.
 
 var (
 	// errStepOut leaves Serve: idle limits apply now, and the client is
@@ -78,7 +78,7 @@ func (s *Session) serveStep(raw *rawsock.Conn, maxMsg int) error {
 				return nil
 			}
 		}
-		if watch && s.owed && raw.Drained() {
+		if watch && s.owed && raw.Drained() && s.r.parker.scans() {
 			// The client waits for the answer to what it sent, and the
 			// read that took it found nothing behind it.
 			s.owed = false
