@@ -81,8 +81,7 @@ func (s *Session) waitMessage() (idle *wire.Error, park bool, err error) {
 			}
 			continue
 		}
-		s.endWait()
-		s.seen.Store(s.r.parker.generation())
+		s.heard()
 		return nil, false, nil
 	}
 }
@@ -106,6 +105,13 @@ func (s *Session) woken(err error) (park bool, failed error) {
 	// Not now (a transaction is open, or an answer is on its way): the
 	// next scan asks again.
 	return false, nil
+}
+
+// heard ends a wait for the client that its next message ended (endWait),
+// and stamps the session as not idle for the parker's scan.
+func (s *Session) heard() {
+	s.endWait()
+	s.seen.Store(s.r.parker.generation())
 }
 
 // watches reports whether the session's wait for its client may be asked

@@ -55,8 +55,7 @@ func (s *Session) serveStep(raw *rawsock.Conn, maxMsg int) error {
 	if s.watching {
 		// The wait ended with the socket ready (a deadline ends Serve).
 		s.watching = false
-		s.endWait()
-		s.seen.Store(s.r.parker.generation())
+		s.heard()
 	}
 	if e := s.kicked.Load(); e != nil {
 		// Reads inside Serve do not see the kick's deadline; a client
@@ -91,8 +90,7 @@ func (s *Session) serveStep(raw *rawsock.Conn, maxMsg int) error {
 			return err
 		}
 		if watch {
-			s.endWait()
-			s.seen.Store(s.r.parker.generation())
+			s.heard()
 		}
 		if err != nil {
 			s.readFailed(err)

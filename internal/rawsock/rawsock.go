@@ -36,15 +36,15 @@ type Conn struct {
 
 	// Serve's state, its goroutine's alone.
 	fd      uintptr
-	serving bool
 	drained bool // the last read inside Serve returned less than asked
 
 	// A Close while Serve runs is a Shutdown, and the socket is closed as
-	// Serve returns (see Close). smu guards inServe and closeLater.
-	inServe    bool
-	closeLater bool
-	closing    atomic.Bool
-	smu        sync.Mutex
+	// Serve returns (see Close). serving is written by Serve's goroutine
+	// under smu, so that it alone may read it without; closing is set
+	// under smu too.
+	serving bool
+	closing atomic.Bool
+	smu     sync.Mutex
 }
 
 // call is one direction's state: the socket's raw access, the callback
@@ -93,8 +93,7 @@ func Of(nc net.Conn) *Conn {
 // client).
 func (c *Conn) Close() error {
 	c.smu.Lock()
-	if c.inServe {
-		c.closeLater = true
+	if c.serving {
 		c.closing.Store(true)
 		c.smu.Unlock()
 		c.Shutdown()
@@ -261,18 +260,16 @@ func (c *Conn) Serve(step func() error) error {
 	}
 	var stepErr error
 	c.smu.Lock()
-	if c.closeLater {
+	if c.closing.Load() {
 		c.smu.Unlock()
 		return net.ErrClosed
 	}
-	c.inServe = true
-	c.smu.Unlock()
 	c.serving = true
+	c.smu.Unlock()
 	defer func() {
-		c.serving = false
 		c.smu.Lock()
-		c.inServe = false
-		later := c.closeLater
+		c.serving = false
+		later := c.closing.Load()
 		c.smu.Unlock()
 		if later {
 			c.Conn.Close()
