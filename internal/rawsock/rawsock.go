@@ -16,9 +16,11 @@ import (
 	"errors"
 	"io"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 )
 
@@ -45,6 +47,13 @@ type Conn struct {
 	serving bool
 	closing atomic.Bool
 	smu     sync.Mutex
+
+	// Write's short way (see Write): the descriptor Serve holds, 0
+	// outside Serve; the Writes using it now; whether a write deadline is
+	// set (only the netpoller's way keeps one).
+	wfd  atomic.Uintptr
+	wref atomic.Int32
+	wdl  atomic.Bool
 }
 
 // call is one direction's state: the socket's raw access, the callback
@@ -115,12 +124,11 @@ func (c *Conn) Idle() {
 	c.wmu.Unlock()
 }
 
-// run runs one Read or Write: its direction's state (*kp, guarded by mu)
-// is made on first use with do as its callback, then do runs on p until
-// it completes (in the netpoller between tries).
-func (c *Conn) run(mu *sync.Mutex, kp **call, do func(*call, uintptr) bool, write bool, p []byte) (int, syscall.Errno, error) {
-	mu.Lock()
-	defer mu.Unlock()
+// run runs one Read or Write: its direction's state (*kp, guarded by its
+// lock, which the caller holds) is made on first use with do as its
+// callback, then do runs on p until it completes (in the netpoller between
+// tries).
+func (c *Conn) run(kp **call, do func(*call, uintptr) bool, write bool, p []byte) (int, syscall.Errno, error) {
 	k := *kp
 	if k == nil {
 		rc, err := c.Conn.(syscall.Conn).SyscallConn()
@@ -150,7 +158,9 @@ func (c *Conn) Read(p []byte) (int, error) {
 	if c.serving {
 		return c.serveRead(p)
 	}
-	n, errno, err := c.run(&c.rmu, &c.r, readFD, false, p)
+	c.rmu.Lock()
+	n, errno, err := c.run(&c.r, readFD, false, p)
+	c.rmu.Unlock()
 	switch {
 	case err != nil:
 		return 0, err // closed, or a deadline passed (a *net.OpError)
@@ -179,11 +189,35 @@ func readFD(k *call, fd uintptr) bool {
 	}
 }
 
+// Write writes p whole. While a goroutine serves the socket (Serve), and
+// no write deadline is set, it writes with the descriptor Serve holds
+// open, straight away: the netpoller's way (syscall.RawConn.Write) takes
+// the descriptor's lock and readiness state on every call, which cost a
+// round trip more than the system call's own user-side time. Only when the
+// socket cannot take all of p at once does it wait, the netpoller's way.
 func (c *Conn) Write(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	n, errno, err := c.run(&c.wmu, &c.w, writeFD, true, p)
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	n := 0
+	if fd := c.wfd.Load(); fd != 0 && !c.wdl.Load() {
+		c.wref.Add(1)
+		var errno syscall.Errno
+		if c.wfd.Load() == fd { // Serve still holds it (see endServe)
+			n, errno = writeNow(fd, p)
+		}
+		c.wref.Add(-1)
+		switch {
+		case errno != 0 && errno != syscall.EAGAIN:
+			return n, c.opError("write", errno)
+		case n == len(p):
+			return n, nil
+		}
+	}
+	m, errno, err := c.run(&c.w, writeFD, true, p[n:])
+	n += m
 	switch {
 	case err != nil:
 		return n, err
@@ -191,6 +225,36 @@ func (c *Conn) Write(p []byte) (int, error) {
 		return n, c.opError("write", errno)
 	}
 	return n, nil
+}
+
+// writeNow writes as much of p to fd as it takes without waiting.
+func writeNow(fd uintptr, p []byte) (int, syscall.Errno) {
+	n := 0
+	for n < len(p) {
+		b := p[n:]
+		r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+		switch e {
+		case 0:
+			n += int(r)
+		case syscall.EINTR:
+		default:
+			return n, e
+		}
+	}
+	return n, 0
+}
+
+// SetDeadline sets both deadlines (net.Conn's).
+func (c *Conn) SetDeadline(t time.Time) error {
+	c.wdl.Store(!t.IsZero())
+	return c.Conn.SetDeadline(t)
+}
+
+// SetWriteDeadline sets the write deadline (net.Conn's); while one is set,
+// Write always takes the netpoller's way, which keeps it.
+func (c *Conn) SetWriteDeadline(t time.Time) error {
+	c.wdl.Store(!t.IsZero())
+	return c.Conn.SetWriteDeadline(t)
 }
 
 func writeFD(k *call, fd uintptr) bool {
@@ -267,6 +331,7 @@ func (c *Conn) Serve(step func() error) error {
 	c.serving = true
 	c.smu.Unlock()
 	defer func() {
+		c.endServe()
 		c.smu.Lock()
 		c.serving = false
 		later := c.closing.Load()
@@ -277,6 +342,9 @@ func (c *Conn) Serve(step func() error) error {
 	}()
 	err = rc.Read(func(fd uintptr) bool {
 		c.fd, c.drained = fd, false // ready (or Serve's start): not known drained
+		if c.wfd.Load() != fd {
+			c.wfd.Store(fd)
+		}
 		for {
 			switch err := step(); err {
 			case nil:
@@ -292,6 +360,17 @@ func (c *Conn) Serve(step func() error) error {
 		return stepErr
 	}
 	return err
+}
+
+// endServe ends Write's short way as Serve returns, before anything may
+// close the socket: no Write uses the descriptor once it returns. The
+// socket is closed only by Close, which shuts it down instead while Serve
+// runs, so the descriptor stays the socket's until then.
+func (c *Conn) endServe() {
+	c.wfd.Store(0)
+	for c.wref.Load() != 0 {
+		runtime.Gosched() // a Write's non-blocking system call
+	}
 }
 
 // Serving reports whether the caller runs inside Serve (step); only
