@@ -36,6 +36,18 @@ type dbState struct {
 	mark track.Mark
 	// checks follows how checks of replicas' replay positions go.
 	checks checkOdds
+	// view is the database's view of the latest topology (viewOf).
+	view atomic.Pointer[view]
+}
+
+// viewOf returns db's view of snap, made once for both.
+func (d *dbState) viewOf(db *config.Database, snap *health.Snapshot) *view {
+	if v := d.view.Load(); v != nil && v.snap == snap && v.db == db {
+		return v
+	}
+	v := viewOf(db, snap)
+	d.view.Store(v)
+	return v
 }
 
 // Written implements track.DB.

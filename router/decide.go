@@ -44,23 +44,50 @@ type balancer interface {
 // read must see (routing.consistency); a read goes to one that has, or to
 // the primary. With no primary up, reads go to fit replicas regardless:
 // stale reads beat none.
-func decide(res classify.Result, db *config.Database, snap *health.Snapshot, lb balancer, load func(*config.Server) int, scratch []*config.Server, caughtUp func(*config.Server) bool) decision {
+func decide(res classify.Result, db *config.Database, v *view, lb balancer, load func(*config.Server) int, scratch []*config.Server, caughtUp func(*config.Server) bool) decision {
 	w, why := wantFor(res, db.Route)
 	if w == wantReplica {
-		primary := primaryOf(db, snap)
-		if primary == nil {
+		if v.primary == nil {
 			caughtUp = nil
 		}
-		srv, fit := pickReplica(db, snap, lb, load, scratch, nil, caughtUp)
+		srv, fit := pickReplica(v, lb, load, scratch, nil, caughtUp)
 		if srv != nil {
 			return decision{server: srv, read: true, why: why}
 		}
 		if fit {
-			return decision{server: primary, read: true, why: why, then: thenBehind, behind: true}
+			return decision{server: v.primary, read: true, why: why, then: thenBehind, behind: true}
 		}
-		return decision{server: primary, read: true, why: why, then: thenNoReplica}
+		return decision{server: v.primary, read: true, why: why, then: thenNoReplica}
 	}
-	return decision{server: primaryOf(db, snap), read: w == wantReplica, why: why}
+	return decision{server: v.primary, read: w == wantReplica, why: why}
+}
+
+// view is what routing needs of one topology snapshot for one database's
+// servers: its primary (primaryOf) and its fit replicas (up, not lagging),
+// non-backup ones and backups apart, each in the configuration's order.
+// A snapshot never changes, so a view is made once per snapshot and
+// configuration (dbState.viewOf) and shared by the database's sessions:
+// routing a unit then looks nothing up by address.
+type view struct {
+	snap              *health.Snapshot
+	db                *config.Database
+	primary           *config.Server
+	replicas, backups []*config.Server
+}
+
+// viewOf makes db's view of snap.
+func viewOf(db *config.Database, snap *health.Snapshot) *view {
+	v := &view{snap: snap, db: db, primary: primaryOf(db, snap)}
+	for _, srv := range db.Servers {
+		if st := snap.Get(srv.Addr()); st.Role == config.RoleReplica && st.Usable() && !st.Lagging {
+			if srv.Backup {
+				v.backups = append(v.backups, srv)
+			} else {
+				v.replicas = append(v.replicas, srv)
+			}
+		}
+	}
+	return v
 }
 
 // What became of a read's replica.
@@ -122,25 +149,22 @@ func noPrimaryReason(db *config.Database, snap *health.Snapshot) string {
 	return strings.Join(why, "; ")
 }
 
-// pickReplica returns a fit replica (up, not lagging) that has caught up
-// (caughtUp nil: any), preferring non-backup servers, balanced by lb; nil
-// when none qualifies. fit reports whether any fit replica exists at all.
-// only, when set, is a routing rule's: it allows its servers alone.
-// scratch is a buffer for the candidates.
-func pickReplica(db *config.Database, snap *health.Snapshot, lb balancer, load func(*config.Server) int, scratch []*config.Server, only *rules.Action, caughtUp func(*config.Server) bool) (_ *config.Server, fit bool) {
+// pickReplica returns one of v's fit replicas (up, not lagging) that has
+// caught up (caughtUp nil: any), preferring non-backup servers, balanced by
+// lb; nil when none qualifies. fit reports whether any fit replica exists
+// at all. only, when set, is a routing rule's: it allows its servers
+// alone. scratch is a buffer for the candidates.
+func pickReplica(v *view, lb balancer, load func(*config.Server) int, scratch []*config.Server, only *rules.Action, caughtUp func(*config.Server) bool) (_ *config.Server, fit bool) {
 	// scratch is the caller's, reused: candidates passed to lb escape.
 	cands := scratch[:0]
-	for _, backup := range [2]bool{false, true} {
-		for _, srv := range db.Servers {
-			if srv.Backup != backup || only != nil && !only.Has(srv) {
+	for _, group := range [2][]*config.Server{v.replicas, v.backups} {
+		for _, srv := range group {
+			if only != nil && !only.Has(srv) {
 				continue
 			}
-			st := snap.Get(srv.Addr())
-			if st.Role == config.RoleReplica && st.Usable() && !st.Lagging {
-				fit = true
-				if caughtUp == nil || caughtUp(srv) {
-					cands = append(cands, srv)
-				}
+			fit = true
+			if caughtUp == nil || caughtUp(srv) {
+				cands = append(cands, srv)
 			}
 		}
 		if len(cands) > 0 {

@@ -2,6 +2,7 @@ package router
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/pgswitch/pgswitch/config"
@@ -80,7 +81,7 @@ func TestDecide(t *testing.T) {
 			lb := &roundRobin{}
 			seen := map[*config.Server]bool{}
 			for range 10 {
-				d := decide(tt.res, db, tt.snap, lb, noLoad, nil, nil)
+				d := decide(tt.res, db, viewOf(db, tt.snap), lb, noLoad, nil, nil)
 				if d.read != tt.read {
 					t.Fatalf("read %v, want %v (%s)", d.read, tt.read, d.why)
 				}
@@ -162,12 +163,45 @@ func TestDecideAllocatesNothing(t *testing.T) {
 	db := &config.Database{Name: "app", Route: config.RouteAuto, Servers: all}
 	snap := topo(all, st{role: P}, st{role: R}, st{role: R})
 	scratch := make([]*config.Server, 0, 8)
+	var d dbState
 	for _, lb := range []balancer{&roundRobin{}, leastConnections{}, weightedRandom{}} {
 		if n := testing.AllocsPerRun(100, func() {
-			decide(read, db, snap, lb, noLoad, scratch, nil)
-			decide(write, db, snap, lb, noLoad, scratch, nil)
+			v := d.viewOf(db, snap)
+			decide(read, db, v, lb, noLoad, scratch, nil)
+			decide(write, db, v, lb, noLoad, scratch, nil)
 		}); n != 0 {
 			t.Errorf("%T: decide allocates %v times per unit, want 0", lb, n)
 		}
+	}
+}
+
+// TestViewFollowsTopology: a database's view is made once per topology
+// snapshot and configuration, and anew when either changes: a session
+// routes by the latest of both.
+func TestViewFollowsTopology(t *testing.T) {
+	a, b, c := srv(1, false, 1), srv(2, false, 1), srv(3, true, 1)
+	all := []*config.Server{a, b, c}
+	db := &config.Database{Name: "app", Route: config.RouteAuto, Servers: all}
+	var d dbState
+	before := topo(all, st{role: P}, st{role: R}, st{role: R})
+	v := d.viewOf(db, before)
+	if v.primary != a || !slices.Equal(v.replicas, []*config.Server{b}) || !slices.Equal(v.backups, []*config.Server{c}) {
+		t.Fatalf("view: primary %v, replicas %v, backups %v", v.primary, v.replicas, v.backups)
+	}
+	if d.viewOf(db, before) != v {
+		t.Fatal("the same snapshot and configuration made a new view")
+	}
+	// b is promoted, a goes down.
+	after := topo(all, st{role: P, down: true}, st{role: P}, st{role: R})
+	if w := d.viewOf(db, after); w.primary != b || len(w.replicas) != 0 || !slices.Equal(w.backups, []*config.Server{c}) {
+		t.Fatalf("after failover: primary %v, replicas %v, backups %v", w.primary, w.replicas, w.backups)
+	}
+	// A reload that drops the backup.
+	reloaded := &config.Database{Name: "app", Route: config.RouteAuto, Servers: all[:2]}
+	if w := d.viewOf(reloaded, after); w.primary != b || len(w.backups) != 0 {
+		t.Fatalf("after reload: primary %v, backups %v", w.primary, w.backups)
+	}
+	if got := decide(read, db, d.viewOf(db, before), &roundRobin{}, noLoad, nil, nil); got.server != b {
+		t.Fatalf("a read routed by the first view again went to %v, want %s", got.server, b.Addr())
 	}
 }

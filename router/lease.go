@@ -88,12 +88,12 @@ func (s *Session) decide(res classify.Result) decision {
 // decideWith routes a unit as decide does, with caughtUp as decide's.
 func (s *Session) decideWith(res classify.Result, caughtUp func(*config.Server) bool) decision {
 	if s.mode == config.PoolModeSession && s.db.Route != config.RouteReplica {
-		return decision{server: primaryOf(s.db, s.r.topology()), why: "session mode: the primary"}
+		return decision{server: s.view().primary, why: "session mode: the primary"}
 	}
 	if s.rule != nil {
 		return s.decideRule(res, caughtUp)
 	}
-	return decide(res, s.db, s.r.topology(), s.dbs.lb, s.loadFn, s.scratch(), caughtUp)
+	return decide(res, s.db, s.view(), s.dbs.lb, s.loadFn, s.scratch(), caughtUp)
 }
 
 // decideWaiting routes a unit; with no server to take it (a write while no
@@ -142,7 +142,7 @@ func (s *Session) acquire(d decision) (*pool.Conn, decision, error) {
 	if errors.As(err, &we) {
 		return nil, d, we // the session's own end of the wait: cancel, KILL, shutdown
 	}
-	primary := primaryOf(s.db, s.r.topology())
+	primary := s.view().primary
 	if d.read && primary != nil && d.server != primary && !errors.Is(err, pool.ErrWaitTimeout) {
 		s.r.log.Info("replica unreachable, reading from the primary", "server", d.server.Addr(), "err", err)
 		d = decision{server: primary, read: true, why: d.why, then: d.then + "; replica unreachable"}

@@ -60,14 +60,14 @@ func (s *Session) unitStmts(yield func(rules.Stmt) bool) {
 // none of a rule's servers is fit, the unit is routed as with no rule.
 func (s *Session) decideRule(res classify.Result, caughtUp func(*config.Server) bool) decision {
 	act := s.rule
-	snap := s.r.topology()
-	primary := primaryOf(s.db, snap)
+	v := s.view()
+	primary := v.primary
 	why := act.Why()
 	if act.Kind == rules.ToPrimary {
 		return decision{server: primary, why: why}
 	}
 	if res.Route == classify.Write {
-		d := decide(res, s.db, snap, s.dbs.lb, s.loadFn, s.scratch(), caughtUp)
+		d := decide(res, s.db, v, s.dbs.lb, s.loadFn, s.scratch(), caughtUp)
 		d.why = why + " is for reads; " + d.why
 		return d
 	}
@@ -75,7 +75,7 @@ func (s *Session) decideRule(res classify.Result, caughtUp func(*config.Server) 
 		caughtUp = nil // stale reads beat none
 	}
 	only := s.ruleServers()
-	srv, fit := pickReplica(s.db, snap, s.dbs.lb, s.loadFn, s.scratch(), only, caughtUp)
+	srv, fit := pickReplica(v, s.dbs.lb, s.loadFn, s.scratch(), only, caughtUp)
 	switch {
 	case srv != nil:
 		return decision{server: srv, read: true, why: why}
@@ -86,7 +86,7 @@ func (s *Session) decideRule(res classify.Result, caughtUp func(*config.Server) 
 	case primary != nil && only.Has(primary):
 		return decision{server: primary, read: true, why: why}
 	}
-	d := decide(res, s.db, snap, s.dbs.lb, s.loadFn, s.scratch(), caughtUp)
+	d := decide(res, s.db, v, s.dbs.lb, s.loadFn, s.scratch(), caughtUp)
 	d.why = why + ": none of its servers is fit; " + d.why
 	return d
 }

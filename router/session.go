@@ -489,6 +489,9 @@ func (s *Session) scratch() []*config.Server {
 	return s.cands
 }
 
+// view is the session's database's view of the current topology.
+func (s *Session) view() *view { return s.dbs.viewOf(s.db, s.r.topology()) }
+
 // classifyText classifies SQL text with the database's classifier.
 func (s *Session) classifyText(text string) classify.Result {
 	return s.dbs.classifier.Classify(text)
