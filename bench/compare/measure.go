@@ -88,8 +88,8 @@ func (b *bench) measureAll(ctx context.Context, rows []row, res *results) error 
 					res.idle = append(res.idle, fmt.Sprintf("round %d, %s", round, detail))
 					fmt.Fprintf(os.Stderr, "compare:   %.2f KiB per idle client\n", s.idleKiB)
 				} else {
-					fmt.Fprintf(os.Stderr, "compare:   %.0f TPS, latency avg %.3f ms, p99 %.3f ms, router CPU %s, PostgreSQL CPU %.1f µs/txn, logins %.0f ms\n",
-						s.tps, s.avgUs/1000, s.p99Us/1000, cpuText(s.routerUs), s.postgreUs, s.loginMs)
+					fmt.Fprintf(os.Stderr, "compare:   %.0f TPS, latency avg %.3f ms, p99 %.3f ms, router CPU %s (user %s), PostgreSQL CPU %.1f µs/txn, logins %.0f ms\n",
+						s.tps, s.avgUs/1000, s.p99Us/1000, cpuText(s.routerUs), cpuText(s.userUs), s.postgreUs, s.loginMs)
 				}
 			}
 		}

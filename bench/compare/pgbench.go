@@ -29,6 +29,7 @@ type sample struct {
 	avgUs     float64 // mean transaction latency, µs
 	p99Us     float64
 	routerUs  float64 // router CPU per transaction, µs
+	userUs    float64 // the user-mode part of routerUs
 	postgreUs float64 // the cluster's PostgreSQL CPU per transaction, µs
 	idleKiB   float64 // RSS per idle client (idle row only)
 	loginMs   float64 // pgbench's initial connection time
@@ -71,9 +72,9 @@ func (b *bench) run(ctx context.Context, r row, t *target) (sample, error) {
 	for _, s := range b.cl.Servers() {
 		dataDirs = append(dataDirs, s.DataDir)
 	}
-	var router0, router1 uint64
+	var user0, sys0, user1, sys1 uint64
 	if t.proc != nil {
-		if router0, err = proc.CPU(t.proc.pid()); err != nil {
+		if user0, sys0, err = proc.Times(t.proc.pid()); err != nil {
 			return sample{}, fmt.Errorf("%s: %w", t.name, err)
 		}
 	}
@@ -90,7 +91,7 @@ func (b *bench) run(ctx context.Context, r row, t *target) (sample, error) {
 		return sample{}, err
 	}
 	if t.proc != nil {
-		if router1, err = proc.CPU(t.proc.pid()); err != nil {
+		if user1, sys1, err = proc.Times(t.proc.pid()); err != nil {
 			return sample{}, fmt.Errorf("%s: %w", t.name, err)
 		}
 	}
@@ -99,7 +100,7 @@ func (b *bench) run(ctx context.Context, r row, t *target) (sample, error) {
 		return sample{}, err
 	}
 
-	s := sample{tps: parseFloat(tpsRe, out), txns: uint64(parseFloat(txnRe, out)), routerUs: math.NaN()}
+	s := sample{tps: parseFloat(tpsRe, out), txns: uint64(parseFloat(txnRe, out)), routerUs: math.NaN(), userUs: math.NaN()}
 	s.loginMs = parseFloat(loginRe, out)
 	if s.txns == 0 {
 		return sample{}, fmt.Errorf("pgbench against %s: no transaction in %d s, its %d clients' logins took %.0f ms of them: a longer -T helps",
@@ -109,7 +110,8 @@ func (b *bench) run(ctx context.Context, r row, t *target) (sample, error) {
 		return float64(ticks) * float64(proc.Tick.Microseconds()) / float64(s.txns)
 	}
 	if t.proc != nil {
-		s.routerUs = perTxn(router1 - router0)
+		s.routerUs = perTxn(user1 + sys1 - user0 - sys0)
+		s.userUs = perTxn(user1 - user0)
 	}
 	s.postgreUs = perTxn(pg1 - pg0)
 	if s.avgUs, s.p99Us, err = latencies(logs); err != nil {

@@ -17,8 +17,8 @@ func (b *bench) printTable(w io.Writer, rows []row, res *results) {
 		fmt.Fprintf(w, "- %s\n", h)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| workload | target | TPS | TPS ÷ direct | TPS ÷ PgBouncer | latency avg | latency p99 | avg − direct | router CPU/txn | CPU ÷ PgBouncer | PostgreSQL CPU/txn | RSS per idle client |")
-	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(w, "| workload | target | TPS | TPS ÷ direct | TPS ÷ PgBouncer | latency avg | latency p99 | avg − direct | router CPU/txn | of which user | CPU ÷ PgBouncer | PostgreSQL CPU/txn | RSS per idle client |")
+	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	var notes []string
 	for _, r := range rows {
 		var directS, bouncerS []sample
@@ -38,7 +38,7 @@ func (b *bench) printTable(w io.Writer, rows []row, res *results) {
 			if len(ss) == 0 && !skipped && len(failures) == 0 {
 				continue // the target has no place in the row
 			}
-			cols := make([]string, 10)
+			cols := make([]string, 11)
 			switch {
 			case skipped:
 				cols[0] = "—"
@@ -47,9 +47,9 @@ func (b *bench) printTable(w io.Writer, rows []row, res *results) {
 				cols[0] = "failed"
 			case r.idle:
 				v := mean(ss, func(s sample) float64 { return s.idleKiB })
-				cols[9] = fmt.Sprintf("%.2f KiB", v)
+				cols[10] = fmt.Sprintf("%.2f KiB", v)
 				if t.kind != pgbouncer && len(bouncerS) > 0 {
-					cols[9] += fmt.Sprintf(" (%.1f× PgBouncer)", v/mean(bouncerS, idleOf))
+					cols[10] += fmt.Sprintf(" (%.1f× PgBouncer)", v/mean(bouncerS, idleOf))
 				}
 			default:
 				tps := mean(ss, tpsOf)
@@ -69,11 +69,12 @@ func (b *bench) printTable(w io.Writer, rows []row, res *results) {
 				if t.kind != direct {
 					cpu := mean(ss, cpuOf)
 					cols[6] = micro(cpu) + spread(ss, cpuOf, "%.1f")
+					cols[7] = micro(mean(ss, func(s sample) float64 { return s.userUs }))
 					if t.kind != pgbouncer && len(bouncerS) > 0 {
-						cols[7] = fmt.Sprintf("%.2f×", cpu/mean(bouncerS, cpuOf))
+						cols[8] = fmt.Sprintf("%.2f×", cpu/mean(bouncerS, cpuOf))
 					}
 				}
-				cols[8] = micro(mean(ss, func(s sample) float64 { return s.postgreUs }))
+				cols[9] = micro(mean(ss, func(s sample) float64 { return s.postgreUs }))
 			}
 			fmt.Fprintf(w, "| %s | %s | %s |\n", r.title(), t.name, strings.Join(cols, " | "))
 			for _, f := range failures {
@@ -84,7 +85,7 @@ func (b *bench) printTable(w io.Writer, rows []row, res *results) {
 	fmt.Fprintln(w)
 	notes = append(b.notes, notes...)
 	notes = append(notes,
-		"Router CPU/txn: user+system CPU time of the router's process during the run (/proc/PID/stat, 10 ms ticks) ÷ the transactions pgbench reports, so the clients' logins are in it (they count for little but at `-c 200`); PostgreSQL CPU/txn: the same for the primary's and the replicas' postmasters and backends. TPS: pgbench's, without the initial connection time. Latencies: from pgbench's per-transaction log.")
+		"Router CPU/txn: user+system CPU time of the router's process during the run (/proc/PID/stat, 10 ms ticks) ÷ the transactions pgbench reports, so the clients' logins are in it (they count for little but at `-c 200`); of which user: its user-mode part, the router's own code and runtime (the rest is the kernel's, mostly its system calls); PostgreSQL CPU/txn: the same for the primary's and the replicas' postmasters and backends. TPS: pgbench's, without the initial connection time. Latencies: from pgbench's per-transaction log.")
 	for _, r := range rows {
 		if r.idle {
 			notes = append(notes, fmt.Sprintf("RSS per idle client: a fresh router process each time; its RSS once the %d clients logged in, ran SELECT 1 and its RSS stopped falling (read every %v; for pgswitch no sooner than %v, past the Go runtime's forced GC), minus its RSS before, ÷ the clients.", *idleClients, settlePoll, *idleGC))

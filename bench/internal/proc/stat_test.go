@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 func TestReadStat(t *testing.T) {
@@ -26,6 +27,24 @@ func TestReadStat(t *testing.T) {
 func TestOwnProcess(t *testing.T) {
 	if _, err := CPU(os.Getpid()); err != nil {
 		t.Fatalf("CPU of this process: %v", err)
+	}
+	// Work in user mode (no system call but the reads of /proc) shows as
+	// user time, not as system time.
+	user0, sys0, err := Times(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, user, sys := uint64(1), user0, sys0
+	for deadline := time.Now().Add(time.Minute); user < user0+5 && time.Now().Before(deadline); {
+		for range 1 << 20 {
+			x = x*6364136223846793005 + 1442695040888963407
+		}
+		if user, sys, err = Times(os.Getpid()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if user-user0 < 5 || sys-sys0 >= user-user0 {
+		t.Fatalf("after user-mode work (%x): user time grew by %d ticks, system time by %d; want user ≥ 5 and more than system", x, user-user0, sys-sys0)
 	}
 	rss, err := RSS(os.Getpid())
 	if err != nil || rss <= 0 {
