@@ -258,20 +258,12 @@ func (c *Conn) SetWriteDeadline(t time.Time) error {
 }
 
 func writeFD(k *call, fd uintptr) bool {
-	for k.n < len(k.buf) {
-		b := k.buf[k.n:]
-		r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
-		switch e {
-		case 0:
-			k.n += int(r)
-		case syscall.EINTR:
-		case syscall.EAGAIN:
-			return false
-		default:
-			k.errno = e
-			return true
-		}
+	n, e := writeNow(fd, k.buf[k.n:])
+	k.n += n
+	if e == syscall.EAGAIN {
+		return false // wait in the netpoller
 	}
+	k.errno = e
 	return true
 }
 
