@@ -75,11 +75,17 @@ type view struct {
 	replicas, backups []*config.Server
 }
 
+// fitReplica reports whether a server may take reads as a replica: up,
+// not excluded, not lagging.
+func fitReplica(st health.Status) bool {
+	return st.Role == config.RoleReplica && st.Usable() && !st.Lagging
+}
+
 // viewOf makes db's view of snap.
 func viewOf(db *config.Database, snap *health.Snapshot) *view {
 	v := &view{snap: snap, db: db, primary: primaryOf(db, snap)}
 	for _, srv := range db.Servers {
-		if st := snap.Get(srv.Addr()); st.Role == config.RoleReplica && st.Usable() && !st.Lagging {
+		if fitReplica(snap.Get(srv.Addr())) {
 			if srv.Backup {
 				v.backups = append(v.backups, srv)
 			} else {
@@ -181,8 +187,7 @@ func fitReplicas(dst []string, db *config.Database, snap *health.Snapshot, only 
 		if only != nil && !only.Has(srv) {
 			continue
 		}
-		st := snap.Get(srv.Addr())
-		if st.Role == config.RoleReplica && st.Usable() && !st.Lagging {
+		if fitReplica(snap.Get(srv.Addr())) {
 			dst = append(dst, srv.Addr())
 		}
 	}
