@@ -2,6 +2,7 @@ package router
 
 import (
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync/atomic"
 
@@ -63,8 +64,9 @@ func decide(res classify.Result, db *config.Database, v *view, lb balancer, load
 }
 
 // view is what routing needs of one topology snapshot for one database's
-// servers: its primary (primaryOf) and its fit replicas (up, not lagging),
-// non-backup ones and backups apart, each in the configuration's order.
+// servers: its primary (primaryOf), its fit replicas (up, not lagging),
+// non-backup ones and backups apart, each in the configuration's order, and
+// every server in the replica role, fit or not.
 // A snapshot never changes, so a view is made once per snapshot and
 // configuration (dbState.viewOf) and shared by the database's sessions:
 // routing a unit then looks nothing up by address.
@@ -73,7 +75,11 @@ type view struct {
 	db                *config.Database
 	primary           *config.Server
 	replicas, backups []*config.Server
+	standbys          []*config.Server
 }
+
+// standby reports whether srv is in the replica role.
+func (v *view) standby(srv *config.Server) bool { return slices.Contains(v.standbys, srv) }
 
 // fitReplica reports whether a server may take reads as a replica: up,
 // not excluded, not lagging.
@@ -85,7 +91,11 @@ func fitReplica(st health.Status) bool {
 func viewOf(db *config.Database, snap *health.Snapshot) *view {
 	v := &view{snap: snap, db: db, primary: primaryOf(db, snap)}
 	for _, srv := range db.Servers {
-		if fitReplica(snap.Get(srv.Addr())) {
+		st := snap.Get(srv.Addr())
+		if st.Role == config.RoleReplica {
+			v.standbys = append(v.standbys, srv)
+		}
+		if fitReplica(st) {
 			if srv.Backup {
 				v.backups = append(v.backups, srv)
 			} else {

@@ -188,12 +188,15 @@ func TestViewFollowsTopology(t *testing.T) {
 	if v.primary != a || !slices.Equal(v.replicas, []*config.Server{b}) || !slices.Equal(v.backups, []*config.Server{c}) {
 		t.Fatalf("view: primary %v, replicas %v, backups %v", v.primary, v.replicas, v.backups)
 	}
+	if !v.standby(b) || !v.standby(c) || v.standby(a) {
+		t.Fatal("view: standby() does not say which servers are in the replica role")
+	}
 	if d.viewOf(db, before) != v {
 		t.Fatal("the same snapshot and configuration made a new view")
 	}
 	// b is promoted, a goes down.
 	after := topo(all, st{role: P, down: true}, st{role: P}, st{role: R})
-	if w := d.viewOf(db, after); w.primary != b || len(w.replicas) != 0 || !slices.Equal(w.backups, []*config.Server{c}) {
+	if w := d.viewOf(db, after); w.primary != b || len(w.replicas) != 0 || !slices.Equal(w.backups, []*config.Server{c}) || w.standby(b) {
 		t.Fatalf("after failover: primary %v, replicas %v, backups %v", w.primary, w.replicas, w.backups)
 	}
 	// A reload that drops the backup.

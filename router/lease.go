@@ -45,7 +45,7 @@ func (s *Session) lease(res classify.Result, sql string) error {
 	s.held = true
 	s.phase = leased
 	s.server.Store(c)
-	s.curRead = d.read && d.server != nil && s.r.topology().Get(d.server.Addr()).Role == config.RoleReplica
+	s.curRead = d.read && d.server != nil && s.view().standby(d.server)
 	s.txnOpen, s.wrote = false, false
 	s.routed(c, d, sql, shape)
 	if s.b.units == 1 && (s.b.out == nil || len(*s.b.out) == 0) && len(s.b.local) == 0 {
