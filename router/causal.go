@@ -75,7 +75,7 @@ func (s *Session) catchUp(res classify.Result, d decision, known bool) (_ decisi
 func (s *Session) waitCaughtUp(res classify.Result, d decision, known bool) decision {
 	st := &s.dbs.counters.stats
 	if known {
-		addrs := fitReplicas(nil, s.db, s.r.topology(), s.ruleServers())
+		addrs := fitReplicas(nil, s.view(), s.ruleServers())
 		if _, ok := s.r.replay.Wait(addrs, s.needLSN, s.cfg.Routing.CausalWait); ok {
 			if again := s.decide(res); again.server != nil && !again.behind {
 				st.CausalWaits.Add(1)

@@ -190,15 +190,14 @@ func pickReplica(v *view, lb balancer, load func(*config.Server) int, scratch []
 	return nil, fit
 }
 
-// fitReplicas appends the addresses of db's fit replicas to dst (only:
-// of a routing rule's servers alone).
-func fitReplicas(dst []string, db *config.Database, snap *health.Snapshot, only *rules.Action) []string {
-	for _, srv := range db.Servers {
-		if only != nil && !only.Has(srv) {
-			continue
-		}
-		if fitReplica(snap.Get(srv.Addr())) {
-			dst = append(dst, srv.Addr())
+// fitReplicas appends the addresses of v's fit replicas to dst (only: of
+// a routing rule's servers alone).
+func fitReplicas(dst []string, v *view, only *rules.Action) []string {
+	for _, group := range [2][]*config.Server{v.replicas, v.backups} {
+		for _, srv := range group {
+			if only == nil || only.Has(srv) {
+				dst = append(dst, srv.Addr())
+			}
 		}
 	}
 	return dst
