@@ -71,7 +71,7 @@ func decide(res classify.Result, db *config.Database, v *view, lb balancer, load
 // configuration (dbState.viewOf) and shared by the database's sessions:
 // routing a unit then looks nothing up by address.
 type view struct {
-	snap              *health.Snapshot
+	snap              *health.Snapshot // what the view was made of (viewOf's memo)
 	db                *config.Database
 	primary           *config.Server
 	replicas, backups []*config.Server
@@ -81,26 +81,21 @@ type view struct {
 // standby reports whether srv is in the replica role.
 func (v *view) standby(srv *config.Server) bool { return slices.Contains(v.standbys, srv) }
 
-// fitReplica reports whether a server may take reads as a replica: up,
-// not excluded, not lagging.
-func fitReplica(st health.Status) bool {
-	return st.Role == config.RoleReplica && st.Usable() && !st.Lagging
-}
-
 // viewOf makes db's view of snap.
 func viewOf(db *config.Database, snap *health.Snapshot) *view {
 	v := &view{snap: snap, db: db, primary: primaryOf(db, snap)}
 	for _, srv := range db.Servers {
 		st := snap.Get(srv.Addr())
-		if st.Role == config.RoleReplica {
-			v.standbys = append(v.standbys, srv)
+		if st.Role != config.RoleReplica {
+			continue
 		}
-		if fitReplica(st) {
-			if srv.Backup {
-				v.backups = append(v.backups, srv)
-			} else {
-				v.replicas = append(v.replicas, srv)
-			}
+		v.standbys = append(v.standbys, srv)
+		switch {
+		case !st.Usable() || st.Lagging: // not fit: down, excluded or lagging
+		case srv.Backup:
+			v.backups = append(v.backups, srv)
+		default:
+			v.replicas = append(v.replicas, srv)
 		}
 	}
 	return v
