@@ -184,6 +184,7 @@ func (s *Session) parkNow() bool {
 	s.b.buf, s.b.msgs = nil, nil
 	s.pools = nil // a cache, looked up again on waking
 	s.cands = nil // likewise
+	s.guard = nil // no outcome is owed (pend is nil): made again on use
 	s.in = clientReader{}
 	s.queue.release()
 	idleIO(s.conn)

@@ -109,9 +109,10 @@ type Session struct {
 	renewed      map[string]int   // statements whose plans went stale: base server name → generation
 	cands        []*config.Server // pickReplica's scratch
 	loadFn       func(*config.Server) int
-	policyFn     func(code, message []byte) track.Outcome
-	wakeFn       func()               // s.wakeWait, made once
-	pend         <-chan track.Outcome // the outcome of the batch's guarded unit, not yet taken (settle)
+	// guard holds a guarded unit's answer back (write); made on first use
+	// and dropped when the session parks.
+	guard *track.Guard
+	pend  <-chan track.Outcome // the outcome of the batch's guarded unit, not yet taken (settle)
 
 	rule *rules.Action // the routing rule that matched the unit being routed, if any
 
@@ -158,8 +159,6 @@ func newSession(r *Router, conn net.Conn, cfg *config.Config, db *config.Databas
 		done:   make(chan struct{}),
 	}
 	s.loadFn = s.load
-	s.policyFn = s.policy
-	s.wakeFn = s.wakeWait
 	s.caughtUpFn = s.caughtUp
 	return s
 }
@@ -335,7 +334,10 @@ func (s *Session) write() (outcome track.Outcome, deferred bool) {
 	verify := s.b.retry.verify
 	if s.cur != nil && s.b.out != nil && len(*s.b.out) > 0 {
 		if verify > 0 || s.b.retry.guardable(s) {
-			guard = s.curT.Guard(s.policyFn, s.wakeFn)
+			if s.guard == nil {
+				s.guard = track.NewGuard(s.policy, s.wakeWait)
+			}
+			guard = s.curT.Guard(s.guard)
 		}
 		// A failed write closes the server connection; its pump then
 		// tells the client, and the next read here fails.
@@ -391,7 +393,7 @@ func (s *Session) settle(outcome track.Outcome) {
 // wakeWait asks a session waiting for its client's next message (parkWaiting)
 // to look up from any goroutine: its read returns with a deadline passed,
 // and endWait tells it that was a request. The parker's scan asks it to
-// park; a deferred guard's pump (s.wakeFn), when the unit did not pass:
+// park; a deferred guard's pump (s.guard's wake), when the unit did not pass:
 // the client waits for an answer and writes nothing, so the session must
 // look by itself.
 func (s *Session) wakeWait() {

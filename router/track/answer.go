@@ -30,8 +30,12 @@ const (
 	Behind
 )
 
-// guard holds a unit's answer back until its first telling message.
-type guard struct {
+// Guard holds a unit's answer back until its first telling message. A
+// sender keeps one and installs it (Server.Guard) for each unit it guards,
+// one at a time: the next may go only once the last one's outcome is taken.
+// Reusing it keeps the held answer's buffer and the channel: a read on a
+// replica is guarded, and made these anew on every one.
+type Guard struct {
 	policy   func(code, message []byte) Outcome
 	wake     func() // after an outcome other than Passed is sent; may be nil
 	ch       chan Outcome
@@ -41,21 +45,37 @@ type guard struct {
 	discard  []byte
 }
 
-// Guard holds back the answer to the unit about to be sent until policy,
-// told the SQLSTATE and message of an ErrorResponse that begins the
-// client's answer, says whether the unit passed. A refused unit's answer is
-// discarded up to its ReadyForQuery, and then the outcome is sent. The
-// sender must wait for the outcome before it sends anything more. wake, if
-// not nil, is called after an outcome other than Passed is sent (from the
-// pump's goroutine, with the record locked): a sender that goes on reading
-// its client while the answer begins is told to look, since the client
-// will not write until its answer comes.
-func (s *Server) Guard(policy func(code, message []byte) Outcome, wake func()) <-chan Outcome {
-	g := &guard{policy: policy, wake: wake, ch: make(chan Outcome, 1)}
+// NewGuard returns a guard whose policy, told the SQLSTATE and message of
+// an ErrorResponse that begins the client's answer, says whether the unit
+// passed. wake, if not nil, is called after an outcome other than Passed is
+// sent (from the pump's goroutine, with the record locked): a sender that
+// goes on reading its client while the answer begins is told to look, since
+// the client will not write until its answer comes.
+func NewGuard(policy func(code, message []byte) Outcome, wake func()) *Guard {
+	return &Guard{policy: policy, wake: wake, ch: make(chan Outcome, 1)}
+}
+
+// Guard holds back the answer to the unit about to be sent until g's
+// policy says whether it passed. A refused unit's answer is discarded up
+// to its ReadyForQuery, and then the outcome is sent on the channel
+// returned. The sender must take the outcome before it sends anything
+// more, and before it installs g again.
+func (s *Server) Guard(g *Guard) <-chan Outcome {
+	g.held, g.discard = kept(g.held), kept(g.discard)
+	g.refusing, g.outcome = false, Passed
 	s.mu.Lock()
 	s.guard = g
 	s.mu.Unlock()
 	return g.ch
+}
+
+// kept empties a guard's buffer for its next unit; a large answer's
+// buffer is let go rather than kept for ever.
+func kept(b []byte) []byte {
+	if cap(b) > 64<<10 {
+		return nil
+	}
+	return b[:0]
 }
 
 // Lost tells a waiting guard that the connection is gone.
@@ -69,11 +89,14 @@ func (s *Server) Lost() {
 	}
 }
 
-// send delivers the outcome, and wakes the sender when the unit did not pass.
-func (g *guard) send(o Outcome) {
+// send delivers the outcome, and wakes the sender when the unit did not
+// pass. wake is read first: once the outcome is taken, the sender may
+// install g again.
+func (g *Guard) send(o Outcome) {
+	wake := g.wake
 	g.ch <- o
-	if o != Passed && g.wake != nil {
-		g.wake()
+	if o != Passed && wake != nil {
+		wake()
 	}
 }
 

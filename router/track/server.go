@@ -121,7 +121,7 @@ type Server struct {
 	reqs      []Request
 	head      int
 	qi        int     // statements of the head Query completed so far
-	guard     *guard  // the unit's answer is held until it passes or is refused
+	guard     *Guard  // the unit's answer is held until it passes or is refused
 	capture   capture // rows of the head Capture request
 	heldReady []byte  // the client's ReadyForQuery, until the Mark behind it is read
 	replayed  int64   // the replay position the last Verify read (0: none)

@@ -2,6 +2,7 @@ package track
 
 import (
 	"maps"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -296,7 +297,8 @@ func TestGuard(t *testing.T) {
 	s.Push(Request{Type: 'B'})
 	s.Push(Request{Type: 'E'})
 	s.Push(Request{Type: 'S'})
-	ch := s.Guard(policy, nil)
+	g := NewGuard(policy, nil)
+	ch := s.Guard(g)
 	if got := feed(t, s, cc("SET"), rfq('I'), parseComplete, bindComplete, errMsg("25006"), rfq('I')); got != "" {
 		t.Fatalf("a refused unit's answer reached the client: %q", got)
 	}
@@ -305,7 +307,7 @@ func TestGuard(t *testing.T) {
 	}
 	s.Push(Request{Type: 'P'})
 	s.Push(Request{Type: 'S'})
-	ch = s.Guard(policy, nil)
+	ch = s.Guard(g) // the same guard, for the next unit
 	var out []byte
 	out, _ = s.Answer(out, '1', parseComplete)
 	if len(out) != 0 {
@@ -404,6 +406,86 @@ func TestHotPathAllocatesNothing(t *testing.T) {
 	if n != 0 {
 		t.Fatalf("a unit allocates %v times in the tracker, want 0", n)
 	}
+	// A guarded unit (a read on a replica) with the session's one guard.
+	g := NewGuard(func(code, _ []byte) Outcome { return Passed }, nil)
+	n = testing.AllocsPerRun(200, func() {
+		s.Push(Request{Type: 'Q'})
+		ch := s.Guard(g)
+		out = out[:0]
+		out, _ = s.Answer(out, 'D', row)
+		out, _ = s.Answer(out, 'C', done)
+		out, _ = s.Answer(out, 'Z', ready)
+		if <-ch != Passed {
+			t.Fatal("the unit did not pass")
+		}
+	})
+	if n != 0 {
+		t.Fatalf("a guarded unit allocates %v times in the tracker, want 0", n)
+	}
+}
+
+// TestGuardReused: one guard serves unit after unit, moving between two
+// server connections as a session's leases do; each unit's client sees
+// exactly its own answer (all of it when it passed, none when refused),
+// never bytes a unit before it held or discarded. Randomized, fixed seed.
+func TestGuardReused(t *testing.T) {
+	rng := rand.New(rand.NewPCG(14, 7))
+	policy := func(code, _ []byte) Outcome {
+		if string(code) == "25006" {
+			return Refused
+		}
+		return Passed
+	}
+	woken := 0
+	g := NewGuard(policy, func() { woken++ })
+	servers := [2]*Server{}
+	for i := range servers {
+		servers[i], _, _ = newPair(nil)
+	}
+	refused := 0
+	for unit := 0; unit < 300; unit++ {
+		s := servers[rng.IntN(2)]
+		s.Push(Request{Type: 'P'})
+		s.Push(Request{Type: 'B'})
+		s.Push(Request{Type: 'E'})
+		s.Push(Request{Type: 'S'})
+		ch := s.Guard(g)
+		// Acknowledgements and descriptions are held; the first telling
+		// message decides.
+		msgs := [][]byte{parseComplete, bindComplete}
+		want := "12"
+		if rng.IntN(2) == 0 {
+			msgs = append(msgs, enc(&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte(strings.Repeat("c", rng.IntN(3000)))}}}))
+			want += "T"
+		}
+		outcome := Passed
+		if rng.IntN(3) == 0 {
+			outcome, want = Refused, ""
+			msgs = append(msgs, errMsg("25006"), rfq('I'))
+			refused++
+		} else {
+			for range rng.IntN(4) {
+				msgs = append(msgs, enc(&pgproto3.DataRow{Values: [][]byte{[]byte(strings.Repeat("v", rng.IntN(5000)))}}))
+				want += "D"
+			}
+			msgs = append(msgs, cc("SELECT"), rfq('I'))
+			want += "CZ"
+		}
+		if got := feed(t, s, msgs...); got != want {
+			t.Fatalf("unit %d: the client got %q, want %q", unit, got, want)
+		}
+		select {
+		case o := <-ch:
+			if o != outcome {
+				t.Fatalf("unit %d: outcome %v, want %v", unit, o, outcome)
+			}
+		default:
+			t.Fatalf("unit %d: no outcome after its ReadyForQuery", unit)
+		}
+	}
+	if woken != refused || refused == 0 {
+		t.Fatalf("woken %d times for %d refused units", woken, refused)
+	}
 }
 
 // TestMarkHoldsTheAnswer: the client's ReadyForQuery waits for the WAL
@@ -467,7 +549,7 @@ func TestVerifyRefusesABehindReplica(t *testing.T) {
 			s, _, _ := newPair(nil)
 			s.Push(Request{Type: 'Q', Edit: Capture, Verify: 400})
 			s.Push(Request{Type: 'Q'})
-			ch := s.Guard(never, nil)
+			ch := s.Guard(NewGuard(never, nil))
 			var out []byte
 			for _, m := range tc.check {
 				out, _ = s.Answer(out, m[0], m)
