@@ -86,6 +86,7 @@ func (s *Server) commitLocked() {
 
 // applyLocked applies a committed change to the server's settings.
 func (s *Server) applyLocked(ch change) {
+	s.sameAs = nil
 	switch ch.kind {
 	case changeSet:
 		s.settings[ch.name] = ch.sql

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"slices"
 	"sync"
+	"unsafe"
 
 	"github.com/pgswitch/pgswitch/pool"
 )
@@ -107,9 +108,13 @@ type Server struct {
 	db   DB
 	user string // the role the connection logged in as
 
-	mu        sync.Mutex
-	client    *Client // the linked client, whose requests are owed
-	settings  map[string]string
+	mu       sync.Mutex
+	client   *Client // the linked client, whose requests are owed
+	settings map[string]string
+	// sameAs is a client settings map that never changes (shared) which
+	// settings was found equal to, so that Sync need not compare them
+	// again; nil when none, or since settings changed.
+	sameAs    unsafe.Pointer
 	txn       []change          // changes of the open transaction, until it ends
 	failed    bool              // the open transaction (explicit or implicit) saw an error
 	ddl       bool              // a catalog change was confirmed in the open transaction
@@ -167,6 +172,7 @@ func (s *Server) unlink(discard bool) {
 	s.unnamedBy = nil
 	if discard {
 		clear(s.settings)
+		s.sameAs = nil
 		s.stmts, s.sqlNames = nil, nil
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"unsafe"
 
 	"github.com/pgswitch/pgswitch/router/classify"
 )
@@ -18,7 +19,7 @@ func (s *Server) Sync(c *Client) (string, []Effect) {
 	defer s.mu.Unlock()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if maps.Equal(s.settings, c.settings) && s.sqlInSyncLocked(c) {
+	if s.settingsEqualLocked(c) && s.sqlInSyncLocked(c) {
 		return "", nil
 	}
 	var b strings.Builder
@@ -49,6 +50,25 @@ func (s *Server) Sync(c *Client) (string, []Effect) {
 		}
 	}
 	return b.String(), eff
+}
+
+// settingsEqualLocked reports whether the server's settings are c's; both
+// locks are held. Most clients share their startup's map, unchanged: once
+// found equal to one, the server knows it without comparing again, until
+// its own settings change.
+func (s *Server) settingsEqualLocked(c *Client) bool {
+	var id unsafe.Pointer
+	if c.shared {
+		id = *(*unsafe.Pointer)(unsafe.Pointer(&c.settings)) // a map is a pointer
+		if id != nil && id == s.sameAs {
+			return true
+		}
+	}
+	if !maps.Equal(s.settings, c.settings) {
+		return false
+	}
+	s.sameAs = id
+	return true
 }
 
 // sqlInSyncLocked reports whether the server's SQL-level statements are

@@ -240,6 +240,66 @@ func TestSyncAndStartup(t *testing.T) {
 	}
 }
 
+// TestSyncRemembersEqualSettings: a server remembers which unchanged
+// (shared) client settings it equals, and forgets as soon as its own
+// settings change. Randomized, fixed seed: clients sharing one startup,
+// another startup and none take turns on two server connections, run SETs
+// and RESETs, and are brought in sync; Sync must find them in sync exactly
+// when the two settings maps are equal.
+func TestSyncRemembersEqualSettings(t *testing.T) {
+	rng := rand.New(rand.NewPCG(14, 21))
+	a := map[string]string{"datestyle": SetConfig("datestyle", "Postgres, MDY")}
+	b := map[string]string{"datestyle": SetConfig("datestyle", "ISO, DMY"), "application_name": SetConfig("application_name", "b")}
+	clients := []*Client{NewClient(a), NewClient(a), NewClient(a), NewClient(b), NewClient(nil)}
+	servers := []*Server{NewServer(&fakeDB{}, "app"), NewServer(&fakeDB{}, "app")}
+	stmts := []struct{ sql, tag string }{
+		{"SET a.x = 1", "SET"}, {"SET a.x = 2", "SET"}, {"RESET a.x", "RESET"},
+		{"RESET ALL", "RESET"}, {"RESET datestyle", "RESET"}, {"SET datestyle = 'ISO, DMY'", "SET"},
+	}
+	settingsOf := func(s *Server) map[string]string {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return maps.Clone(s.settings)
+	}
+	found := 0
+	for step := 0; step < 2000; step++ {
+		s, c := servers[rng.IntN(len(servers))], clients[rng.IntN(len(clients))]
+		s.Link(c)
+		equal := maps.Equal(settingsOf(s), c.Settings())
+		q, eff := s.Sync(c)
+		if (q == "") != equal {
+			t.Fatalf("step %d: Sync says %q with server settings %q and client settings %q", step, q, settingsOf(s), c.Settings())
+		}
+		if equal {
+			found++
+		} else {
+			s.Push(Request{Type: 'Q', Edit: Swallow, Replay: true, Effects: eff})
+			for _, e := range eff {
+				if e.Kind == classify.KindReset {
+					feed(t, s, cc("RESET"))
+				} else {
+					feed(t, s, enc(&pgproto3.RowDescription{}), enc(&pgproto3.DataRow{Values: [][]byte{[]byte("x")}}), cc("SELECT 1"))
+				}
+			}
+			feed(t, s, rfq('I'))
+			if q, _ := s.Sync(c); q != "" {
+				t.Fatalf("step %d: not in sync after the replay: %q", step, q)
+			}
+		}
+		switch rng.IntN(4) {
+		case 0, 1: // the client changes a setting
+			st := stmts[rng.IntN(len(stmts))]
+			query(t, s, st.sql)
+			feed(t, s, cc(st.tag), rfq('I'))
+		case 2:
+			s.Detached(rng.IntN(2) == 0) // with reset: DISCARD ALL
+		}
+	}
+	if found < 200 {
+		t.Fatalf("only %d of 2000 Syncs found the server in sync: the test does not exercise the memo", found)
+	}
+}
+
 // TestSyncCountsSQLStatements: Sync tells SQL-level statements from
 // protocol-level ones by a count it keeps as statements come and go, so a
 // client with only protocol-level statements (replaced, dropped, cleared)
