@@ -114,7 +114,8 @@ type Session struct {
 	guard *track.Guard
 	pend  <-chan track.Outcome // the outcome of the batch's guarded unit, not yet taken (settle)
 
-	rule *rules.Action // the routing rule that matched the unit being routed, if any
+	rule  *rules.Action // the routing rule that matched the unit being routed, if any
+	route *routeCount   // the SHOW ROUTES line the last unit counted on (routed)
 
 	// Read-your-writes (routing.consistency).
 	needLSN    int64                     // how far a replica must have replayed for the unit being routed

@@ -100,7 +100,7 @@ func (s *Session) routed(c *pool.Conn, d decision, sql string, shape uint64) {
 	if shape == 0 {
 		shape = s.dbs.classifier.ShapeKey(sql)
 	}
-	s.dbs.counters.routes.add(shape, sql, s.curRead, d.why, d.then)
+	s.dbs.counters.routes.count(&s.route, routeKey{shape: shape, replica: s.curRead, why: d.why, then: d.then}, sql)
 }
 
 // maxRoutes bounds the query shapes SHOW ROUTES keeps per database; shapes
@@ -128,25 +128,39 @@ type routeShard struct {
 	others uint64 // units of shapes beyond the shard's share of maxRoutes
 }
 
+// routeCount is a line of SHOW ROUTES. A session keeps the one its last
+// unit counted on (Session.route): lines are never removed, and key never
+// changes.
 type routeCount struct {
+	key         routeKey
 	fingerprint string // pg_query's, hex; "" when it cannot parse the text
 	query       string // literal-free text
-	n           uint64
+	n           atomic.Uint64
 }
 
-// add counts one unit of sql, of the given shape. Counting a known shape
-// allocates nothing.
-func (t *routeTable) add(shape uint64, sql string, replica bool, why, then string) {
-	k := routeKey{shape: shape, replica: replica, why: why, then: then}
-	t.shards[k.shape%routeShards].add(k, sql)
+// count counts one unit of sql on line k for a session whose last unit
+// counted on *last, and leaves k's line in *last. Units of a session mostly
+// repeat one line: that one counts without a lookup or a lock.
+func (t *routeTable) count(last **routeCount, k routeKey, sql string) {
+	if rc := *last; rc != nil && rc.key == k {
+		rc.n.Add(1)
+		return
+	}
+	*last = t.add(k, sql)
 }
 
-func (t *routeShard) add(k routeKey, sql string) {
+// add counts one unit of sql on line k, and returns the line (nil: counted
+// among other shapes). Counting a known shape allocates nothing.
+func (t *routeTable) add(k routeKey, sql string) *routeCount {
+	return t.shards[k.shape%routeShards].add(k, sql)
+}
+
+func (t *routeShard) add(k routeKey, sql string) *routeCount {
 	t.mu.Lock()
 	if rc := t.byKey[k]; rc != nil {
-		rc.n++
+		rc.n.Add(1)
 		t.mu.Unlock()
-		return
+		return rc
 	}
 	full := len(t.byKey) >= maxRoutes/routeShards
 	if full {
@@ -154,10 +168,10 @@ func (t *routeShard) add(k routeKey, sql string) {
 	}
 	t.mu.Unlock()
 	if full {
-		return
+		return nil
 	}
 	// First sight of the shape: describe it outside the lock (a parse).
-	rc := &routeCount{query: classify.Normalize(sql), n: 1}
+	rc := &routeCount{key: k, query: classify.Normalize(sql)}
 	if fp, err := classify.Fingerprint(sql); err == nil {
 		rc.fingerprint = fmtHex(fp)
 	}
@@ -166,11 +180,13 @@ func (t *routeShard) add(k routeKey, sql string) {
 		t.byKey = map[routeKey]*routeCount{}
 	}
 	if old := t.byKey[k]; old != nil {
-		old.n++
+		rc = old
 	} else {
 		t.byKey[k] = rc
 	}
+	rc.n.Add(1)
 	t.mu.Unlock()
+	return rc
 }
 
 func fmtHex(v uint64) string {
@@ -215,7 +231,7 @@ func (r *Router) Routes(limit int) []RouteStat {
 					route = "replica"
 				}
 				out = append(out, RouteStat{Database: name, Fingerprint: rc.fingerprint, Query: rc.query,
-					Route: route, Rule: k.why + k.then, Count: rc.n})
+					Route: route, Rule: k.why + k.then, Count: rc.n.Load()})
 			}
 			others += t.others
 			t.mu.Unlock()

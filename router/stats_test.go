@@ -2,6 +2,8 @@ package router
 
 import (
 	"fmt"
+	"math/rand/v2"
+	"sync"
 	"testing"
 
 	"github.com/pgswitch/pgswitch/router/classify"
@@ -18,7 +20,7 @@ func TestRouteTableCountsShapes(t *testing.T) {
 	got := map[string]uint64{}
 	for i := range rt.shards {
 		for k, rc := range rt.shards[i].byKey {
-			got[fmt.Sprintf("%s|%v|%s", rc.query, k.replica, k.why)] = rc.n
+			got[fmt.Sprintf("%s|%v|%s", rc.query, k.replica, k.why)] = rc.n.Load()
 			if len(rc.fingerprint) != 16 {
 				t.Errorf("%q: fingerprint %q, want 16 hex digits", rc.query, rc.fingerprint)
 			}
@@ -79,5 +81,59 @@ func BenchmarkRouteTableHit(b *testing.B) {
 
 // addSQL counts one unit of sql in rt, as a session does with its shape.
 func addSQL(rt *routeTable, cl *classify.Classifier, sql string, replica bool, why string) {
-	rt.add(cl.ShapeKey(sql), sql, replica, why, "")
+	rt.add(routeKey{shape: cl.ShapeKey(sql), replica: replica, why: why}, sql)
+}
+
+// TestRouteCountsOfSessions: sessions count on the line their last unit
+// counted on when a unit repeats it, and look the line up otherwise. Four
+// sessions at once, each unit of a random shape, route and reason (fixed
+// seed); every line must end with exactly the units routed its way.
+func TestRouteCountsOfSessions(t *testing.T) {
+	var rt routeTable
+	cl := classify.New(classify.Options{})
+	sqls := []string{"SELECT * FROM t WHERE id = 1", "SELECT * FROM u WHERE id = 2", "UPDATE t SET x = 1"}
+	whys := []string{"read: SELECT", "write: UPDATE"}
+	thens := []string{"", thenNoReplica}
+	type line struct {
+		sql     int
+		replica bool
+		why     string
+		then    string
+	}
+	models := make([]map[line]uint64, 4)
+	var wg sync.WaitGroup
+	for i := range models {
+		models[i] = map[line]uint64{}
+		wg.Add(1)
+		go func(model map[line]uint64, seed uint64) {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(seed, 1))
+			var last *routeCount
+			l := line{}
+			for range 5000 {
+				if rng.IntN(3) == 0 { // a unit unlike the last
+					l = line{rng.IntN(len(sqls)), rng.IntN(2) == 0, whys[rng.IntN(len(whys))], thens[rng.IntN(len(thens))]}
+				}
+				sql := sqls[l.sql]
+				rt.count(&last, routeKey{shape: cl.ShapeKey(sql), replica: l.replica, why: l.why, then: l.then}, sql)
+				model[l]++
+			}
+		}(models[i], uint64(i))
+	}
+	wg.Wait()
+	want := map[string]uint64{}
+	for _, m := range models {
+		for l, n := range m {
+			want[fmt.Sprintf("%s|%v|%s%s", classify.Normalize(sqls[l.sql]), l.replica, l.why, l.then)] += n
+		}
+	}
+	got := map[string]uint64{}
+	for i := range rt.shards {
+		for k, rc := range rt.shards[i].byKey {
+			got[fmt.Sprintf("%s|%v|%s%s", rc.query, k.replica, k.why, k.then)] = rc.n.Load()
+		}
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("SHOW ROUTES counts\n%v\nwant\n%v", got, want)
+	}
 }
