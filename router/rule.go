@@ -50,7 +50,7 @@ func (s *Session) ruleClient() rules.Client {
 // unitStmts yields the statements of the unit that starts at the message
 // being sent, with their texts, for the rules that look at them.
 func (s *Session) unitStmts(yield func(rules.Stmt) bool) {
-	s.unitStatements(func(text string, res classify.Result, known bool) bool {
+	s.unitStatements(false, func(text string, res classify.Result, known bool) bool {
 		return !known || yield(rules.Stmt{Text: text, Shape: res.Shape})
 	})
 }

@@ -170,8 +170,9 @@ var incompleteUnit = classify.Result{Route: classify.Write, Reason: "write: the 
 // as a write.
 func (s *Session) unitResult(first classify.Result) classify.Result {
 	res := first
-	skip := s.b.msgs[s.b.at].typ == 'P' // first is that Parse's result
-	complete := s.unitStatements(func(_ string, r classify.Result, _ bool) bool {
+	typ := s.b.msgs[s.b.at].typ
+	skip := typ == 'P' // first is that Parse's result; a Bind's is not even looked up
+	complete := s.unitStatements(typ == 'B', func(_ string, r classify.Result, _ bool) bool {
 		if skip {
 			skip = false
 			return true
@@ -189,8 +190,9 @@ func (s *Session) unitResult(first classify.Result) classify.Result {
 // the unit that starts at the message being sent: a Query's text, or what
 // an extended-protocol unit parses or binds up to its Sync (a Bind of a
 // statement pgswitch has not seen as unknownStmt, not known, with no
-// text). It reports whether the unit's end is in the batch.
-func (s *Session) unitStatements(fn func(text string, res classify.Result, known bool) bool) (complete bool) {
+// text). It reports whether the unit's end is in the batch. With skipBind,
+// a Bind that starts the unit is left out: the caller has its statement.
+func (s *Session) unitStatements(skipBind bool, fn func(text string, res classify.Result, known bool) bool) (complete bool) {
 	unnamedText, unnamed, hasUnnamed := s.unnamed.text, s.unnamed.res, len(s.unnamed.msg) > 0
 	for i, m := range s.b.msgs[s.b.at:] {
 		msg := s.b.buf[m.start:m.end]
@@ -213,6 +215,9 @@ func (s *Session) unitStatements(fn func(text string, res classify.Result, known
 				return true
 			}
 		case 'B':
+			if i == 0 && skipBind {
+				continue
+			}
 			_, name, _ := bindNames(msg)
 			var ok bool
 			switch st := s.state.Stmt(string(name)); {

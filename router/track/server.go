@@ -115,10 +115,10 @@ type Server struct {
 	// settings was found equal to, so that Sync need not compare them
 	// again; nil when none, or since settings changed.
 	sameAs    unsafe.Pointer
-	txn       []change          // changes of the open transaction, until it ends
-	failed    bool              // the open transaction (explicit or implicit) saw an error
-	ddl       bool              // a catalog change was confirmed in the open transaction
-	stmts     map[string]uint64 // protocol statements by server name → last use
+	txn       []change           // changes of the open transaction, until it ends
+	failed    bool               // the open transaction (explicit or implicit) saw an error
+	ddl       bool               // a catalog change was confirmed in the open transaction
+	stmts     map[string]*uint64 // protocol statements by server name → last use (one lookup marks a use)
 	tick      uint64
 	sqlNames  map[string]string // SQL-level statements → their PREPARE text
 	unnamedBy *Client           // whose unnamed statement the server has; nil: none, or not a client's
@@ -211,19 +211,26 @@ func (s *Server) Owed() bool {
 func (s *Server) HasStmt(name string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.stmts[name]; !ok {
+	used := s.stmts[name]
+	if used == nil {
 		return false
 	}
-	s.useLocked(name)
+	s.tick++
+	*used = s.tick
 	return true
 }
 
 func (s *Server) useLocked(name string) {
-	if s.stmts == nil {
-		s.stmts = map[string]uint64{}
-	}
 	s.tick++
-	s.stmts[name] = s.tick
+	if used := s.stmts[name]; used != nil {
+		*used = s.tick
+		return
+	}
+	if s.stmts == nil {
+		s.stmts = map[string]*uint64{}
+	}
+	tick := s.tick
+	s.stmts[name] = &tick
 }
 
 // Statements is how many protocol statements the server keeps.
@@ -245,7 +252,7 @@ func (s *Server) Evict(limit int) []string {
 	for n := range s.stmts {
 		names = append(names, n)
 	}
-	slices.SortFunc(names, func(a, b string) int { return cmp.Compare(s.stmts[a], s.stmts[b]) })
+	slices.SortFunc(names, func(a, b string) int { return cmp.Compare(*s.stmts[a], *s.stmts[b]) })
 	names = names[:len(names)-limit]
 	for _, n := range names {
 		delete(s.stmts, n)
