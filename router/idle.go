@@ -182,8 +182,7 @@ func (s *Session) parkable() bool {
 // the parker's epoll set. False if it could not park.
 func (s *Session) parkNow() bool {
 	s.b.buf, s.b.msgs = nil, nil
-	s.pools = nil // a cache, looked up again on waking
-	s.cands = nil // likewise
+	s.busy = nil  // caches: made again on waking
 	s.guard = nil // no outcome is owed (pend is nil): made again on use
 	s.in = clientReader{}
 	s.queue.release()

@@ -70,6 +70,8 @@ func (s *Session) beginUnit() error {
 	}
 	s.cfg, s.db, s.user = cfg, db, u
 	s.dbs = s.r.database(db.Name)
-	s.pools = nil
+	if s.busy != nil {
+		s.busy.pools = nil // the new configuration's servers
+	}
 	return nil
 }

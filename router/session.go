@@ -74,8 +74,8 @@ type Session struct {
 	names *clientNames // from the startup packet
 	key   wire.CancelKey
 
-	pools  map[*config.Server]*pool.Pool // looked up pools
-	client *pool.Client                  // the client's output
+	busy   *busyState   // what the session keeps while active; nil while it parks
+	client *pool.Client // the client's output
 	in     clientReader
 	dbs    *dbState
 	state  *track.Client // what the client asked for: settings, statements, pins
@@ -105,9 +105,8 @@ type Session struct {
 	// sessionStmts: in session mode, what the client's statements with
 	// tracked effects run, by the client's name.
 	sessionStmts map[string]portalInfo
-	after        afterSync        // what pgswitch sends after the client's next Sync
-	renewed      map[string]int   // statements whose plans went stale: base server name → generation
-	cands        []*config.Server // pickReplica's scratch
+	after        afterSync      // what pgswitch sends after the client's next Sync
+	renewed      map[string]int // statements whose plans went stale: base server name → generation
 	loadFn       func(*config.Server) int
 	// guard holds a guarded unit's answer back (write); made on first use
 	// and dropped when the session parks.
@@ -483,19 +482,29 @@ func (s *Session) end() {
 	s.dropLease()
 }
 
-// scratch is pickReplica's buffer for candidates, made on first use and
-// let go while the session parks.
-func (s *Session) scratch() []*config.Server {
-	if s.cands == nil {
-		s.cands = make([]*config.Server, 0, max(8, len(s.db.Servers)))
-	}
-	return s.cands
+// busyState is what a session keeps only while it is active: made on first
+// use, and let go while it parks, as every idle client holds a Session.
+type busyState struct {
+	pools map[*config.Server]*pool.Pool // looked up pools
+	cands []*config.Server              // pickReplica's scratch
+	memo  classify.Memo                 // the last classification by shape
 }
+
+// active returns the session's busyState, made on first use.
+func (s *Session) active() *busyState {
+	if s.busy == nil {
+		s.busy = &busyState{cands: make([]*config.Server, 0, max(8, len(s.db.Servers)))}
+	}
+	return s.busy
+}
+
+// scratch is pickReplica's buffer for candidates.
+func (s *Session) scratch() []*config.Server { return s.active().cands }
 
 // view is the session's database's view of the current topology.
 func (s *Session) view() *view { return s.dbs.viewOf(s.db, s.r.topology()) }
 
 // classifyText classifies SQL text with the database's classifier.
 func (s *Session) classifyText(text string) classify.Result {
-	return s.dbs.classifier.Classify(text)
+	return s.dbs.classifier.ClassifyMemo(&s.active().memo, text)
 }

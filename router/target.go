@@ -10,14 +10,15 @@ import (
 // poolFor returns the pool of the session's database and user on srv,
 // looked up once per session and server.
 func (s *Session) poolFor(srv *config.Server) *pool.Pool {
-	if p := s.pools[srv]; p != nil {
+	b := s.active()
+	if p := b.pools[srv]; p != nil {
 		return p
 	}
-	if s.pools == nil {
-		s.pools = make(map[*config.Server]*pool.Pool, len(s.db.Servers))
+	if b.pools == nil {
+		b.pools = make(map[*config.Server]*pool.Pool, len(s.db.Servers))
 	}
 	p := s.lookupPool(srv)
-	s.pools[srv] = p
+	b.pools[srv] = p
 	return p
 }
 

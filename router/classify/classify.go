@@ -29,7 +29,10 @@ type Classifier struct {
 	user     map[string]struct{}
 	volatile atomic.Pointer[map[string]struct{}]
 	gen      atomic.Uint64 // bumped by SetVolatile: results parsed before it are stale
-	cache    *cache        // nil when turned off
+	// epoch is bumped by SetVolatile and Remember: a Memo filled before it
+	// may hold a result the cache no longer gives.
+	epoch atomic.Uint64
+	cache *cache // nil when turned off
 }
 
 // New returns a Classifier.
@@ -59,35 +62,68 @@ var emptyResults = [...]Result{
 // allocates nothing.
 func (c *Classifier) Classify(sql string) Result {
 	key, length, hint, empty := keyOf(c.seed, sql)
-	res := c.classify(sql, key, length, hint, empty)
+	res, _ := c.classify(sql, key, length, hint, empty)
 	res.Shape = key
 	return res
 }
 
-func (c *Classifier) classify(sql string, key uint64, length uint32, hint HintKind, empty bool) Result {
+// Memo is one caller's last classification by shape. A session mostly runs
+// one statement after another with other literals: from its Memo it skips
+// the shared cache, its lock and its counters. The zero Memo is empty.
+type Memo struct {
+	c      *Classifier
+	epoch  uint64
+	key    uint64
+	length uint32
+	res    Result
+}
+
+// ClassifyMemo is Classify, answered from m when sql has the shape m holds
+// (and nothing changed results since m was filled), and keeping sql's
+// result in m otherwise. A text whose route depends on its literals is
+// never answered from m.
+func (c *Classifier) ClassifyMemo(m *Memo, sql string) Result {
+	key, length, hint, empty := keyOf(c.seed, sql)
+	if m.c == c && m.key == key && m.length == length && !empty && m.epoch == c.epoch.Load() {
+		res := m.res
+		res.Shape = key
+		return res
+	}
+	epoch := c.epoch.Load() // before classifying: a change meanwhile empties m
+	res, byShape := c.classify(sql, key, length, hint, empty)
+	if byShape {
+		*m = Memo{c: c, epoch: epoch, key: key, length: length, res: res}
+	}
+	res.Shape = key
+	return res
+}
+
+// classify returns sql's result; byShape reports that every text of its
+// shape has it (a cache entry by the literal-free form).
+func (c *Classifier) classify(sql string, key uint64, length uint32, hint HintKind, empty bool) (_ Result, byShape bool) {
 	if empty {
-		return emptyResults[hint]
+		return emptyResults[hint], false
 	}
 	if c.cache == nil {
-		return decide(sql, hint, c.sets()).Result
+		return decide(sql, hint, c.sets()).Result, false
 	}
 	sh := c.cache.shard(key)
 	res, exact, ok := sh.lookup(key, length)
 	if ok && !exact {
-		return res
+		return res, true
 	}
 	if exact {
-		return c.classifyExact(sql, hint)
+		return c.classifyExact(sql, hint), false
 	}
 	gen := c.gen.Load()
 	v := decide(sql, hint, c.sets())
 	if v.exact {
 		sh.put(entry{key: key, length: length, exact: true}, c.current(gen))
 		c.putExact(sql, v.Result, false, c.current(gen))
-		return v.Result
+		return v.Result, false
 	}
 	sh.put(entry{key: key, length: length, res: v.Result}, c.current(gen))
-	return v.Result
+	return v.Result, true
 }
 
 // classifyExact serves texts whose route depends on a literal's value: they
@@ -136,6 +172,7 @@ func (c *Classifier) Remember(sql string, r Result) {
 	if c.cache == nil {
 		return
 	}
+	defer c.epoch.Add(1) // after the entry changed: a Memo filled meanwhile must not outlive it
 	key, length, _, empty := keyOf(c.seed, sql)
 	if empty {
 		return
@@ -157,6 +194,7 @@ func (c *Classifier) SetVolatile(names []string) {
 	// Order matters: a miss that parsed with the old set checks gen under the
 	// shard lock before it stores, and each shard is cleared after the bump.
 	c.gen.Add(1)
+	defer c.epoch.Add(1) // after the entries went, as in Remember
 	if c.cache == nil {
 		return
 	}
