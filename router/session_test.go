@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"fmt"
 	"runtime"
 	"slices"
 	"strings"
@@ -117,6 +118,36 @@ func TestRefusedReadRetriedOnPrimary(t *testing.T) {
 	}
 	if !has(replica) || !has(primary) {
 		t.Fatalf("replica saw it: %v, primary saw it: %v", has(replica), has(primary))
+	}
+}
+
+// TestRefusedReadRemembered: once a replica refused a statement as
+// read-only, its shape goes to the primary, for the client that ran it
+// (whose own memo of the shape must not send it back) and for others. Two
+// clients over a pool of one connection per server.
+func TestRefusedReadRemembered(t *testing.T) {
+	noLeaks(t)
+	primary, replica := newFakePG(t, false), newFakePG(t, true)
+	_, addr := fakeRouter(t, 1, primary, replica)
+	a := connect(t, addr, pgx.QueryExecModeSimpleProtocol, false)
+	b := connect(t, addr, pgx.QueryExecModeSimpleProtocol, false)
+	for i, c := range []*pgx.Conn{a, a, b, a} {
+		tag, err := c.Exec(context.Background(), fmt.Sprintf("/* pgswitch:replica */ INSERT INTO t VALUES (%d)", i))
+		if err != nil || tag.String() != "INSERT 0 1" {
+			t.Fatalf("insert %d: got %q, %v; want INSERT 0 1", i, tag, err)
+		}
+	}
+	count := func(pg *fakePG) int {
+		n := 0
+		for _, s := range pg.seen() {
+			if strings.Contains(s, "INSERT INTO t") {
+				n++
+			}
+		}
+		return n
+	}
+	if r, p := count(replica), count(primary); r != 1 || p != 4 {
+		t.Fatalf("the replica saw %d inserts (want 1: the refused one), the primary %d (want 4)", r, p)
 	}
 }
 
