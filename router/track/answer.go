@@ -33,8 +33,8 @@ const (
 // Guard holds a unit's answer back until its first telling message. A
 // sender keeps one and installs it (Server.Guard) for each unit it guards,
 // one at a time: the next may go only once the last one's outcome is taken.
-// Reusing it keeps the held answer's buffer and the channel: a read on a
-// replica is guarded, and made these anew on every one.
+// Reusing it keeps the held answer's buffer and the channel, which were
+// made anew for every guarded unit (every read on a replica).
 type Guard struct {
 	policy   func(code, message []byte) Outcome
 	wake     func() // after an outcome other than Passed is sent; may be nil

@@ -211,6 +211,11 @@ func (s *Server) Owed() bool {
 func (s *Server) HasStmt(name string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.touchLocked(name)
+}
+
+// touchLocked marks the statement name used, if the server has it.
+func (s *Server) touchLocked(name string) bool {
 	used := s.stmts[name]
 	if used == nil {
 		return false
@@ -221,14 +226,13 @@ func (s *Server) HasStmt(name string) bool {
 }
 
 func (s *Server) useLocked(name string) {
-	s.tick++
-	if used := s.stmts[name]; used != nil {
-		*used = s.tick
+	if s.touchLocked(name) {
 		return
 	}
 	if s.stmts == nil {
 		s.stmts = map[string]*uint64{}
 	}
+	s.tick++
 	tick := s.tick
 	s.stmts[name] = &tick
 }
