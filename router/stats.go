@@ -1,7 +1,6 @@
 package router
 
 import (
-	"github.com/pgswitch/pgswitch/internal/rawsock"
 	"net"
 	"sort"
 	"sync"
@@ -9,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pgswitch/pgswitch/config"
+	"github.com/pgswitch/pgswitch/internal/rawsock"
 	"github.com/pgswitch/pgswitch/pool"
 	"github.com/pgswitch/pgswitch/router/classify"
 	"github.com/pgswitch/pgswitch/wire"
