@@ -485,9 +485,9 @@ func (s *Session) end() {
 // busyState is what a session keeps only while it is active: made on first
 // use, and let go while it parks, as every idle client holds a Session.
 type busyState struct {
-	pools map[*config.Server]*pool.Pool // looked up pools
-	cands []*config.Server              // pickReplica's scratch
-	memo  classify.Memo                 // the last classification by shape
+	pools []poolOf         // looked up pools (poolFor)
+	cands []*config.Server // pickReplica's scratch
+	memo  classify.Memo    // the last classification by shape
 }
 
 // active returns the session's busyState, made on first use.

@@ -8,18 +8,24 @@ import (
 )
 
 // poolFor returns the pool of the session's database and user on srv,
-// looked up once per session and server.
+// looked up once per session and server. A database has a few servers: a
+// scan of them costs less than a map lookup, on every unit.
 func (s *Session) poolFor(srv *config.Server) *pool.Pool {
 	b := s.active()
-	if p := b.pools[srv]; p != nil {
-		return p
-	}
-	if b.pools == nil {
-		b.pools = make(map[*config.Server]*pool.Pool, len(s.db.Servers))
+	for _, x := range b.pools {
+		if x.srv == srv {
+			return x.p
+		}
 	}
 	p := s.lookupPool(srv)
-	b.pools[srv] = p
+	b.pools = append(b.pools, poolOf{srv, p})
 	return p
+}
+
+// poolOf is a server's pool, as a session looked it up.
+type poolOf struct {
+	srv *config.Server
+	p   *pool.Pool
 }
 
 func (s *Session) lookupPool(srv *config.Server) *pool.Pool {
