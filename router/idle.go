@@ -182,8 +182,7 @@ func (s *Session) parkable() bool {
 // the parker's epoll set. False if it could not park.
 func (s *Session) parkNow() bool {
 	s.b.buf, s.b.msgs = nil, nil
-	s.busy = nil  // caches: made again on waking
-	s.guard = nil // no outcome is owed (pend is nil): made again on use
+	s.busy = nil // caches and the guard: made again on waking
 	s.in = clientReader{}
 	s.queue.release()
 	idleIO(s.conn)

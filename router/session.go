@@ -108,10 +108,7 @@ type Session struct {
 	after        afterSync      // what pgswitch sends after the client's next Sync
 	renewed      map[string]int // statements whose plans went stale: base server name → generation
 	loadFn       func(*config.Server) int
-	// guard holds a guarded unit's answer back (write); made on first use
-	// and dropped when the session parks.
-	guard *track.Guard
-	pend  <-chan track.Outcome // the outcome of the batch's guarded unit, not yet taken (settle)
+	pend         <-chan track.Outcome // the outcome of the batch's guarded unit, not yet taken (settle)
 
 	rule  *rules.Action // the routing rule that matched the unit being routed, if any
 	route *routeCount   // the SHOW ROUTES line the last unit counted on (routed)
@@ -334,10 +331,11 @@ func (s *Session) write() (outcome track.Outcome, deferred bool) {
 	verify := s.b.retry.verify
 	if s.cur != nil && s.b.out != nil && len(*s.b.out) > 0 {
 		if verify > 0 || s.b.retry.guardable(s) {
-			if s.guard == nil {
-				s.guard = track.NewGuard(s.policy, s.wakeWait)
+			b := s.active()
+			if b.guard == nil {
+				b.guard = track.NewGuard(s.policy, s.wakeWait)
 			}
-			guard = s.curT.Guard(s.guard)
+			guard = s.curT.Guard(b.guard)
 		}
 		// A failed write closes the server connection; its pump then
 		// tells the client, and the next read here fails.
@@ -393,7 +391,7 @@ func (s *Session) settle(outcome track.Outcome) {
 // wakeWait asks a session waiting for its client's next message (parkWaiting)
 // to look up from any goroutine: its read returns with a deadline passed,
 // and endWait tells it that was a request. The parker's scan asks it to
-// park; a deferred guard's pump (s.guard's wake), when the unit did not pass:
+// park; a deferred guard's pump (its wake), when the unit did not pass:
 // the client waits for an answer and writes nothing, so the session must
 // look by itself.
 func (s *Session) wakeWait() {
@@ -488,6 +486,9 @@ type busyState struct {
 	pools []poolOf         // looked up pools (poolFor)
 	cands []*config.Server // pickReplica's scratch
 	memo  classify.Memo    // the last classification by shape
+	// guard holds a guarded unit's answer back (write). A session parks
+	// only with no outcome owed, so it goes with the rest.
+	guard *track.Guard
 }
 
 // active returns the session's busyState, made on first use.
