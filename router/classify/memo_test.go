@@ -92,9 +92,11 @@ func TestMemoHitAllocatesNothing(t *testing.T) {
 
 // TestMemoConcurrent: sessions classify with their own memos while the
 // volatile set and remembered results change (for the race detector).
+// Whatever a memo answers is a result of the text's own shape, with a reason.
 func TestMemoConcurrent(t *testing.T) {
 	c := New(Options{})
 	var wg sync.WaitGroup
+	errs := make(chan error, 4)
 	for g := range 4 {
 		wg.Add(1)
 		go func() {
@@ -102,7 +104,12 @@ func TestMemoConcurrent(t *testing.T) {
 			rng := rand.New(rand.NewPCG(uint64(g), 9))
 			var m Memo
 			for range 2000 {
-				c.ClassifyMemo(&m, memoText(rng))
+				sql := memoText(rng)
+				res := c.ClassifyMemo(&m, sql)
+				if res.Shape != c.ShapeKey(sql) || res.Reason == "" {
+					errs <- fmt.Errorf("%q: shape %x (want %x), reason %q", sql, res.Shape, c.ShapeKey(sql), res.Reason)
+					return
+				}
 			}
 		}()
 	}
@@ -115,4 +122,8 @@ func TestMemoConcurrent(t *testing.T) {
 		}
 	}
 	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
 }
