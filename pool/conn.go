@@ -38,12 +38,14 @@ type Conn struct {
 	mu       sync.Mutex
 	client   *Client           // linked client, nil when idle or being cleaned up
 	released chan struct{}     // closed when the client's link ends; made by WaitReleased only, as few units need it
+	answered chan struct{}     // closed when nothing is pending for the client any more; made by WaitAnswered only
 	keep     bool              // stay linked at rest (session mode, pinned)
 	holding  bool              // the session is preparing a unit here (Hold): not released
 	writing  bool              // the pump is writing an answer that may end the lease
 	cancels  int               // cancel requests in flight for the client: not released
 	pending  int               // Query/Sync/FunctionCall sent whose ReadyForQuery has not come
 	unsynced bool              // extended-protocol messages sent since the last Sync
+	copies   int               // COPYs that wait for the client's data: CopyIn/CopyBothResponses less the client's CopyDone/CopyFails
 	status   byte              // last ReadyForQuery status
 	closed   bool              // no further use; the pump is exiting or has exited
 	killed   *wire.Error       // what to tell the linked client when pgswitch closes it (Kill)
@@ -98,11 +100,12 @@ func (c *Conn) Params() map[string]string {
 func (c *Conn) Link(client *Client, keep bool) {
 	c.mu.Lock()
 	c.client = client
-	c.released = nil
+	c.released, c.answered = nil, nil
 	c.keep = keep
 	c.holding = true
 	c.pending = 0
 	c.unsynced = false
+	c.copies = 0
 	c.fatal = false
 	c.qstart = 0
 	c.served++
@@ -172,6 +175,8 @@ func (c *Conn) Claim(client *Client, typ byte) error {
 	case 'P', 'B', 'D', 'E', 'C', 'H':
 		c.startQueryLocked()
 		c.unsynced = true
+	case 'c', 'f':
+		c.copies--
 	}
 	// CopyData/CopyDone/CopyFail belong to a Query or Sync already counted.
 	return nil
@@ -193,8 +198,9 @@ func (c *Conn) unlinkIfIdleLocked() bool {
 	return true
 }
 
-// unlinkedLocked wakes WaitReleased; c.mu is held.
+// unlinkedLocked wakes WaitReleased and WaitAnswered; c.mu is held.
 func (c *Conn) unlinkedLocked() {
+	c.answeredLocked()
 	if c.released != nil {
 		close(c.released)
 		c.released = nil
@@ -239,6 +245,46 @@ func (c *Conn) WaitReleased(client *Client) {
 	select {
 	case <-ch:
 	case <-c.done:
+	}
+}
+
+// WaitAnswered blocks while the server owes client the answer to a Query,
+// Sync or FunctionCall it sent, as long as the connection serves client:
+// the pump has written the client those answers when it returns. Unlike
+// WaitReleased, it does not wait for the end of an open transaction. It
+// returns early, with copyIn, when the server waits for COPY data the
+// client has not sent.
+func (c *Conn) WaitAnswered(client *Client) (copyIn bool) {
+	c.mu.Lock()
+	for !c.closed && c.client == client && c.pending > 0 {
+		if c.copies > 0 {
+			c.mu.Unlock()
+			return true
+		}
+		if c.answered == nil {
+			c.answered = make(chan struct{})
+		}
+		ch := c.answered
+		c.mu.Unlock()
+		select {
+		case <-ch:
+		case <-c.done:
+		}
+		c.mu.Lock()
+	}
+	closed := c.closed
+	c.mu.Unlock()
+	if closed {
+		<-c.done // its pump tells a client it served why it closed
+	}
+	return false
+}
+
+// answeredLocked wakes WaitAnswered; c.mu is held.
+func (c *Conn) answeredLocked() {
+	if c.answered != nil {
+		close(c.answered)
+		c.answered = nil
 	}
 }
 
@@ -368,6 +414,16 @@ func (c *Conn) Kill(e *wire.Error) {
 // waits until its pump, the client's writer, has told the client e. It
 // reports whether it did.
 func (c *Conn) KillFor(client *Client, e *wire.Error) bool {
+	if !c.BeginKill(client, e) {
+		return false
+	}
+	<-c.done
+	return true
+}
+
+// BeginKill kills the connection as KillFor does, without waiting for its
+// pump: for a goroutine other than the client's session.
+func (c *Conn) BeginKill(client *Client, e *wire.Error) bool {
 	c.mu.Lock()
 	if c.client != client || c.closed {
 		c.mu.Unlock()
@@ -377,7 +433,6 @@ func (c *Conn) KillFor(client *Client, e *wire.Error) bool {
 	c.closed = true
 	c.mu.Unlock()
 	c.shut()
-	<-c.done
 	return true
 }
 

@@ -138,6 +138,15 @@ func (c *Conn) forward(client *Client, h wire.Header) error {
 			if name, value, ok := splitParameterStatus(msg[wire.HeaderSize:]); ok {
 				c.setParam(name, value)
 			}
+		case 'G', 'W':
+			// The server waits for the client's COPY data now, which a
+			// client that ended its stream may never send (WaitAnswered).
+			c.mu.Lock()
+			c.copies++
+			if c.copies > 0 {
+				c.answeredLocked()
+			}
+			c.mu.Unlock()
 		case 'E':
 			if isFatal(msg) {
 				// The server closes the connection after it: it is the
@@ -235,6 +244,9 @@ func (c *Conn) ready(client *Client, status byte, keep bool, out []byte) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.writing = false
+	if c.pending == 0 {
+		c.answeredLocked()
+	}
 	return c.client == client && c.unlinkIfIdleLocked()
 }
 

@@ -35,6 +35,7 @@ const (
 	parkWaiting          // waiting for the client's next message
 	parkRequested        // the scan woke the read to park
 	parkParked           // in the epoll set, without a goroutine
+	parkLingering        // the client ended its stream; its answers are still coming (linger)
 )
 
 type parker struct {

@@ -9,6 +9,7 @@ const (
 	parkWaiting
 	parkRequested
 	parkParked
+	parkLingering
 )
 
 type parker struct {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/pgswitch/pgswitch/wire"
 )
 
 // Tests of the client reads inside rawsock's Serve (serve.go): messages in
@@ -284,4 +285,137 @@ func TestHalfClosedClientEnds(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// TestHalfClosedClientGetsItsAnswers: clients at once over one server
+// connection pipeline a slow query, a BEGIN and a query, and half-close
+// right behind them. The parker's scan, frequent here, wakes their
+// sessions while the answers are still to come, and they read the end of
+// the stream. Each client gets every answer, as PostgreSQL would give it,
+// and then the end of the stream; the transactions they left open are
+// rolled back, so that the one connection serves a later client.
+func TestHalfClosedClientGetsItsAnswers(t *testing.T) {
+	d := parkScan
+	t.Cleanup(func() { parkScan = d })
+	parkScan = 10 * time.Millisecond
+	srv := newFakePG(t, false)
+	r, addr := fakeRouter(t, 1, srv)
+	const clients = 4
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for i := range clients {
+		nc, fe := loginClient(t, "tcp", addr)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			want := []string{"", strconv.Itoa(10 + i)}
+			nc.Write(encode(t,
+				&pgproto3.Query{String: "SELECT pg_sleep(0.1)"},
+				&pgproto3.Query{String: "BEGIN"},
+				&pgproto3.Query{String: "SELECT " + want[1]},
+			))
+			nc.(*net.TCPConn).CloseWrite()
+			var rows []string
+			var status []byte
+			for {
+				m, err := fe.Receive()
+				if err != nil {
+					break // the end of the stream
+				}
+				switch m := m.(type) {
+				case *pgproto3.DataRow:
+					rows = append(rows, string(m.Values[0]))
+				case *pgproto3.ErrorResponse:
+					errs <- fmt.Errorf("client %d: error %s: %s", i, m.Code, m.Message)
+					return
+				case *pgproto3.ReadyForQuery:
+					status = append(status, m.TxStatus)
+				}
+			}
+			if fmt.Sprint(rows) != fmt.Sprint(want) || string(status) != "ITT" {
+				errs <- fmt.Errorf("client %d: rows %q, ReadyForQuery statuses %q; want %q and ITT", i, rows, status, want)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	nc, fe := loginClient(t, "tcp", addr)
+	nc.Write(encode(t, &pgproto3.Query{String: "SELECT 99"}))
+	if err := answerIs(fe, "99"); err != nil {
+		t.Fatalf("a later client: %v", err)
+	}
+	var begins, rollbacks int
+	for _, m := range srv.seen() {
+		begins += b2i(strings.HasSuffix(m, "Q BEGIN"))
+		rollbacks += b2i(strings.HasSuffix(m, "Q ROLLBACK"))
+	}
+	if begins != clients || rollbacks != clients {
+		t.Errorf("the server saw %d BEGINs and %d ROLLBACKs, want %d of each", begins, rollbacks, clients)
+	}
+	if n := len(r.Clients()); n != 1 {
+		t.Errorf("%d sessions, want only the later client's", n)
+	}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// TestLingeringSessionDisconnected: a session that waits for the answer
+// owed to its half-closed client (linger) ends when its database's clients
+// are disconnected, and the client hears why rather than the answer.
+func TestLingeringSessionDisconnected(t *testing.T) {
+	srv := newFakePG(t, false)
+	r, addr := fakeRouter(t, 1, srv)
+	nc, fe := loginClient(t, "tcp", addr)
+	nc.Write(encode(t, &pgproto3.Query{String: "SELECT pg_sleep(3)"}))
+	nc.(*net.TCPConn).CloseWrite()
+	// The parker's scan wakes the session to read the end of the stream.
+	deadline := time.Now().Add(20 * time.Second)
+	for !r.lingering() {
+		if time.Now().After(deadline) {
+			t.Fatal("the session never lingered")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	e := wire.Fatalf(wire.CodeAdminShutdown, "disconnected by the test")
+	if n := r.DisconnectDatabase("db", e); n != 1 {
+		t.Fatalf("disconnected %d clients, want 1", n)
+	}
+	for {
+		m, err := fe.Receive()
+		if err != nil {
+			t.Fatalf("the client heard no error before the end of the stream: %v", err)
+		}
+		switch m := m.(type) {
+		case *pgproto3.DataRow:
+			t.Fatal("the client got the answer of a disconnected session")
+		case *pgproto3.ErrorResponse:
+			if m.Code != wire.CodeAdminShutdown {
+				t.Fatalf("error %s: %s; want %s", m.Code, m.Message, wire.CodeAdminShutdown)
+			}
+			return
+		}
+	}
+}
+
+// lingering reports whether a session waits for its ended client's answers.
+func (r *Router) lingering() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, s := range r.sessions {
+		s.parkMu.Lock()
+		l := s.parkState == parkLingering
+		s.parkMu.Unlock()
+		if l {
+			return true
+		}
+	}
+	return false
 }

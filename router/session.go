@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/pgswitch/pgswitch/config"
 	"github.com/pgswitch/pgswitch/internal/rawsock"
 	"github.com/pgswitch/pgswitch/pool"
@@ -96,6 +97,7 @@ type Session struct {
 	idleTimed bool
 	owed      bool // serveClient: cur's pump writes the client an answer to the batch just sent
 	watching  bool // serveClient: Serve waits for the client in parkWaiting
+	eof       bool // the client's read found the end of its stream (linger)
 
 	b batch // the messages being sent, and what sending them learned
 
@@ -166,9 +168,48 @@ func (s *Session) serve() (parked bool) {
 	if s.run() {
 		return true
 	}
+	s.linger()
 	s.end()
 	return false
 }
+
+// linger lets a client that ended its stream (a half-close, or a close
+// without Terminate) have the answers to what it sent before, as
+// PostgreSQL would: it runs what it has read to the end. It waits for no
+// open transaction to end, only for the answers owed. A COPY whose data
+// stopped fails (CopyFail), as PostgreSQL fails it at the end of the
+// stream, so that the connection serves on. A kick ends the wait (kick
+// kills the server connection then).
+func (s *Session) linger() {
+	if !s.eof {
+		return
+	}
+	if s.pend != nil {
+		s.settle(<-s.pend) // a refused read runs again on the primary
+	}
+	c := s.cur
+	if c == nil {
+		return
+	}
+	s.parkMu.Lock()
+	if s.kicked.Load() != nil {
+		s.parkMu.Unlock()
+		return
+	}
+	s.parkState = parkLingering
+	s.parkMu.Unlock()
+	if c.WaitAnswered(s.client) && c.Claim(s.client, 'f') == nil {
+		if c.Write(copyFailEOF) == nil {
+			c.WaitAnswered(s.client)
+		}
+	}
+	s.parkMu.Lock()
+	s.parkState = parkBusy
+	s.parkMu.Unlock()
+}
+
+// copyFailEOF fails the COPY of a client that ended its stream.
+var copyFailEOF, _ = (&pgproto3.CopyFail{Message: "unexpected EOF on client connection"}).Encode(nil)
 
 // resume carries on a session that parked, in a goroutine of its own, when
 // its client wrote (or it was kicked).
@@ -451,7 +492,11 @@ func (s *Session) readFailed(err error) {
 		s.fatal(we)
 		return
 	}
-	if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		s.eof = true
+		return
+	}
+	if !errors.Is(err, net.ErrClosed) {
 		s.r.log.Debug("client read failed", "user", s.user.Name, "err", err)
 	}
 }
@@ -461,6 +506,15 @@ func (s *Session) readFailed(err error) {
 func (s *Session) kick(e *wire.Error) {
 	s.kicked.CompareAndSwap(nil, e)
 	s.client.Conn().SetReadDeadline(time.Unix(1, 0))
+	s.parkMu.Lock()
+	if s.parkState == parkLingering {
+		// The session waits for its server's answers (linger): the end of
+		// the server connection ends the wait, and tells the client e.
+		if c := s.server.Load(); c != nil {
+			c.BeginKill(s.client, e)
+		}
+	}
+	s.parkMu.Unlock()
 	s.queue.cancelWait()
 	s.r.parker.unpark(s) // a parked session has no read to wake
 }
