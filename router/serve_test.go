@@ -289,7 +289,7 @@ func TestHalfClosedClientEnds(t *testing.T) {
 
 // TestHalfClosedClientGetsItsAnswers: clients at once over one server
 // connection pipeline a slow query, a BEGIN and a query, and half-close
-// right behind them. The parker's scan, frequent here, wakes their
+// right behind them, half of them after a Terminate. The parker's scan, frequent here, wakes their
 // sessions while the answers are still to come, and they read the end of
 // the stream. Each client gets every answer, as PostgreSQL would give it,
 // and then the end of the stream; the transactions they left open are
@@ -309,11 +309,16 @@ func TestHalfClosedClientGetsItsAnswers(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			want := []string{"", strconv.Itoa(10 + i)}
-			nc.Write(encode(t,
+			msgs := []pgproto3.FrontendMessage{
 				&pgproto3.Query{String: "SELECT pg_sleep(0.1)"},
 				&pgproto3.Query{String: "BEGIN"},
 				&pgproto3.Query{String: "SELECT " + want[1]},
-			))
+			}
+			if i%2 == 1 {
+				// Terminate right behind: PostgreSQL answers what came first.
+				msgs = append(msgs, &pgproto3.Terminate{})
+			}
+			nc.Write(encode(t, msgs...))
 			nc.(*net.TCPConn).CloseWrite()
 			var rows []string
 			var status []byte

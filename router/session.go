@@ -97,7 +97,7 @@ type Session struct {
 	idleTimed bool
 	owed      bool // serveClient: cur's pump writes the client an answer to the batch just sent
 	watching  bool // serveClient: Serve waits for the client in parkWaiting
-	eof       bool // the client's read found the end of its stream (linger)
+	eof       bool // the client sends nothing more: its stream ended, or it sent Terminate (linger)
 
 	b batch // the messages being sent, and what sending them learned
 
@@ -174,8 +174,8 @@ func (s *Session) serve() (parked bool) {
 }
 
 // linger lets a client that ended its stream (a half-close, or a close
-// without Terminate) have the answers to what it sent before, as
-// PostgreSQL would: it runs what it has read to the end. It waits for no
+// without Terminate) or sent Terminate behind its queries have the answers
+// to what it sent before, as PostgreSQL would: it runs what it has read to the end. It waits for no
 // open transaction to end, only for the answers owed. A COPY whose data
 // stopped fails (CopyFail), as PostgreSQL fails it at the end of the
 // stream, so that the connection serves on. A kick ends the wait (kick
@@ -295,6 +295,7 @@ func (s *Session) admit(h wire.Header) bool {
 	switch h.Type {
 	case 'X':
 		s.sendBatch()
+		s.eof = true // what came before it is answered first, as PostgreSQL does
 		return false
 	case 'Q', 'P', 'B', 'D', 'E', 'C', 'S', 'H', 'F', 'd', 'c', 'f':
 		return true
