@@ -175,11 +175,11 @@ func (s *Session) serve() (parked bool) {
 
 // linger lets a client that ended its stream (a half-close, or a close
 // without Terminate) or sent Terminate behind its queries have the answers
-// to what it sent before, as PostgreSQL would: it runs what it has read to the end. It waits for no
-// open transaction to end, only for the answers owed. A COPY whose data
-// stopped fails (CopyFail), as PostgreSQL fails it at the end of the
-// stream, so that the connection serves on. A kick ends the wait (kick
-// kills the server connection then).
+// to what it sent before, as PostgreSQL would: it runs what it has read to
+// the end. It waits for no open transaction to end, only for the answers
+// owed. A COPY whose data stopped fails (CopyFail), as PostgreSQL fails it
+// at the end of the stream, so that the connection serves on. A kick ends
+// the wait (kick kills the server connection then).
 func (s *Session) linger() {
 	if !s.eof {
 		return
