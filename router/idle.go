@@ -59,9 +59,7 @@ func (s *Session) waitMessage() (idle *wire.Error, park bool, err error) {
 		return nil, false, nil
 	}
 	if s.idleLimited() {
-		if s.pend != nil {
-			s.settle(<-s.pend) // limits came with a reload since write
-		}
+		s.settleWait() // limits came with a reload since write
 		idle, err := s.awaitNext()
 		return idle, false, err
 	}

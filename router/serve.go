@@ -107,10 +107,7 @@ func (s *Session) serveStep(raw *rawsock.Conn, maxMsg int) error {
 		s.readFailed(err)
 		return errEnded
 	}
-	if s.pend != nil {
-		// The client pipelines (see readMessage).
-		s.settle(<-s.pend)
-	}
+	s.settleWait() // the client pipelines (see readMessage)
 	h, err := s.in.next(maxMsg)
 	if err != nil {
 		s.readFailed(err)

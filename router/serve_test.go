@@ -354,8 +354,12 @@ func TestHalfClosedClientGetsItsAnswers(t *testing.T) {
 	}
 	var begins, rollbacks int
 	for _, m := range srv.seen() {
-		begins += b2i(strings.HasSuffix(m, "Q BEGIN"))
-		rollbacks += b2i(strings.HasSuffix(m, "Q ROLLBACK"))
+		switch {
+		case strings.HasSuffix(m, "Q BEGIN"):
+			begins++
+		case strings.HasSuffix(m, "Q ROLLBACK"):
+			rollbacks++
+		}
 	}
 	if begins != clients || rollbacks != clients {
 		t.Errorf("the server saw %d BEGINs and %d ROLLBACKs, want %d of each", begins, rollbacks, clients)
@@ -363,13 +367,6 @@ func TestHalfClosedClientGetsItsAnswers(t *testing.T) {
 	if n := len(r.Clients()); n != 1 {
 		t.Errorf("%d sessions, want only the later client's", n)
 	}
-}
-
-func b2i(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // TestLingeringSessionDisconnected: a session that waits for the answer

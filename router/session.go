@@ -184,9 +184,7 @@ func (s *Session) linger() {
 	if !s.eof {
 		return
 	}
-	if s.pend != nil {
-		s.settle(<-s.pend) // a refused read runs again on the primary
-	}
+	s.settleWait() // a refused read runs again on the primary
 	c := s.cur
 	if c == nil {
 		return
@@ -259,11 +257,9 @@ func (s *Session) readMessage(maxMsg int) (end, park bool) {
 		s.readFailed(err)
 		return true, false
 	}
-	if s.pend != nil {
-		// The client wrote before its answer began (it pipelines): the
-		// batch before waits for how its unit came out.
-		s.settle(<-s.pend)
-	}
+	// The client wrote before its answer began (it pipelines): the batch
+	// before waits for how its unit came out.
+	s.settleWait()
 	h, err := s.in.next(maxMsg)
 	if err != nil {
 		s.readFailed(err)
@@ -421,6 +417,14 @@ func (s *Session) judge(outcome track.Outcome, verify int64) track.Outcome {
 		s.dropLease()
 	}
 	return outcome
+}
+
+// settleWait waits for the outcome of the batch kept since write deferred
+// its guard, if there is one, and settles it.
+func (s *Session) settleWait() {
+	if s.pend != nil {
+		s.settle(<-s.pend)
+	}
 }
 
 // settle ends the batch kept since write deferred its guard, with the
