@@ -186,6 +186,9 @@ func (con *Console) reload(context.Context, []string) error {
 		return wire.Errorf(wire.CodeConfigFileError, "configuration not reloaded: %s", oneLine(err.Error())).
 			WithHint("The running configuration stays in force.")
 	}
+	if con.opts.Reloaded != nil {
+		con.opts.Reloaded(cfg)
+	}
 	return nil
 }
 

@@ -24,6 +24,9 @@ type Options struct {
 	Version string
 	// Load reads the configuration again for RELOAD; nil: RELOAD fails.
 	Load func() (*config.Config, error)
+	// Reloaded, if not nil, applies what the router does not own (workers)
+	// after RELOAD applied a configuration.
+	Reloaded func(*config.Config)
 	// Shutdown starts pgswitch's shutdown for SHUTDOWN; it must not wait
 	// for it. Nil: SHUTDOWN fails.
 	Shutdown func()

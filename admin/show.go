@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 	"strconv"
@@ -28,10 +29,12 @@ func (con *Console) showVersion(*router.Snapshot) *table {
 }
 
 // showProcess tells which process serves: after a binary upgrade, new
-// connections reach the new process, whose predecessor is the old one.
+// connections reach the new process, whose predecessor is the old one. It
+// shows the threads running pgswitch's code now (workers adapts them).
 func (con *Console) showProcess(snap *router.Snapshot) *table {
-	t := newTable(intCol("pid"), textCol("version"), textCol("started"), intCol("predecessor"))
-	t.add(os.Getpid(), "pgswitch "+con.opts.Version, snap.Started.UTC().Format(time.RFC3339), con.opts.Predecessor)
+	t := newTable(intCol("pid"), textCol("version"), textCol("started"), intCol("predecessor"), intCol("threads"))
+	t.add(os.Getpid(), "pgswitch "+con.opts.Version, snap.Started.UTC().Format(time.RFC3339), con.opts.Predecessor,
+		runtime.GOMAXPROCS(0))
 	return t
 }
 

@@ -57,8 +57,9 @@ type Config struct {
 	// than their own name: OS user name → the roles it may use.
 	PeerMap map[string][]string `yaml:"peer_map"`
 	// Workers is how many threads run pgswitch's code at once (GOMAXPROCS;
-	// PgDog's and Odyssey's workers). 0, the default: as many as the CPUs
-	// pgswitch may use, or the GOMAXPROCS environment variable.
+	// PgDog's and Odyssey's workers). 0, the default: adapted to the load
+	// between one and the CPUs pgswitch may use (internal/threads), or
+	// fixed by the GOMAXPROCS environment variable.
 	Workers int `yaml:"workers"`
 
 	Pool     PoolSettings `yaml:"pool"`

@@ -104,6 +104,21 @@ users:
 			t.Errorf("workers %d: max_concurrent_auth %d, want %d", workers, got, want)
 		}
 	}
+	// Workers 0 on 8 CPUs, read while the light load runs one thread: the
+	// threads it may have count, not the one it has.
+	defer func(n int) { startThreads = n; runtime.GOMAXPROCS(n) }(startThreads)
+	startThreads = 8
+	runtime.GOMAXPROCS(1)
+	cfg := mustParse(t, `databases:
+  app:
+    servers: [{host: db1}]
+users:
+  app:
+    password: secret
+`)
+	if got := cfg.Limits.MaxConcurrentAuth; got != 4 {
+		t.Errorf("workers 0 on 8 CPUs, one thread running: max_concurrent_auth %d, want 4", got)
+	}
 }
 
 func TestParseKeepsExplicitValues(t *testing.T) {

@@ -69,7 +69,7 @@ func (c *Config) setDefaults(r *report) {
 	defInt(&c.Limits.MaxMessageSize, 64<<20)
 	defInt(&c.Limits.MaxClientStatements, 10000)
 	defInt(&c.Limits.MaxClientStatementBytes, 16<<20)
-	threads := runtime.GOMAXPROCS(0)
+	threads := startThreads
 	if c.Workers > 0 {
 		threads = c.Workers
 	}
@@ -524,3 +524,7 @@ const redacted = "********"
 func joinHostPort(host string, port int) string {
 	return net.JoinHostPort(host, strconv.Itoa(port))
 }
+
+// startThreads is GOMAXPROCS as the process started, the most threads that
+// workers 0 runs: by now they may be fewer while the load is light.
+var startThreads = runtime.GOMAXPROCS(0)

@@ -34,6 +34,14 @@ type Settings struct {
 // ErrClosed is returned by Acquire on a closed pool.
 var ErrClosed = errors.New("pool closed")
 
+// queued counts the acquisitions that waited, in every pool.
+var queued atomic.Uint64
+
+// Queued is how many acquisitions have waited for a connection, in every
+// pool, since the process started: sessions queued for connections are
+// the load that runs pgswitch on more than one thread (internal/threads).
+func Queued() uint64 { return queued.Load() }
+
 // ErrWaitTimeout is returned by Acquire when no connection came in time.
 var ErrWaitTimeout = errors.New("timed out waiting for a server connection")
 
@@ -130,6 +138,7 @@ func (p *Pool) Acquire(ctx context.Context, wait time.Duration) (*Conn, error) {
 	w := waiterPool.Get().(*waiter)
 	defer waiterPool.Put(w)
 	w.since = monotime()
+	queued.Add(1)
 	p.waiters = append(p.waiters, w)
 	p.changedLocked()
 	p.mu.Unlock()

@@ -194,7 +194,11 @@ func TestExtendedBatchNotReleasedBeforeSync(t *testing.T) {
 func TestWaitersServedInOrder(t *testing.T) {
 	fs := newFakeServer(t, echoScript)
 	_, p := newTestPool(t, fs, 1)
+	queued := Queued()
 	first := acquire(t, p)
+	if n := Queued() - queued; n != 0 {
+		t.Fatalf("an idle pool's acquisition counted %d waits, want 0", n)
+	}
 	order := make(chan int, 3)
 	for i := 0; i < 3; i++ {
 		go func(i int) {
@@ -208,6 +212,9 @@ func TestWaitersServedInOrder(t *testing.T) {
 		}(i)
 		// Let waiter i queue before i+1.
 		waitFor(t, p, fmt.Sprintf("%d waiters", i+1), func(s Stats) bool { return s.Waiting == i+1 })
+	}
+	if n := Queued() - queued; n != 3 {
+		t.Fatalf("3 waiters counted as %d waits (Queued)", n)
 	}
 	first.Release()
 	for want := 0; want < 3; want++ {

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime"
 	"runtime/pprof"
 	"syscall"
 	"time"
@@ -15,6 +14,8 @@ import (
 
 	"github.com/pgswitch/pgswitch/admin"
 	"github.com/pgswitch/pgswitch/config"
+	"github.com/pgswitch/pgswitch/internal/threads"
+	"github.com/pgswitch/pgswitch/pool"
 	"github.com/pgswitch/pgswitch/router"
 	"github.com/pgswitch/pgswitch/upgrade"
 )
@@ -117,7 +118,8 @@ func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config,
 		defer signal.Stop(usr2)
 	}
 
-	applyWorkers(cfg.Workers, logger)
+	workers := threads.New(pool.Queued, logger)
+	workers.Set(cfg.Workers)
 	in, err := upgrade.Take()
 	if err != nil {
 		return fmt.Errorf("upgrade: %w", err)
@@ -137,9 +139,16 @@ func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config,
 	}
 	ctx, shutdown := context.WithCancel(ctx)
 	defer shutdown()
+	adapted := make(chan struct{})
+	go func() {
+		defer close(adapted)
+		workers.Run(ctx)
+	}()
+	defer func() { shutdown(); <-adapted }()
 
 	up := &upgrader{r: r, listeners: lns, stopOwn: func() {}, in: in, log: logger, handedOver: make(chan struct{})}
-	opts := admin.Options{Version: version, Load: load, Shutdown: shutdown, Log: logger}
+	opts := admin.Options{Version: version, Load: load, Shutdown: shutdown, Log: logger,
+		Reloaded: func(cfg *config.Config) { workers.Set(cfg.Workers) }}
 	if load != nil { // the new binary reads the configuration from the file
 		opts.Upgrade = up.run
 	}
@@ -176,10 +185,10 @@ func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config,
 	for {
 		select {
 		case <-hup:
-			reload(r, load, logger)
+			reload(r, load, workers, logger)
 		case <-changed:
 			logger.Info("configuration file changed; reloading")
-			reload(r, load, logger)
+			reload(r, load, workers, logger)
 		case <-usr2:
 			if load == nil {
 				logger.Warn("SIGUSR2 ignored: no configuration file for a new binary to read")
@@ -218,7 +227,7 @@ func notify(logger *slog.Logger, state string) {
 
 // reload applies the configuration file again (SIGHUP); one with errors is
 // refused and the running configuration stays.
-func reload(r *router.Router, load func() (*config.Config, error), logger *slog.Logger) {
+func reload(r *router.Router, load func() (*config.Config, error), workers *threads.Control, logger *slog.Logger) {
 	if load == nil {
 		logger.Warn("SIGHUP ignored: no configuration file to reload")
 		return
@@ -231,38 +240,8 @@ func reload(r *router.Router, load func() (*config.Config, error), logger *slog.
 		logger.Error("reload refused; the running configuration stays", "err", err)
 		return
 	}
-	applyWorkers(cfg.Workers, logger)
+	workers.Set(cfg.Workers)
 }
-
-// startProcs is GOMAXPROCS as the process started: the runtime's default,
-// or the GOMAXPROCS environment variable's.
-var startProcs = runtime.GOMAXPROCS(0)
-
-// applyWorkers sets how many threads run Go code at once (workers). 0
-// leaves them as the process started, or returns to that after a
-// configuration that set workers: to the runtime's default, which follows
-// the CPUs pgswitch may use, unless the GOMAXPROCS environment variable
-// fixed it.
-func applyWorkers(n int, logger *slog.Logger) {
-	before := runtime.GOMAXPROCS(0)
-	switch {
-	case n > 0:
-		runtime.GOMAXPROCS(n)
-	case !workersSet:
-		return // as the process started
-	case os.Getenv("GOMAXPROCS") != "":
-		runtime.GOMAXPROCS(startProcs)
-	default:
-		runtime.SetDefaultGOMAXPROCS()
-	}
-	workersSet = n > 0
-	if after := runtime.GOMAXPROCS(0); after != before {
-		logger.Info("workers", "threads", after)
-	}
-}
-
-// workersSet: the configuration applied last set workers.
-var workersSet bool
 
 // fileLimitCheck raises the limit on open files to the hard limit and
 // returns a check that warns when a configuration may need more file

@@ -6,13 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -290,39 +288,35 @@ func TestServeShutdownCommandAndSIGHUP(t *testing.T) {
 		}
 		return nil
 	})
-	if runtime.GOMAXPROCS(0) > 1 {
-		eventually(t, "workers applied by SIGHUP", func() error {
-			if strings.Contains(s.logs.String(), "msg=workers threads=1") {
+	// Fixed workers are logged, and SHOW PROCESS shows the threads.
+	workersApplied := func(how string, n int) {
+		line := fmt.Sprintf("msg=workers threads=%d adaptive=false", n)
+		eventually(t, "workers applied by "+how, func() error {
+			if strings.Contains(s.logs.String(), line) {
 				return nil
 			}
-			return fmt.Errorf("not logged")
+			return fmt.Errorf("%q not logged", line)
 		})
+		var pid, pred, threads int
+		var version, started string
+		if err := console.QueryRow(ctx, "SHOW PROCESS").Scan(&pid, &version, &started, &pred, &threads); err != nil {
+			t.Fatalf("SHOW PROCESS: %v", err)
+		}
+		if threads != n {
+			t.Fatalf("after %s SHOW PROCESS shows %d threads, want %d", how, threads, n)
+		}
 	}
+	workersApplied("SIGHUP", 1)
+	// The console's RELOAD applies workers too.
+	os.WriteFile(s.path, []byte(serveConfig(cl, true, "workers: 2\n")), 0o600)
+	if _, err := console.Exec(ctx, "RELOAD"); err != nil {
+		t.Fatalf("RELOAD: %v", err)
+	}
+	workersApplied("RELOAD", 2)
 	if _, err := console.Exec(ctx, "SHUTDOWN"); err != nil && !strings.Contains(err.Error(), "closed") && !strings.Contains(err.Error(), "EOF") {
 		t.Fatalf("SHUTDOWN: %v", err)
 	}
 	if code := s.exit(t); code != 0 {
 		t.Fatalf("exit code %d after SHUTDOWN, want 0\n%s", code, s.logs)
-	}
-}
-
-// TestApplyWorkers: workers sets the threads running Go code; back to 0, the
-// process returns to what it started with, and 0 from the start changes
-// nothing.
-func TestApplyWorkers(t *testing.T) {
-	log := slog.New(slog.DiscardHandler)
-	start := runtime.GOMAXPROCS(0)
-	t.Cleanup(func() { applyWorkers(0, log) })
-	applyWorkers(0, log)
-	if got := runtime.GOMAXPROCS(0); got != start {
-		t.Fatalf("workers 0 at the start: GOMAXPROCS %d, want %d", got, start)
-	}
-	applyWorkers(start+1, log)
-	if got := runtime.GOMAXPROCS(0); got != start+1 {
-		t.Fatalf("workers %d: GOMAXPROCS %d", start+1, got)
-	}
-	applyWorkers(0, log)
-	if got := runtime.GOMAXPROCS(0); got != startProcs {
-		t.Fatalf("workers back to 0: GOMAXPROCS %d, want the process's first, %d", got, startProcs)
 	}
 }

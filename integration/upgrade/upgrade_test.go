@@ -219,7 +219,8 @@ func process(t *testing.T, ctx context.Context, addr string) (pid, predecessor i
 	c := connect(t, ctx, addr, "pgswitch")
 	defer c.Close(ctx)
 	var version, started string
-	if err := c.QueryRow(ctx, "SHOW PROCESS").Scan(&pid, &version, &started, &predecessor); err != nil {
+	var threads int
+	if err := c.QueryRow(ctx, "SHOW PROCESS").Scan(&pid, &version, &started, &predecessor, &threads); err != nil {
 		t.Fatalf("SHOW PROCESS: %v", err)
 	}
 	return pid, predecessor
@@ -401,9 +402,9 @@ users:
 	if err != nil {
 		t.Fatalf("the Unix socket after two upgrades: %v", err)
 	}
-	var spid, spred int
+	var spid, spred, sthreads int
 	var sversion, sstarted string
-	if err := sock.QueryRow(ctx, "SHOW PROCESS").Scan(&spid, &sversion, &sstarted, &spred); err != nil || spid != p2.pid {
+	if err := sock.QueryRow(ctx, "SHOW PROCESS").Scan(&spid, &sversion, &sstarted, &spred, &sthreads); err != nil || spid != p2.pid {
 		t.Fatalf("over the Unix socket after two upgrades: pid %d (%v), want %d", spid, err, p2.pid)
 	}
 	sock.Close(ctx)
