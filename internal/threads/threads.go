@@ -14,10 +14,10 @@ const Tick = 100 * time.Millisecond
 
 // The load that needs more than one thread, per tick. Measured on two
 // cores shared with PostgreSQL and pgbench (issue 14): one thread cost
-// 15 % less CPU per transaction than two at 8 and 16 clients, and gave
-// 4 % more transactions when saturated; with 200 clients queued for a pool
-// of 20 it gave 10 % fewer. Past most of a CPU, one thread would be the
-// bottleneck.
+// 15 % less CPU per transaction than two at 8 clients paced, and 8 % less
+// for as many transactions at 16 clients saturated; with 200 clients
+// queued for a pool of 20 it gave 10 % fewer transactions. Past most of a
+// CPU, one thread would be the bottleneck.
 const (
 	widenWaits = 10   // acquisitions that waited for a server connection: 100 a second
 	widenCPU   = 0.8  // of one CPU, while one thread runs
@@ -40,8 +40,7 @@ type Control struct {
 	workers  int  // as configured last; -1 before Set
 	threads  int  // as set last
 	adaptive bool // workers 0, GOMAXPROCS not in the environment, more than one CPU
-	wide     bool // running on the default's threads rather than one
-	calm     int  // ticks in a row without the load that needs them
+	calm     int  // ticks in a row, on more than one thread, without the load that needs them
 	lastQ    uint64
 	lastCPU  time.Duration
 	lastAt   time.Time
@@ -88,7 +87,7 @@ func (c *Control) Set(n int) {
 	c.adaptive = n == 0 && !envProcs && c.threads > 1
 	if c.adaptive {
 		// Start on one thread: a login flood widens within a tick.
-		c.wide, c.calm = false, 0
+		c.calm = 0
 		c.threads = c.procs(1)
 		c.lastQ, c.lastAt = c.queued(), time.Now()
 		c.lastCPU, _ = c.cpu()
@@ -128,9 +127,9 @@ func (c *Control) step() {
 		return
 	}
 	share := float64(used) / float64(elapsed) // CPUs busy with pgswitch
-	if !c.wide {
+	if c.threads == 1 {
 		if waits >= widenWaits || (cpuOK && share >= widenCPU) {
-			c.wide, c.calm = true, 0
+			c.calm = 0
 			c.threads = c.procs(0)
 			c.logger.Debug("workers widened", "threads", c.threads, "waits", waits, "cpu", share)
 		}
@@ -141,7 +140,7 @@ func (c *Control) step() {
 		return
 	}
 	if c.calm++; c.calm >= calmTicks {
-		c.wide, c.calm = false, 0
+		c.calm = 0
 		c.threads = c.procs(1)
 		c.logger.Debug("workers narrowed", "threads", 1, "cpu", share)
 	}
