@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pgswitch/pgswitch/internal/threads"
 )
 
 // The defaults documented in config.go are what Parse fills in.
@@ -106,8 +108,8 @@ users:
 	}
 	// Workers 0 on 8 CPUs, read while the light load runs one thread: the
 	// threads it may have count, not the one it has.
-	defer func(n int) { startThreads = n; runtime.GOMAXPROCS(n) }(startThreads)
-	startThreads = 8
+	defer func(n int) { threads.StartProcs = n; runtime.GOMAXPROCS(n) }(threads.StartProcs)
+	threads.StartProcs = 8
 	runtime.GOMAXPROCS(1)
 	cfg := mustParse(t, `databases:
   app:

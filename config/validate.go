@@ -5,12 +5,12 @@ import (
 	"maps"
 	"net"
 	"regexp"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/pgswitch/pgswitch/internal/threads"
 	"github.com/pgswitch/pgswitch/wire/saslprep"
 )
 
@@ -69,11 +69,11 @@ func (c *Config) setDefaults(r *report) {
 	defInt(&c.Limits.MaxMessageSize, 64<<20)
 	defInt(&c.Limits.MaxClientStatements, 10000)
 	defInt(&c.Limits.MaxClientStatementBytes, 16<<20)
-	threads := startThreads
+	n := threads.StartProcs // not GOMAXPROCS now: workers 0 may run fewer while the load is light
 	if c.Workers > 0 {
-		threads = c.Workers
+		n = c.Workers
 	}
-	defInt(&c.Limits.MaxConcurrentAuth, max(1, threads/2))
+	defInt(&c.Limits.MaxConcurrentAuth, max(1, n/2))
 	def(&c.Routing.LoadBalance, "round_robin")
 	defInt(&c.Routing.CacheSize, 10000)
 	defDur(&c.Routing.VolatileRefresh, time.Minute)
@@ -524,7 +524,3 @@ const redacted = "********"
 func joinHostPort(host string, port int) string {
 	return net.JoinHostPort(host, strconv.Itoa(port))
 }
-
-// startThreads is GOMAXPROCS as the process started, the most threads that
-// workers 0 runs: by now they may be fewer while the load is light.
-var startThreads = runtime.GOMAXPROCS(0)

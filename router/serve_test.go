@@ -289,9 +289,9 @@ func TestHalfClosedClientEnds(t *testing.T) {
 
 // TestHalfClosedClientGetsItsAnswers: clients at once over one server
 // connection pipeline a slow query, a BEGIN and a query, and half-close
-// right behind them, half of them after a Terminate. The parker's scan, frequent here, wakes their
-// sessions while the answers are still to come, and they read the end of
-// the stream. Each client gets every answer, as PostgreSQL would give it,
+// right behind them, half of them after a Terminate. The parker's scan,
+// frequent here, wakes their sessions while the answers are still to come,
+// and they read the end of the stream. Each client gets every answer, as PostgreSQL would give it,
 // and then the end of the stream; the transactions they left open are
 // rolled back, so that the one connection serves a later client.
 func TestHalfClosedClientGetsItsAnswers(t *testing.T) {

@@ -52,9 +52,10 @@ func New(queued func() uint64, logger *slog.Logger) *Control {
 		workers: -1, threads: runtime.GOMAXPROCS(0)}
 }
 
-// startProcs is GOMAXPROCS as the process started: the runtime's default,
-// or the GOMAXPROCS environment variable's.
-var startProcs = runtime.GOMAXPROCS(0)
+// StartProcs is GOMAXPROCS as the process started: the runtime's default,
+// or the GOMAXPROCS environment variable's; the most threads workers 0
+// runs, while fewer may run now.
+var StartProcs = runtime.GOMAXPROCS(0)
 
 // envProcs: the GOMAXPROCS environment variable fixes the threads for
 // workers 0.
@@ -65,7 +66,7 @@ func setProcs(n int) int {
 	case n > 0:
 		runtime.GOMAXPROCS(n)
 	case envProcs:
-		runtime.GOMAXPROCS(startProcs)
+		runtime.GOMAXPROCS(StartProcs)
 	default:
 		runtime.SetDefaultGOMAXPROCS()
 	}
